@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One-stop, idempotent setup for a fresh Debian machine: system packages the tests use, the
+# project's virtualenv, and the npm harnesses of the third-party interop peers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PKGS=(etcd-server etcd-client prometheus nodejs npm)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# nodejs/npm may come from elsewhere than Debian (the image ships them): only the binaries matter.
+command -v node >/dev/null && missing=("${missing[@]/nodejs}")
+command -v npm >/dev/null && missing=("${missing[@]/npm}")
+read -r -a missing <<< "${missing[*]:-}"
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian packages enable system services; tests start their own instances on free ports.
+  if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now etcd prometheus >/dev/null 2>&1 || true
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  rm -f .venv/.installed-*; touch "$stamp"
+fi
+
+# Interop harnesses: one folder per third-party stack (their versions conflict with each other).
+for dir in tests/interop/js/*/; do
+  [ -f "$dir/package.json" ] || continue
+  lock="$dir/package-lock.json"
+  want=$(cat "$dir/package.json" "$lock" 2>/dev/null | sha256sum | cut -c1-16)
+  if [ ! -f "$dir/node_modules/.stamp-$want" ]; then
+    echo "setup: npm install in $dir"
+    if [ -f "$lock" ]; then (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    else (cd "$dir" && npm install --no-audit --no-fund --loglevel=error); fi
+    touch "$dir/node_modules/.stamp-$want"
+  fi
+done
+echo "setup: ok"

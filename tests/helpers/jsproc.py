@@ -1,0 +1,157 @@
+"""Drive a third-party JavaScript peer (js-waku, @ethereumjs/devp2p) from a trio test.
+
+Protocol between the test and a harness script under ``tests/interop/js/<name>/``: the script
+reads one JSON object per line on stdin (commands, each with an ``id``) and writes one JSON object
+per line on stdout: replies ``{"id": ..., "ok": true|false, ...}`` and events
+``{"event": "<type>", ...}``.  stderr is captured for failure messages.  The harness folders are
+installed by ``make setup`` (npm ci); a missing ``node_modules`` is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+__all__ = ["JS_DIR", "JsPeer", "JsPeerError"]
+
+JS_DIR = Path(__file__).resolve().parents[1] / "interop" / "js"
+
+
+class JsPeerError(AssertionError):
+    pass
+
+
+class JsPeer:
+    """A running ``node <script>`` with a JSON-lines command channel."""
+
+    def __init__(self, proc: trio.Process, name: str) -> None:
+        self._proc = proc
+        self.name = name
+        self._ids = itertools.count(1)
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._events: list[dict[str, Any]] = []
+        self._changed = trio.Event()
+        self._stderr: list[str] = []
+        self._closed = False
+
+    @classmethod
+    async def start(
+        cls,
+        nursery: trio.Nursery,
+        folder: str,
+        script: str,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        node_args: Sequence[str] = (),
+    ) -> JsPeer:
+        node = shutil.which("node")
+        if node is None:
+            raise JsPeerError("node is not installed; run `make setup`")
+        cwd = JS_DIR / folder
+        if not (cwd / "node_modules").is_dir():
+            raise JsPeerError(f"{cwd}/node_modules missing; run `make setup`")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        proc = await trio.lowlevel.open_process(
+            [node, *node_args, script, *args],
+            cwd=cwd,
+            stdin=-1,
+            stdout=-1,
+            stderr=-1,
+            env=full_env,
+        )
+        peer = cls(proc, f"{folder}/{script}")
+        nursery.start_soon(peer._read_stdout)
+        nursery.start_soon(peer._read_stderr)
+        return peer
+
+    async def _read_stdout(self) -> None:
+        assert self._proc.stdout is not None
+        buf = b""
+        async for chunk in self._proc.stdout:
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    self._stderr.append(f"[stdout] {line.decode(errors='replace')}")
+                    continue
+                if "id" in obj and "event" not in obj:
+                    self._replies[int(obj["id"])] = obj
+                else:
+                    self._events.append(obj)
+                self._changed.set()
+                self._changed = trio.Event()
+        self._closed = True
+        self._changed.set()
+
+    async def _read_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        async for chunk in self._proc.stderr:
+            self._stderr.append(chunk.decode(errors="replace"))
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)[-8000:]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._events)
+
+    async def request(self, cmd: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
+        """Send a command and wait for its reply; a reply with ``ok: false`` raises."""
+        rid = next(self._ids)
+        assert self._proc.stdin is not None
+        line = json.dumps({"id": rid, "cmd": cmd, **params}) + "\n"
+        await self._proc.stdin.send_all(line.encode())
+        with trio.fail_after(timeout):
+            while rid not in self._replies:
+                if self._closed:
+                    raise JsPeerError(f"{self.name} exited during {cmd!r}:\n{self.stderr}")
+                await self._changed.wait()
+        reply = self._replies.pop(rid)
+        if not reply.get("ok", False):
+            raise JsPeerError(f"{self.name} {cmd!r} failed: {reply.get('error')}\n{self.stderr}")
+        return reply
+
+    async def wait_event(
+        self, event: str, timeout: float = 30.0, count: int = 1, **match: Any
+    ) -> list[dict[str, Any]]:
+        """Wait until ``count`` events of type ``event`` whose fields equal ``match`` arrived."""
+
+        def found() -> list[dict[str, Any]]:
+            return [
+                e for e in self._events
+                if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+            ]
+
+        with trio.fail_after(timeout):
+            while len(found()) < count:
+                if self._closed:
+                    raise JsPeerError(f"{self.name} exited waiting for {event!r}:\n{self.stderr}")
+                await self._changed.wait()
+        return found()
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            if self._proc.returncode is None:
+                try:
+                    assert self._proc.stdin is not None
+                    await self._proc.stdin.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+                with trio.move_on_after(5):
+                    await self._proc.wait()
+                if self._proc.returncode is None:
+                    self._proc.kill()
+                    await self._proc.wait()
