@@ -1,0 +1,566 @@
+"""Configuration: defaults < YAML file < ``WAKU_BRIDGE_*`` environment < command-line flags.
+
+Every setting is declared once in :data:`SETTINGS` with its dotted key (the YAML path), type,
+default, environment variable and flag names (nwaku's names where nwaku had one).  Loading collects
+*every* error before reporting, each with its key, so an operator fixes a bad file in one pass.
+The result is an immutable :class:`AppConfig` tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge.errors import ConfigError, WakuBridgeError
+
+__all__ = [
+    "SETTINGS",
+    "AppConfig",
+    "BridgeSection",
+    "ConfigErrors",
+    "FailoverSection",
+    "LogSection",
+    "MetricsSection",
+    "Setting",
+    "V1Section",
+    "V2Section",
+    "add_flags",
+    "load_config",
+]
+
+ENV_PREFIX = "WAKU_BRIDGE_"
+
+
+class ConfigErrors(WakuBridgeError):
+    """All configuration problems found in one load, each a :class:`ConfigError`."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+# --- value parsers: each takes the raw value (YAML scalar or string) and returns the typed value ---
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {v!r}")
+
+
+def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        if isinstance(v, bool):
+            raise ValueError(f"expected an integer, got {v!r}")
+        try:
+            n = int(str(v).strip(), 0) if isinstance(v, str) else int(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected an integer, got {v!r}") from None
+        if isinstance(v, float) and v != n:
+            raise ValueError(f"expected an integer, got {v!r}")
+        if not lo <= n <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {n}")
+        return n
+
+    return parse
+
+
+def _float_min(lo: float, *, strict: bool = False) -> Callable[[Any], float]:
+    def parse(v: Any) -> float:
+        if isinstance(v, bool):
+            raise ValueError(f"expected a number, got {v!r}")
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got {v!r}") from None
+        if math.isnan(f) or math.isinf(f) or f < lo or (strict and f == lo):
+            raise ValueError(f"must be a finite number {'>' if strict else '>='} {lo}, got {v!r}")
+        return f
+
+    return parse
+
+
+def _str(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        raise ValueError(f"expected a string, got {type(v).__name__}")
+    return str(v)
+
+
+def _opt_str(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    return _str(v)
+
+
+_HEX32 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+def _nodekey(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    s = _str(v).strip()
+    if not _HEX32.match(s):
+        raise ValueError("expected 64 hex characters (a secp256k1 private key)")
+    return s.removeprefix("0x").lower()
+
+
+def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
+    def parse(v: Any) -> tuple[Any, ...]:
+        if v is None or v == "":
+            return ()
+        if isinstance(v, str):
+            v = [p for p in (x.strip() for x in v.split(",")) if p]
+        if not isinstance(v, (list, tuple)):
+            v = [v]
+        return tuple(item(x) for x in v)
+
+    return parse
+
+
+def _enode(v: Any) -> str:
+    s = _str(v).strip()
+    if not re.match(r"^enode://[0-9a-fA-F]{128}@[^:@/]+:\d{1,5}(\?.*)?$", s):
+        raise ValueError(f"not an enode URL (enode://<128 hex>@host:port): {s!r}")
+    return s
+
+
+def _multiaddr(v: Any) -> str:
+    s = _str(v).strip()
+    if not s.startswith("/") or "/p2p/" not in s:
+        raise ValueError(f"not a multiaddr with /p2p/<peer id>: {s!r}")
+    return s
+
+
+_PUBSUB = re.compile(r"^/waku/2/rs/(\d{1,5})/(\d{1,4})$")
+
+
+def _pubsub_topic(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    s = _str(v).strip()
+    m = _PUBSUB.match(s)
+    if not m or int(m.group(1)) > 65535 or int(m.group(2)) > 1023:
+        raise ValueError(f"expected /waku/2/rs/<cluster 0..65535>/<shard 0..1023>, got {s!r}")
+    return s
+
+
+def _retention(v: Any) -> str:
+    s = _str(v).strip()
+    if s == "none":
+        return s
+    m = re.match(r"^(time|capacity):(\d+)$", s)
+    if not m or int(m.group(2)) <= 0:
+        raise ValueError(f"expected time:<seconds>, capacity:<count> or none, got {s!r}")
+    return s
+
+
+def _db_url(v: Any) -> str:
+    s = _str(v).strip()
+    if not s.startswith("sqlite://"):
+        raise ValueError(f"only sqlite://PATH (or sqlite://:memory:) is supported, got {s!r}")
+    return s
+
+
+def _log_level(v: Any) -> str:
+    s = _str(v).strip().upper()
+    if s == "WARN":
+        s = "WARNING"
+    if s not in ("TRACE", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "FATAL", "CRITICAL"):
+        raise ValueError(f"unknown log level {v!r}")
+    return {"TRACE": "DEBUG", "NOTICE": "INFO", "FATAL": "CRITICAL"}.get(s, s)
+
+
+def _log_format(v: Any) -> str:
+    s = _str(v).strip().lower()
+    if s not in ("text", "json"):
+        raise ValueError(f"expected text or json, got {v!r}")
+    return s
+
+
+def _failover(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    s = _str(v).strip()
+    if s == "none" or s.startswith("sqlite:") or s.startswith("etcd://"):
+        return s
+    raise ValueError(f"expected sqlite:PATH, etcd://HOST:PORT[,HOST:PORT...] or none, got {s!r}")
+
+
+def _v1_topic(v: Any) -> str:
+    s = _str(v).strip().lower().removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-f]{8}", s):
+        raise ValueError(f"expected a 4-byte v1 topic as 8 hex digits, got {v!r}")
+    return s
+
+
+def _content_topic_or_v1(v: Any) -> str:
+    s = _str(v).strip()
+    if s.startswith("/"):
+        return s
+    return _v1_topic(s)
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One configuration setting.
+
+    ``key`` is the dotted YAML path; ``flags`` maps a command group ("bridge", "v1-node",
+    "v2-node", "common") to its flag names; ``env`` defaults to WAKU_BRIDGE_<KEY with _>.
+    """
+
+    key: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    repeatable: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.replace(".", "_").upper()
+
+    @property
+    def dest(self) -> str:
+        return self.key.replace(".", "__")
+
+
+B, V1N, V2N, ALL = "bridge", "v1-node", "v2-node", "common"
+
+
+def _f(*names: str, groups: Iterable[str] = (B,)) -> dict[str, tuple[str, ...]]:
+    return {g: names for g in groups}
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- process ---
+    Setting("peer_id", _opt_str, None, "identity of this bridge instance (A, B, ...)", _f("--peer-id")),
+    Setting("data_dir", _str, "./data", "directory for keys, dedup state, aggregates, store",
+            _f("--data-dir", groups=(B, V1N, V2N))),
+    Setting("log.level", _log_level, "INFO", "TRACE|DEBUG|INFO|WARNING|ERROR",
+            _f("--log-level", groups=(B, V1N, V2N))),
+    Setting("log.format", _log_format, "text", "text or json",
+            _f("--log-format", groups=(B, V1N, V2N))),
+    Setting("listen_address", _str, "0.0.0.0", "listen IP for both networks",
+            _f("--listen-address", groups=(B, V1N, V2N))),
+    Setting("metrics.enabled", _bool, True, "serve Prometheus /metrics and health endpoints",
+            _f("--metrics-server", groups=(B, V1N, V2N))),
+    Setting("metrics.address", _str, "127.0.0.1", "metrics/HTTP listen address",
+            _f("--metrics-server-address", groups=(B, V1N, V2N))),
+    Setting("metrics.port", _int_in(0, 65535), 8008, "metrics/HTTP port",
+            _f("--metrics-server-port", groups=(B, V1N, V2N))),
+    # --- Waku v1 ---
+    Setting("v1.port", _int_in(0, 65535), 30303, "devp2p TCP port",
+            _f("--devp2p-tcp-port", groups=(B, V1N))),
+    Setting("v1.nodekey", _nodekey, None, "v1 secp256k1 node key (hex); default: persisted in data dir",
+            _f("--nodekey-v1", groups=(B, V1N))),
+    Setting("v1.staticnodes", _list_of(_enode), (), "static v1 peer (enode URL), repeatable",
+            _f("--staticnode-v1", groups=(B, V1N)), repeatable=True),
+    Setting("v1.pow", _float_min(0.0), 0.002,
+            "v1 PoW: advertised and enforced requirement, and the target our posts are mined for",
+            _f("--waku-v1-pow", groups=(B, V1N))),
+    Setting("v1.max_peers", _int_in(1, 1000), 50, "maximum v1 peers", _f("--max-peers-v1", groups=(B, V1N))),
+    Setting("v1.target_peers", _int_in(0, 1000), 4, "v1 peers to keep dialled from the static list",
+            _f("--target-peers-v1", groups=(B, V1N))),
+    Setting("v1.future_allowance", _float_min(0.0), 2.0,
+            "seconds an envelope may be created in the future (nim: 2, status-go: 10)",
+            _f("--waku-v1-future-allowance", groups=(B, V1N))),
+    Setting("v1.rate_limit_packets", _int_in(0, 1_000_000), 0, "per-peer packets/s (0 = unlimited)",
+            _f("--waku-v1-rate-limit-packets", groups=(B, V1N))),
+    Setting("v1.rate_limit_bytes", _int_in(0, 1 << 40), 0, "per-peer bytes/s (0 = unlimited)",
+            _f("--waku-v1-rate-limit-bytes", groups=(B, V1N))),
+    # --- Waku v2 ---
+    Setting("v2.tcp_port", _int_in(0, 65535), 60000, "libp2p TCP port",
+            {B: ("--libp2p-tcp-port", "--tcp-port"), V2N: ("--tcp-port",)}),
+    Setting("v2.websocket_support", _bool, True, "listen on WebSocket too (js-waku needs it)",
+            _f("--websocket-support", groups=(B, V2N))),
+    Setting("v2.websocket_port", _int_in(0, 65535), 8000, "libp2p WebSocket port",
+            _f("--websocket-port", groups=(B, V2N))),
+    Setting("v2.nodekey", _nodekey, None, "v2 secp256k1 node key (hex); default: persisted in data dir",
+            {B: ("--nodekey-v2",), V2N: ("--nodekey",)}),
+    Setting("v2.staticnodes", _list_of(_multiaddr), (), "static v2 peer (multiaddr), repeatable",
+            {B: ("--staticnode-v2",), V2N: ("--staticnode",)}, repeatable=True),
+    Setting("v2.cluster_id", _int_in(0, 65535), 0, "Waku network cluster id",
+            _f("--cluster-id", groups=(B, V2N))),
+    Setting("v2.shards", _list_of(_int_in(0, 1023)), (), "shard to relay, repeatable (default: all)",
+            _f("--shard", groups=(B, V2N)), repeatable=True),
+    Setting("v2.num_shards_in_network", _int_in(0, 1024), 1, "autosharding shard count (0 = static)",
+            _f("--num-shards-in-network", groups=(B, V2N))),
+    Setting("v2.relay", _bool, True, "mount relay", _f("--relay", groups=(B, V2N))),
+    Setting("v2.store", _bool, False, "mount the store v3 service and archive", _f("--store", groups=(B, V2N))),
+    Setting("v2.store_message_db_url", _db_url, "sqlite://store.sqlite3",
+            "archive location (relative paths are under the data dir)",
+            _f("--store-message-db-url", groups=(B, V2N))),
+    Setting("v2.store_message_retention_policy", _retention, "time:172800", "time:<s> | capacity:<n> | none",
+            _f("--store-message-retention-policy", groups=(B, V2N))),
+    Setting("v2.filter", _bool, False, "mount the filter v2 service", _f("--filter", groups=(B, V2N))),
+    Setting("v2.lightpush", _bool, False, "mount lightpush v3 + v2 services", _f("--lightpush", groups=(B, V2N))),
+    Setting("v2.peer_exchange", _bool, True, "mount peer exchange", _f("--peer-exchange", groups=(B, V2N))),
+    Setting("v2.dns_discovery_url", _opt_str, None, "enrtree:// URL to discover peers from",
+            _f("--dns-discovery-url", groups=(B, V2N))),
+    Setting("v2.max_connections", _int_in(1, 10_000), 50, "maximum libp2p connections",
+            _f("--max-connections", groups=(B, V2N))),
+    Setting("v2.rest", _bool, False, "serve the REST API (/debug/v1/info, /health)",
+            _f("--rest", groups=(V2N,))),
+    Setting("v2.rest_address", _str, "127.0.0.1", "REST listen address", _f("--rest-address", groups=(V2N,))),
+    Setting("v2.rest_port", _int_in(0, 65535), 8645, "REST port", _f("--rest-port", groups=(V2N,))),
+    # --- bridge ---
+    Setting("bridge.pubsub_topic", _pubsub_topic, None,
+            "v2 pubsub topic to bridge on (default: autoshard of each content topic)",
+            _f("--bridge-pubsub-topic")),
+    Setting("bridge.ttl", _int_in(1, 3600), 10, "TTL (s) of envelopes bridged v2->v1", _f("--bridge-ttl")),
+    Setting("bridge.max_skew", _float_min(0.0), 20.0,
+            "accepted |timestamp - now| (s) for messages bridged v2->v1", _f("--bridge-max-skew")),
+    Setting("bridge.pow_budget", _float_min(0.0, strict=True), 2.0,
+            "seconds of mining allowed per v2->v1 message before it is a counted drop", _f("--bridge-pow-budget")),
+    Setting("bridge.allow_topics", _list_of(_content_topic_or_v1), (),
+            "bridge only these v1 topics / content topics (repeatable)", _f("--bridge-allow-topic"), repeatable=True),
+    Setting("bridge.deny_topics", _list_of(_content_topic_or_v1), (),
+            "never bridge these v1 topics / content topics (repeatable)", _f("--bridge-deny-topic"), repeatable=True),
+    Setting("bridge.topic_cardinality", _int_in(1, 10_000), 50,
+            "content topics tracked individually in metrics (the rest are 'other')", _f("--bridge-topic-cardinality")),
+    Setting("bridge.dedup_window", _float_min(1.0), 600.0, "dedup window (s), >= max TTL + skew",
+            _f("--bridge-dedup-window")),
+    Setting("bridge.dedup_capacity", _int_in(1000, 100_000_000), 1_000_000, "dedup entries kept",
+            _f("--bridge-dedup-capacity")),
+    # --- failover ---
+    Setting("failover.backend", _failover, None,
+            "sqlite:PATH (default: a file in the data dir) | etcd://HOST:PORT[,HOST:PORT...] | none",
+            _f("--failover")),
+    Setting("failover.ttl", _float_min(1.0), 10.0, "leader lease TTL (s)", _f("--failover-ttl")),
+)
+
+_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class LogSection:
+    level: str
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    enabled: bool
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class V1Section:
+    port: int
+    nodekey: str | None
+    staticnodes: tuple[str, ...]
+    pow: float
+    max_peers: int
+    target_peers: int
+    future_allowance: float
+    rate_limit_packets: int
+    rate_limit_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class V2Section:
+    tcp_port: int
+    websocket_support: bool
+    websocket_port: int
+    nodekey: str | None
+    staticnodes: tuple[str, ...]
+    cluster_id: int
+    shards: tuple[int, ...]
+    num_shards_in_network: int
+    relay: bool
+    store: bool
+    store_message_db_url: str
+    store_message_retention_policy: str
+    filter: bool
+    lightpush: bool
+    peer_exchange: bool
+    dns_discovery_url: str | None
+    max_connections: int
+    rest: bool
+    rest_address: str
+    rest_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSection:
+    pubsub_topic: str | None
+    ttl: int
+    max_skew: float
+    pow_budget: float
+    allow_topics: tuple[str, ...]
+    deny_topics: tuple[str, ...]
+    topic_cardinality: int
+    dedup_window: float
+    dedup_capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverSection:
+    backend: str | None
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    peer_id: str | None
+    data_dir: Path
+    listen_address: str
+    log: LogSection
+    metrics: MetricsSection
+    v1: V1Section
+    v2: V2Section
+    bridge: BridgeSection
+    failover: FailoverSection
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Where each non-default value came from ("file", "env", "flag"), for check-config."""
+
+    def effective_shards(self) -> tuple[int, ...]:
+        """Shards to relay: the configured ones, else all of the autosharded network (nwaku)."""
+        if self.v2.shards:
+            return self.v2.shards
+        return tuple(range(max(1, self.v2.num_shards_in_network)))
+
+
+def add_flags(parser: argparse.ArgumentParser, group: str) -> None:
+    """Add the flags of ``group`` ("bridge", "v1-node", "v2-node") to ``parser``.
+
+    Flags default to ``argparse.SUPPRESS`` so that only what the operator typed overrides the
+    file and environment.  Booleans accept ``--store`` and ``--store=false`` (nwaku style).
+    """
+    parser.add_argument("--config", "-c", metavar="FILE", help="YAML configuration file")
+    for s in SETTINGS:
+        names = s.flags.get(group)
+        if not names:
+            continue
+        kwargs: dict[str, Any] = {"dest": s.dest, "default": argparse.SUPPRESS, "help": s.help}
+        if s.parse is _bool:
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        elif s.repeatable:
+            kwargs.update(action="append", metavar=s.key.split(".")[-1].upper())
+        else:
+            kwargs.update(metavar=s.key.split(".")[-1].upper())
+        parser.add_argument(*names, **kwargs)
+
+
+def _flatten(prefix: str, data: Mapping[str, Any], out: dict[str, Any], errors: list[ConfigError]) -> None:
+    for k, v in data.items():
+        key = f"{prefix}{k}".replace("-", "_")
+        if isinstance(v, Mapping) and key not in _BY_KEY:
+            _flatten(key + ".", v, out, errors)
+        elif key in _BY_KEY:
+            out[key] = v
+        else:
+            errors.append(ConfigError(key, "unknown setting"))
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> AppConfig:
+    """Merge defaults < YAML ``path`` < ``env`` < ``flags`` and validate everything at once.
+
+    ``flags`` is ``vars(argparse.Namespace)`` from a parser built with :func:`add_flags`.
+    Raises :class:`ConfigErrors` listing every problem with its key.
+    """
+    env = os.environ if env is None else env
+    flags = dict(flags or {})
+    errors: list[ConfigError] = []
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    if path is not None:
+        try:
+            doc = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigErrors([ConfigError("config", f"cannot read {path}: {exc.strerror}")]) from None
+        except yaml.YAMLError as exc:
+            raise ConfigErrors([ConfigError("config", f"{path} is not valid YAML: {exc}")]) from None
+        if doc is None:
+            doc = {}
+        if not isinstance(doc, Mapping):
+            raise ConfigErrors([ConfigError("config", f"{path} must hold a mapping at the top level")])
+        file_values: dict[str, Any] = {}
+        _flatten("", doc, file_values, errors)
+        for k, v in file_values.items():
+            raw[k], sources[k] = v, "file"
+
+    for s in SETTINGS:
+        if s.env in env:
+            raw[s.key], sources[s.key] = env[s.env], "env"
+    for s in SETTINGS:
+        if s.dest in flags:
+            v = flags[s.dest]
+            raw[s.key], sources[s.key] = v, "flag"
+
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        if s.key in raw:
+            try:
+                values[s.key] = s.parse(raw[s.key])
+            except ValueError as exc:
+                errors.append(ConfigError(s.key, f"{exc} (from {sources[s.key]})"))
+                values[s.key] = s.default
+        else:
+            values[s.key] = s.default
+
+    # Cross-field rules.
+    if values["bridge.dedup_window"] < values["bridge.ttl"] + values["bridge.max_skew"]:
+        errors.append(ConfigError(
+            "bridge.dedup_window",
+            f"must be >= bridge.ttl + bridge.max_skew ({values['bridge.ttl'] + values['bridge.max_skew']:g} s) "
+            "or re-sent messages would be bridged twice",
+        ))
+    if values["v2.num_shards_in_network"] and values["v2.shards"]:
+        bad = [s for s in values["v2.shards"] if s >= values["v2.num_shards_in_network"]]
+        if bad:
+            errors.append(ConfigError("v2.shards", f"shards {bad} >= num_shards_in_network"))
+    topic = values["bridge.pubsub_topic"]
+    if topic is not None and int(topic.split("/")[4]) != values["v2.cluster_id"]:
+        errors.append(ConfigError("bridge.pubsub_topic", f"{topic} is not on cluster {values['v2.cluster_id']}"))
+    ports = [("v1.port", values["v1.port"]), ("v2.tcp_port", values["v2.tcp_port"])]
+    if values["v2.websocket_support"]:
+        ports.append(("v2.websocket_port", values["v2.websocket_port"]))
+    if values["metrics.enabled"]:
+        ports.append(("metrics.port", values["metrics.port"]))
+    seen: dict[int, str] = {}
+    for key, port in ports:
+        if port and port in seen:
+            errors.append(ConfigError(key, f"port {port} is also used by {seen[port]}"))
+        seen.setdefault(port, key)
+    if values["peer_id"] is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", values["peer_id"]):
+        errors.append(ConfigError("peer_id", "use 1-64 letters, digits, '.', '_' or '-'"))
+
+    if errors:
+        raise ConfigErrors(errors)
+
+    def section(cls: Any, prefix: str) -> Any:
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{n: values[f"{prefix}.{n}"] for n in names})
+
+    return AppConfig(
+        peer_id=values["peer_id"],
+        data_dir=Path(values["data_dir"]),
+        listen_address=values["listen_address"],
+        log=section(LogSection, "log"),
+        metrics=section(MetricsSection, "metrics"),
+        v1=section(V1Section, "v1"),
+        v2=section(V2Section, "v2"),
+        bridge=section(BridgeSection, "bridge"),
+        failover=section(FailoverSection, "failover"),
+        sources=sources,
+    )
