@@ -1,0 +1,404 @@
+"""The trio shell around :class:`v1.rlpx.session.Session`: sockets, deadlines, keepalive.
+
+``rlpx_connect`` dials, ``rlpx_serve`` listens; both hand out :class:`RLPxConnection`, whose
+``receive()`` yields subprotocol messages (base protocol handled here) and whose ``send()`` writes
+them.  Every network wait has a deadline (timers from rlpx.md §8); a broken peer ends in a
+Disconnect with a reason, a metric, and a closed socket, never an exception escaping the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from v1.errors import V1Error
+from v1.rlpx.base import Capability, DisconnectReason, Hello, ProtocolError, SharedCapability
+from v1.rlpx.enode import Enode
+from v1.rlpx.frame import DEFAULT_MAX_FRAME, FrameError, FrameTooLarge, MacMismatch
+from v1.rlpx.handshake import HandshakeError
+from v1.rlpx.keys import NodeKey
+from v1.rlpx.metrics import RLPxMetrics
+from v1.rlpx.session import (
+    DisconnectReceived,
+    HelloParams,
+    HelloReceived,
+    MessageReceived,
+    Session,
+    State,
+)
+
+__all__ = [
+    "Capability",
+    "DisconnectReason",
+    "HelloParams",
+    "PeerDisconnected",
+    "RLPxConnection",
+    "Timeouts",
+    "rlpx_connect",
+    "rlpx_serve",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    dial: float = 10.0  # TCP connect (ethereumjs' socket timeout)
+    handshake: float = 5.0  # crypto handshake (geth)
+    hello: float = 10.0  # until the peer's Hello (nim-eth)
+    ping_interval: float = 15.0  # our keepalive Ping (geth, ethereumjs)
+    idle: float = 30.0  # no frame for this long = dead link (geth frame read timeout)
+    write: float = 20.0  # one frame write (geth)
+    disconnect_linger: float = 2.0  # wait for the peer to close after our Disconnect
+
+
+class PeerDisconnected(V1Error):
+    """The session ended; ``by_remote`` says whether the peer sent the Disconnect."""
+
+    def __init__(self, reason: DisconnectReason | int, *, by_remote: bool, detail: str = "") -> None:
+        name = reason.name if isinstance(reason, DisconnectReason) else str(reason)
+        super().__init__(f"disconnected ({name}{', by peer' if by_remote else ''}){': ' + detail if detail else ''}")
+        self.reason = reason
+        self.by_remote = by_remote
+
+
+def _kind(exc: Exception) -> str:
+    if isinstance(exc, MacMismatch):
+        return "mac"
+    if isinstance(exc, FrameTooLarge):
+        return "oversize"
+    if isinstance(exc, HandshakeError):
+        return "handshake"
+    if isinstance(exc, ProtocolError):
+        return "protocol"
+    return "frame"
+
+
+class RLPxConnection:
+    """An established session (Hello exchanged).  Use only inside its context/handler."""
+
+    def __init__(self, stream: trio.SocketStream, session: Session, metrics: RLPxMetrics,
+                 timeouts: Timeouts, remote_address: tuple[str, int], *, inbound: bool) -> None:
+        self._stream = stream
+        self._session = session
+        self._metrics = metrics
+        self._timeouts = timeouts
+        self._write_lock = trio.Lock()
+        self._send_ch, self._recv_ch = trio.open_memory_channel[tuple[int, bytes, int]](64)
+        self._closed: PeerDisconnected | None = None
+        self.remote_address = remote_address
+        self.inbound = inbound
+
+    @property
+    def remote_pubkey(self) -> bytes:
+        assert self._session.remote_pubkey is not None
+        return self._session.remote_pubkey
+
+    @property
+    def remote_hello(self) -> Hello:
+        assert self._session.remote_hello is not None
+        return self._session.remote_hello
+
+    @property
+    def shared_capabilities(self) -> tuple[SharedCapability, ...]:
+        return self._session.shared
+
+    @property
+    def remote_enode(self) -> str:
+        host, port = self.remote_address
+        if self.inbound:  # their listening port is what they advertised (0 = not listening)
+            port = self.remote_hello.listen_port or port
+        return str(Enode(self.remote_pubkey, host, port))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    async def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        with trio.fail_after(self._timeouts.write):
+            await self._stream.send_all(data)
+        self._metrics.bytes.labels("out").inc(len(data))
+
+    async def send(self, code: int, msg_data: bytes) -> None:
+        """Send a subprotocol message (code relative to the first shared capability)."""
+        if self._closed is not None:
+            raise self._closed
+        async with self._write_lock:
+            try:
+                frame = self._session.send_message(code, msg_data)
+                await self._write(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError) as exc:
+                self._fail(PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=False, detail=str(exc)))
+                raise self._closed from None  # type: ignore[misc]
+        self._metrics.frames.labels("out").inc()
+
+    async def receive(self) -> tuple[int, bytes]:
+        """Next subprotocol message; raises :class:`PeerDisconnected` when the session ends."""
+        code, data, _size = await self.receive_sized()
+        return code, data
+
+    async def receive_sized(self) -> tuple[int, bytes, int]:
+        """Like :meth:`receive`, plus the message's wire size (for byte-rate limits)."""
+        try:
+            return await self._recv_ch.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            assert self._closed is not None
+            raise self._closed from None
+
+    async def disconnect(self, reason: DisconnectReason = DisconnectReason.REQUESTED) -> None:
+        """Send Disconnect, give the peer ``disconnect_linger`` s to close, then close."""
+        if self._closed is None:
+            self._fail(PeerDisconnected(reason, by_remote=False))
+            with trio.CancelScope(shield=True):
+                async with self._write_lock:
+                    with trio.move_on_after(1.0):
+                        try:
+                            await self._write(self._session.send_disconnect(reason))
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError):
+                            pass
+        await self._close_socket()
+
+    async def _close_socket(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self._stream.aclose()
+
+    def _fail(self, exc: PeerDisconnected) -> None:
+        if self._closed is None:
+            self._closed = exc
+            self._metrics.disconnects.labels(
+                exc.reason.name.lower() if isinstance(exc.reason, DisconnectReason) else str(exc.reason),
+                "remote" if exc.by_remote else "local").inc()
+        self._send_ch.close()
+
+    async def _run(self) -> None:
+        """Reader + keepalive; returns when the session is over (socket closed)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._keepalive)
+            try:
+                await self._read_loop()
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _keepalive(self) -> None:
+        while self._closed is None:
+            await trio.sleep(self._timeouts.ping_interval)
+            async with self._write_lock:
+                try:
+                    await self._write(self._session.send_ping())
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError):
+                    return
+
+    async def _read_loop(self) -> None:
+        reason: DisconnectReason = DisconnectReason.TCP_ERROR
+        try:
+            while self._closed is None:
+                data = b""
+                with trio.move_on_after(self._timeouts.idle):
+                    data = await self._stream.receive_some(65536)
+                    if not data:
+                        self._fail(PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=True, detail="EOF"))
+                        return
+                if not data:
+                    reason = DisconnectReason.PING_TIMEOUT
+                    raise ProtocolError("no frame within the idle timeout", DisconnectReason.PING_TIMEOUT)
+                self._metrics.bytes.labels("in").inc(len(data))
+                out, events = self._session.receive(data)
+                if out:
+                    async with self._write_lock:
+                        await self._write(out)
+                for ev in events:
+                    if isinstance(ev, MessageReceived):
+                        self._metrics.frames.labels("in").inc()
+                        await self._send_ch.send((ev.code, ev.data, ev.size))
+                    elif isinstance(ev, DisconnectReceived):
+                        self._fail(PeerDisconnected(ev.reason, by_remote=True))
+                        return
+        except (ProtocolError, FrameError) as exc:
+            reason = exc.reason if isinstance(exc, ProtocolError) else DisconnectReason.BREACH_OF_PROTOCOL
+            self._metrics.protocol_errors.labels(_kind(exc)).inc()
+            log.info("peer %s broke the protocol: %s", self.remote_address, exc)
+            await self.disconnect(reason)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError) as exc:
+            self._fail(PeerDisconnected(reason, by_remote=False, detail=str(exc) or type(exc).__name__))
+        finally:
+            self._send_ch.close()
+            if self._closed is None:
+                self._fail(PeerDisconnected(reason, by_remote=False))
+            await self._close_socket()
+
+
+async def _establish(stream: trio.SocketStream, session: Session, metrics: RLPxMetrics, timeouts: Timeouts,
+                     remote_address: tuple[str, int], *, inbound: bool) -> RLPxConnection:
+    """Handshake + Hello under deadlines; leftover bytes stay in the session's frame buffer."""
+    conn = RLPxConnection(stream, session, metrics, timeouts, remote_address, inbound=inbound)
+    if not inbound:
+        with trio.fail_after(timeouts.handshake):
+            await stream.send_all(session.initiate())
+    deadline = trio.current_time() + timeouts.handshake
+    while session.state is not State.READY:
+        if session.state is State.HELLO:
+            deadline = min(deadline, trio.current_time() + timeouts.hello)
+        with trio.fail_after(max(0.0, deadline - trio.current_time())):
+            data = await stream.receive_some(65536)
+        if not data:
+            raise PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=True, detail="EOF during handshake")
+        metrics.bytes.labels("in").inc(len(data))
+        out, events = session.receive(data)
+        if out:
+            await stream.send_all(out)
+        for ev in events:
+            if isinstance(ev, DisconnectReceived):
+                raise PeerDisconnected(ev.reason, by_remote=True, detail="during Hello")
+            if isinstance(ev, HelloReceived):
+                deadline = float("inf")
+            if isinstance(ev, MessageReceived):  # pipelined right behind the Hello
+                conn._send_ch.send_nowait((ev.code, ev.data, ev.size))
+        if session.state is State.READY:
+            break
+    return conn
+
+
+async def _refuse(stream: trio.SocketStream, session: Session, reason: DisconnectReason) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+        try:
+            await stream.send_all(session.send_disconnect(reason))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+    with trio.CancelScope(shield=True):
+        await stream.aclose()
+
+
+@asynccontextmanager
+async def rlpx_connect(
+    enode: Enode | str,
+    node_key: NodeKey,
+    hello: HelloParams,
+    *,
+    metrics: RLPxMetrics | None = None,
+    timeouts: Timeouts = Timeouts(),
+    max_frame_size: int = DEFAULT_MAX_FRAME,
+    eip8: bool = True,
+) -> AsyncIterator[RLPxConnection]:
+    """Dial ``enode``, run handshake + Hello, yield the connection; Disconnect on exit."""
+    target = Enode.parse(enode) if isinstance(enode, str) else enode
+    m = metrics or RLPxMetrics()
+    try:
+        with trio.fail_after(timeouts.dial):
+            stream = await trio.open_tcp_stream(target.host, target.port)
+    except (OSError, trio.TooSlowError) as exc:
+        m.connect_failure.labels("dial").inc()
+        raise PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=False, detail=f"dial: {exc}") from None
+    session = Session(node_key, hello, secrets.token_bytes, remote_pubkey=target.pubkey,
+                      max_frame_size=max_frame_size, max_message_size=max_frame_size, eip8=eip8)
+    try:
+        conn = await _establish(stream, session, m, timeouts, (target.host, target.port), inbound=False)
+    except (ProtocolError, HandshakeError, FrameError) as exc:
+        m.connect_failure.labels(_kind(exc)).inc()
+        await _refuse(stream, session, exc.reason if isinstance(exc, ProtocolError) else DisconnectReason.BREACH_OF_PROTOCOL)
+        raise PeerDisconnected(DisconnectReason.BREACH_OF_PROTOCOL, by_remote=False, detail=str(exc)) from None
+    except (trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
+        m.connect_failure.labels("timeout" if isinstance(exc, trio.TooSlowError) else "io").inc()
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        raise PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=False, detail=str(exc) or "timeout") from None
+    except PeerDisconnected:
+        m.connect_failure.labels("disconnected").inc()
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        raise
+    m.connect_success.inc()
+    m.connected_peers.inc()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn._run)
+            try:
+                yield conn
+            finally:
+                await conn.disconnect(DisconnectReason.REQUESTED)
+                nursery.cancel_scope.cancel()
+    finally:
+        m.connected_peers.dec()
+
+
+async def rlpx_serve(
+    host: str,
+    port: int,
+    node_key: NodeKey,
+    hello: HelloParams,
+    handler: Callable[[RLPxConnection], Awaitable[None]],
+    *,
+    max_peers: int = 50,
+    metrics: RLPxMetrics | None = None,
+    timeouts: Timeouts = Timeouts(),
+    max_frame_size: int = DEFAULT_MAX_FRAME,
+    admit: Callable[[bytes], DisconnectReason | None] | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen; run ``handler(conn)`` per established inbound session.
+
+    ``admit(remote_pubkey)`` may refuse a peer (e.g. ALREADY_CONNECTED).  Sessions over
+    ``max_peers`` are refused with TOO_MANY_PEERS after the handshake.  Started value: the port.
+    """
+    m = metrics or RLPxMetrics()
+    active = 0
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = listeners[0].socket.getsockname()[1]
+    log.debug("rlpx listening on %s:%d", host, bound)
+
+    async def serve_one(stream: trio.SocketStream) -> None:
+        nonlocal active
+        try:
+            peer = stream.socket.getpeername()
+            addr = (str(peer[0]), int(peer[1]))
+        except OSError:
+            await stream.aclose()
+            return
+        session = Session(node_key, hello, secrets.token_bytes, max_frame_size=max_frame_size,
+                          max_message_size=max_frame_size)
+        try:
+            conn = await _establish(stream, session, m, timeouts, addr, inbound=True)
+        except (ProtocolError, HandshakeError, FrameError) as exc:
+            m.accept_failure.labels(_kind(exc)).inc()
+            log.info("inbound %s refused: %s", addr, exc)
+            await _refuse(stream, session, exc.reason if isinstance(exc, ProtocolError) else DisconnectReason.BREACH_OF_PROTOCOL)
+            return
+        except (trio.TooSlowError, OSError, trio.BrokenResourceError, PeerDisconnected) as exc:
+            m.accept_failure.labels("timeout" if isinstance(exc, trio.TooSlowError) else "io").inc()
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        refusal = DisconnectReason.TOO_MANY_PEERS if active >= max_peers else (admit(conn.remote_pubkey) if admit else None)
+        if refusal is not None:
+            m.accept_failure.labels(refusal.name.lower()).inc()
+            await conn.disconnect(refusal)
+            return
+        m.accept_success.inc()
+        m.connected_peers.inc()
+        active += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(conn._run)
+                try:
+                    await handler(conn)
+                finally:
+                    await conn.disconnect(DisconnectReason.REQUESTED)
+                    nursery.cancel_scope.cancel()
+        except PeerDisconnected:
+            pass
+        except Exception:  # a bug in one peer's handler must not take the listener down
+            log.exception("handler for %s failed", addr)
+            m.protocol_errors.labels("handler_bug").inc()
+        finally:
+            active -= 1
+            m.connected_peers.dec()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, serve_one, listeners)
+        task_status.started(bound)
