@@ -154,7 +154,9 @@ def decode_disconnect(data: bytes) -> DisconnectReason | int:
     return DisconnectReason.REQUESTED
 
 
-def shared_capabilities(ours: tuple[Capability, ...], theirs: tuple[tuple[str, int], ...]) -> tuple[SharedCapability, ...]:
+def shared_capabilities(
+    ours: tuple[Capability, ...], theirs: tuple[tuple[str, int], ...]
+) -> tuple[SharedCapability, ...]:
     """rlpx.md §6: same name and version; highest shared version per name; alphabetical offsets."""
     their_set = set(theirs)
     best: dict[str, Capability] = {}

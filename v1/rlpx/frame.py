@@ -66,7 +66,8 @@ class FrameCodec:
         header_ct = self._enc.encrypt(header + b"\0" * (16 - len(header)))
         padded = frame_data + b"\0" * (-size % 16)
         frame_ct = self._enc.encrypt(padded)
-        return header_ct + self._header_mac(self._egress, header_ct) + frame_ct + self._frame_mac(self._egress, frame_ct)
+        header_mac = self._header_mac(self._egress, header_ct)
+        return header_ct + header_mac + frame_ct + self._frame_mac(self._egress, frame_ct)
 
     def feed(self, data: bytes) -> list[bytes]:
         """Consume wire bytes; return the data of every frame completed by them."""

@@ -152,10 +152,7 @@ class Session:
             self.state = State.HELLO
             events.append(HandshakeComplete(secrets.remote_pubkey))
             # Both sides send Hello as their first frame, never compressed (rlpx.md §5).
-            out += self._frame(P2PCode.HELLO, encode_hello(Hello(
-                self.hello.p2p_version, self.hello.client_id,
-                tuple((c.name, c.version) for c in self.hello.capabilities),
-                self.hello.listen_port, self.node_key.pubkey)), compress=False)
+            out += self._frame(P2PCode.HELLO, self._hello_payload(), compress=False)
             if not data:
                 return out, events
         assert self._codec is not None
@@ -166,6 +163,11 @@ class Session:
             if self.state is State.CLOSED:
                 break
         return out, events
+
+    def _hello_payload(self) -> bytes:
+        return encode_hello(Hello(self.hello.p2p_version, self.hello.client_id,
+                                  tuple((c.name, c.version) for c in self.hello.capabilities),
+                                  self.hello.listen_port, self.node_key.pubkey))
 
     def _on_frame(self, frame: bytes) -> tuple[bytes, list[Event]]:
         try:
@@ -188,7 +190,8 @@ class Session:
                 raise ProtocolError(f"message {code:#x} before Hello")
             hello = decode_hello(payload)
             if hello.node_id != self.remote_pubkey:
-                raise ProtocolError("Hello node id differs from the handshake key", DisconnectReason.UNEXPECTED_IDENTITY)
+                raise ProtocolError("Hello node id differs from the handshake key",
+                                    DisconnectReason.UNEXPECTED_IDENTITY)
             self.remote_hello = hello
             self.shared = shared_capabilities(self.hello.capabilities, hello.capabilities)
             if not self.shared:

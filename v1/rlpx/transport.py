@@ -67,6 +67,10 @@ class PeerDisconnected(V1Error):
         self.by_remote = by_remote
 
 
+def _reason(exc: Exception) -> DisconnectReason:
+    return exc.reason if isinstance(exc, ProtocolError) else DisconnectReason.BREACH_OF_PROTOCOL
+
+
 def _kind(exc: Exception) -> str:
     if isinstance(exc, MacMismatch):
         return "mac"
@@ -91,6 +95,8 @@ class RLPxConnection:
         self._write_lock = trio.Lock()
         self._send_ch, self._recv_ch = trio.open_memory_channel[tuple[int, bytes, int]](64)
         self._closed: PeerDisconnected | None = None
+        self._eof = trio.Event()
+        self._reader: trio.lowlevel.Task | None = None
         self.remote_address = remote_address
         self.inbound = inbound
 
@@ -153,7 +159,11 @@ class RLPxConnection:
             raise self._closed from None
 
     async def disconnect(self, reason: DisconnectReason = DisconnectReason.REQUESTED) -> None:
-        """Send Disconnect, give the peer ``disconnect_linger`` s to close, then close."""
+        """Send Disconnect, half-close, give the peer ``disconnect_linger`` s to close, then close.
+
+        Closing at once with unread bytes in our receive buffer would make the kernel send a RST,
+        and a RST can discard the Disconnect frame before the peer reads it (rlpx.md §5.1).
+        """
         if self._closed is None:
             self._fail(PeerDisconnected(reason, by_remote=False))
             with trio.CancelScope(shield=True):
@@ -161,9 +171,23 @@ class RLPxConnection:
                     with trio.move_on_after(1.0):
                         try:
                             await self._write(self._session.send_disconnect(reason))
+                            await self._stream.send_eof()
                         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError):
                             pass
+                with trio.move_on_after(self._timeouts.disconnect_linger):
+                    if self._reader is not None and self._reader is not trio.lowlevel.current_task():
+                        await self._eof.wait()
+                    else:
+                        await self._drain()
         await self._close_socket()
+
+    async def _drain(self) -> None:
+        try:
+            while await self._stream.receive_some(65536):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.BusyResourceError):
+            pass
+        self._eof.set()
 
     async def _close_socket(self) -> None:
         with trio.CancelScope(shield=True):
@@ -196,15 +220,21 @@ class RLPxConnection:
                     return
 
     async def _read_loop(self) -> None:
+        self._reader = trio.lowlevel.current_task()
         reason: DisconnectReason = DisconnectReason.TCP_ERROR
         try:
-            while self._closed is None:
+            while True:
                 data = b""
                 with trio.move_on_after(self._timeouts.idle):
                     data = await self._stream.receive_some(65536)
                     if not data:
+                        self._eof.set()
                         self._fail(PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=True, detail="EOF"))
                         return
+                if self._closed is not None:  # we disconnected: read on until the peer closes
+                    if not data:
+                        return
+                    continue
                 if not data:
                     reason = DisconnectReason.PING_TIMEOUT
                     raise ProtocolError("no frame within the idle timeout", DisconnectReason.PING_TIMEOUT)
@@ -221,13 +251,14 @@ class RLPxConnection:
                         self._fail(PeerDisconnected(ev.reason, by_remote=True))
                         return
         except (ProtocolError, FrameError) as exc:
-            reason = exc.reason if isinstance(exc, ProtocolError) else DisconnectReason.BREACH_OF_PROTOCOL
+            reason = _reason(exc)
             self._metrics.protocol_errors.labels(_kind(exc)).inc()
             log.info("peer %s broke the protocol: %s", self.remote_address, exc)
             await self.disconnect(reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError) as exc:
             self._fail(PeerDisconnected(reason, by_remote=False, detail=str(exc) or type(exc).__name__))
         finally:
+            self._eof.set()
             self._send_ch.close()
             if self._closed is None:
                 self._fail(PeerDisconnected(reason, by_remote=False))
@@ -255,6 +286,8 @@ async def _establish(stream: trio.SocketStream, session: Session, metrics: RLPxM
             await stream.send_all(out)
         for ev in events:
             if isinstance(ev, DisconnectReceived):
+                name = ev.reason.name.lower() if isinstance(ev.reason, DisconnectReason) else str(ev.reason)
+                metrics.disconnects.labels(name, "remote").inc()
                 raise PeerDisconnected(ev.reason, by_remote=True, detail="during Hello")
             if isinstance(ev, HelloReceived):
                 deadline = float("inf")
@@ -301,7 +334,7 @@ async def rlpx_connect(
         conn = await _establish(stream, session, m, timeouts, (target.host, target.port), inbound=False)
     except (ProtocolError, HandshakeError, FrameError) as exc:
         m.connect_failure.labels(_kind(exc)).inc()
-        await _refuse(stream, session, exc.reason if isinstance(exc, ProtocolError) else DisconnectReason.BREACH_OF_PROTOCOL)
+        await _refuse(stream, session, _reason(exc))
         raise PeerDisconnected(DisconnectReason.BREACH_OF_PROTOCOL, by_remote=False, detail=str(exc)) from None
     except (trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
         m.connect_failure.labels("timeout" if isinstance(exc, trio.TooSlowError) else "io").inc()
@@ -367,14 +400,16 @@ async def rlpx_serve(
         except (ProtocolError, HandshakeError, FrameError) as exc:
             m.accept_failure.labels(_kind(exc)).inc()
             log.info("inbound %s refused: %s", addr, exc)
-            await _refuse(stream, session, exc.reason if isinstance(exc, ProtocolError) else DisconnectReason.BREACH_OF_PROTOCOL)
+            await _refuse(stream, session, _reason(exc))
             return
         except (trio.TooSlowError, OSError, trio.BrokenResourceError, PeerDisconnected) as exc:
             m.accept_failure.labels("timeout" if isinstance(exc, trio.TooSlowError) else "io").inc()
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
-        refusal = DisconnectReason.TOO_MANY_PEERS if active >= max_peers else (admit(conn.remote_pubkey) if admit else None)
+        refusal = DisconnectReason.TOO_MANY_PEERS if active >= max_peers else None
+        if refusal is None and admit is not None:
+            refusal = admit(conn.remote_pubkey)
         if refusal is not None:
             m.accept_failure.labels(refusal.name.lower()).inc()
             await conn.disconnect(refusal)
