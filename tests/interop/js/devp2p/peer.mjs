@@ -101,8 +101,11 @@ async function handle(msg) {
     case 'send': {
       const p = peers.get(msg.peer);
       if (!p) throw new Error(`no peer ${msg.peer}`);
-      p.waku.sendRaw(msg.code, unhex(msg.hex));
-      return {};
+      const data = unhex(msg.hex);
+      p.waku.sendRaw(msg.code, data);
+      // For a Messages packet, report the keccak256 of each envelope as computed here in JS.
+      const hashes = msg.code === 1 ? RLP.decode(data).map((env) => hex(keccak256(RLP.encode(env)))) : [];
+      return { hashes };
     }
     case 'peers':
       return { peers: [...peers.keys()] };

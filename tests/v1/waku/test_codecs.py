@@ -1,0 +1,103 @@
+"""Status options, Messages packets, pool, rate limiter: pure cores."""
+
+from __future__ import annotations
+
+import rlp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from v1.errors import V1Error
+from v1.waku.bloom import FULL_BLOOM, topic_to_bloom
+from v1.waku.envelope import Envelope, EnvelopeError
+from v1.waku.messages import decode_messages, encode_messages
+from v1.waku.pool import EnvelopePool, PeerFilter, Rejection, validate
+from v1.waku.ratelimit import PeerRateLimiter
+from v1.waku.status import RateLimits, StatusOptions, apply_update, decode_status, encode_status
+
+FUZZ = settings(max_examples=300, deadline=None)
+
+
+def test_nwaku_bridge_status_bytes() -> None:
+    """waku-v1.md §3.3: the nwaku bridge's Status (pow 0.002, full bloom, false, false)."""
+    o = StatusOptions(pow_requirement=0.002, bloom=FULL_BLOOM, light_node=False, confirmations=False)
+    assert encode_status(o).hex() == "f856ca80883f60624dd2f1a9fcf84301b840" + "ff" * 64 + "c20280c20380"
+    assert decode_status(encode_status(o)) == o
+
+
+def test_status_update_examples() -> None:
+    ti = decode_status(bytes.fromhex("cdcc05ca841a2b3c4d8400000000"))
+    assert ti.topic_interest == (bytes.fromhex("1a2b3c4d"), b"\0\0\0\0")
+    assert decode_status(bytes.fromhex("c6c504c30a0501")).rate_limits == RateLimits(10, 5, 1)
+
+
+def test_unknown_keys_ignored_and_update_semantics() -> None:
+    data = rlp.encode([[0, 0x4000666666666666], [99, 10]])  # pow 2.05 + an unknown key
+    o = decode_status(data)
+    assert o.pow_requirement == 2.05
+    merged = apply_update(StatusOptions(bloom=FULL_BLOOM), StatusOptions(topic_interest=(b"abcd",)))
+    assert merged.bloom is None and merged.topic_interest == (b"abcd",)
+
+
+def test_messages_packet_keeps_good_envelopes_next_to_bad() -> None:
+    good = Envelope(100, 10, b"abcd", b"x", 1)
+    packet = rlp.encode([good.encode_item(), [1, 2], [b"\x00\x01", 1, b"abcd", b"", 0]])
+    out = decode_messages(packet)
+    assert out[0] == good and isinstance(out[1], EnvelopeError) and isinstance(out[2], EnvelopeError)
+    assert decode_messages(encode_messages([good, good])) == [good, good]
+
+
+def test_validate_rules() -> None:
+    now = 1000.0
+    env = Envelope(1010, 10, b"abcd", b"x", 0)
+    kw = {"pow_requirement": 0.0, "max_size": 1 << 20, "future_allowance": 2.0}
+    assert validate(env, now, **kw) is None
+    assert validate(Envelope(999, 10, b"abcd", b"x"), now, **kw) is Rejection.EXPIRED
+    assert validate(Envelope(1013, 10, b"abcd", b"x"), now, **kw) is Rejection.FUTURE
+    assert validate(Envelope(1010, 0, b"abcd", b"x"), now, **kw) is Rejection.TTL_ZERO
+    assert validate(env, now, **{**kw, "max_size": 5}) is Rejection.TOO_LARGE
+    assert validate(env, now, **{**kw, "pow_requirement": 1e6}) is Rejection.LOW_POW
+    assert validate(env, now, **kw, topic_interest=frozenset({b"zzzz"})) is Rejection.TOPIC
+    assert validate(env, now, **kw, bloom=topic_to_bloom(b"zzzz")) is Rejection.BLOOM
+
+
+def test_pool_forwarding_known_sets_and_capacity() -> None:
+    pool = EnvelopePool(capacity=2)
+    a, b, c = (Envelope(2000, 10, b"abcd", bytes([i]), 0) for i in range(3))
+    pool.add_peer("p1")
+    pool.add_peer("p2")
+    assert pool.add(a, 1000, origin="p1").new
+    assert not pool.add(a, 1000, origin="p2").new  # duplicate
+    assert pool.pending_for("p1", PeerFilter(pow_requirement=0), 1000) == []  # it came from p1
+    assert pool.pending_for("p2", PeerFilter(pow_requirement=0), 1000) == []  # p2 sent it too
+    assert pool.add(b, 1000).new
+    assert pool.pending_for("p1", PeerFilter(pow_requirement=0), 1000) == [b]
+    assert pool.pending_for("p1", PeerFilter(pow_requirement=0), 1000) == []  # once
+    r = pool.add(c, 1000)  # full: evicts the lowest PoW or refuses
+    assert r.new or r.rejection is Rejection.FULL_NEW
+    assert pool.expire(3000) == len(pool) == 0 or len(pool) == 0
+
+
+def test_rate_limiter() -> None:
+    lim = PeerRateLimiter.create(packets_per_s=5, bytes_per_s=0, tolerance=3)
+    results = [lim.check(10, 100.0) for _ in range(10)]
+    assert results[:5] == [None] * 5 and results[5] == "packets"
+    assert lim.abusive
+    assert lim.check(10, 102.0) is None  # refilled
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_fuzz_envelope_and_status_decoders(data: bytes) -> None:
+    for fn in (Envelope.decode, decode_status, decode_messages):
+        try:
+            fn(data)
+        except V1Error:
+            pass
+
+
+@FUZZ
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.binary(min_size=4, max_size=4),
+       st.binary(max_size=300), st.integers(0, 2**64 - 1))
+def test_fuzz_envelope_roundtrip(expiry: int, ttl: int, topic: bytes, data: bytes, nonce: int) -> None:
+    env = Envelope(expiry, ttl, topic, data, nonce)
+    assert Envelope.decode(env.encode()) == env

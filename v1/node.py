@@ -1,0 +1,358 @@
+"""A Waku v1 node: RLPx server + static-peer dialer + waku/1 peers + pool + 300 ms forwarding.
+
+One nursery.  Per peer: Status handshake (5 s), a read loop (validation, rate limits, pool), and
+the node-wide tick that sends each peer what it has not seen.  Newly accepted envelopes from peers
+go to a bounded channel (``inbound()``) with back-pressure; our own posts never do.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+from prometheus_client import CollectorRegistry
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from v1.errors import V1Error
+from v1.metrics import V1Metrics
+from v1.rlpx.base import Capability, DisconnectReason
+from v1.rlpx.enode import Enode
+from v1.rlpx.keys import NodeKey
+from v1.rlpx.metrics import RLPxMetrics
+from v1.rlpx.session import HelloParams
+from v1.rlpx.transport import PeerDisconnected, RLPxConnection, Timeouts, rlpx_connect, rlpx_serve
+from v1.waku.bloom import FULL_BLOOM
+from v1.waku.envelope import Envelope, EnvelopeError
+from v1.waku.messages import WAKU_CAPABILITY_LENGTH, MessagesError, WakuCode, decode_messages, encode_messages
+from v1.waku.pool import EnvelopePool, PeerFilter, Rejection, validate
+from v1.waku.ratelimit import PeerRateLimiter
+from v1.waku.status import RateLimits, StatusError, StatusOptions, apply_update, decode_status, encode_status
+
+__all__ = ["PostResult", "ReceivedEnvelope", "V1Node", "V1NodeConfig", "V1PeerInfo"]
+
+log = logging.getLogger(__name__)
+
+WAKU = Capability("waku", 1, WAKU_CAPABILITY_LENGTH)
+MAX_PACKET = 1024 * 1024  # status-go disconnects on Messages packets > 1 MiB (waku-v1.md §7)
+
+
+@dataclass(frozen=True, slots=True)
+class V1NodeConfig:
+    listen_address: str = "0.0.0.0"
+    port: int = 30303
+    node_key: NodeKey = field(default_factory=NodeKey.generate)
+    static_nodes: tuple[str, ...] = ()
+    pow_requirement: float = 0.002
+    max_peers: int = 50
+    target_peers: int = 4
+    future_allowance_s: float = 2.0  # nim's allowance: the stricter of the two (waku-v1.md §9)
+    max_envelope_size: int = 1024 * 1024
+    rate_limit_packets: float = 0.0  # per peer per second; 0 = unlimited
+    rate_limit_bytes: float = 0.0
+    client_id: str = "waku-bridge/v1"
+    p2p_version: int = 5
+    light_node: bool = False
+    pool_capacity: int = 4096
+    forward_interval: float = 0.3  # both implementations flush every 300 ms
+    inbound_capacity: int = 1024
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedEnvelope:
+    envelope: Envelope
+    peer: str  # the sender's enode
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    accepted: bool
+    reason: str | None = None
+    hash: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class V1PeerInfo:
+    enode: str
+    inbound: bool
+    pow_requirement: float
+    bloom: bytes
+    light: bool
+    client_id: str
+
+
+@dataclass(slots=True)
+class _Peer:
+    conn: RLPxConnection
+    id: str
+    filter: PeerFilter
+    limiter: PeerRateLimiter
+
+
+class V1Node:
+    def __init__(self, config: V1NodeConfig, registry: CollectorRegistry | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.metrics = V1Metrics(registry)
+        self.rlpx_metrics = RLPxMetrics(self.metrics.registry)
+        self.clock = clock
+        self.pool = EnvelopePool(config.pool_capacity)
+        self._peers: dict[str, _Peer] = {}
+        self._in_send, self._in_recv = trio.open_memory_channel[ReceivedEnvelope](config.inbound_capacity)
+        self.port = config.port
+        self._hello = HelloParams(config.client_id, (WAKU,), config.port, config.p2p_version)
+        self._status = encode_status(StatusOptions(
+            pow_requirement=config.pow_requirement, bloom=FULL_BLOOM, light_node=config.light_node,
+            confirmations=False))
+        self._outbound = 0
+        self.started = trio.Event()
+
+    # --- public API ---
+
+    @property
+    def enode(self) -> str:
+        host = "127.0.0.1" if self.config.listen_address in ("0.0.0.0", "") else self.config.listen_address
+        return str(Enode(self.config.node_key.pubkey, host, self.port))
+
+    def peers(self) -> list[V1PeerInfo]:
+        return [V1PeerInfo(p.conn.remote_enode, p.conn.inbound, p.filter.pow_requirement, p.filter.bloom,
+                           p.filter.light, p.conn.remote_hello.client_id) for p in self._peers.values()]
+
+    def inbound(self) -> trio.MemoryReceiveChannel[ReceivedEnvelope]:
+        return self._in_recv
+
+    async def post(self, envelope: Envelope) -> PostResult:
+        """Validate against our own rules, pool it, forward on the next tick."""
+        now = self.clock()
+        rej = validate(envelope, now, pow_requirement=self.config.pow_requirement,
+                       max_size=self.config.max_envelope_size, future_allowance=self.config.future_allowance_s)
+        if rej is None:
+            res = self.pool.add(envelope, now, origin=None)
+            rej = res.rejection
+        self.metrics.posts.labels("accepted" if rej is None else rej.value).inc()
+        self.metrics.pool_size.set(len(self.pool))
+        return PostResult(rej is None, None if rej is None else rej.value, envelope.hash)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self.port = await nursery.start(self._serve)
+            self._hello = HelloParams(self.config.client_id, (WAKU,), self.port, self.config.p2p_version)
+            nursery.start_soon(self._forward_loop)
+            for url in self.config.static_nodes:
+                nursery.start_soon(self._keep_dialed, Enode.parse(url))
+            log.info("waku v1 node listening: %s", self.enode)
+            self.started.set()
+            task_status.started()
+
+    # --- internals ---
+
+    async def _serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        def admit(pubkey: bytes) -> DisconnectReason | None:
+            return DisconnectReason.ALREADY_CONNECTED if pubkey.hex() in self._peers else None
+
+        await rlpx_serve(self.config.listen_address, self.config.port, self.config.node_key, self._hello,
+                         self._run_peer, max_peers=self.config.max_peers, metrics=self.rlpx_metrics,
+                         timeouts=self.config.timeouts, admit=admit, task_status=task_status)
+
+    async def _keep_dialed(self, enode: Enode) -> None:
+        """Redial a static peer with exponential backoff for as long as the node runs (nwaku #1013)."""
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential_jitter(initial=1, max=60, jitter=1), sleep=trio.sleep,
+            retry=retry_if_exception_type((PeerDisconnected, V1Error, OSError)), reraise=True,
+        ):
+            with attempt:
+                # polling is fine here: slots free up at most a few times a minute
+                while self._outbound >= self.config.target_peers or enode.pubkey.hex() in self._peers:  # noqa: ASYNC110
+                    await trio.sleep(1.0)
+                started = self.clock()
+                try:
+                    async with rlpx_connect(enode, self.config.node_key, self._hello, metrics=self.rlpx_metrics,
+                                            timeouts=self.config.timeouts) as conn:
+                        self.metrics.dials.labels("ok").inc()
+                        self._outbound += 1
+                        try:
+                            await self._run_peer(conn)
+                        finally:
+                            self._outbound -= 1
+                except (PeerDisconnected, V1Error, OSError) as exc:
+                    self.metrics.dials.labels("failed" if self.clock() - started < 1 else "dropped").inc()
+                    log.info("v1 static peer %s: %s; redialling", enode.host + ":" + str(enode.port), exc)
+                    raise
+                # A clean end (we disconnected): go round again after a pause.
+                raise PeerDisconnected(DisconnectReason.REQUESTED, by_remote=False)
+
+    async def _run_peer(self, conn: RLPxConnection) -> None:
+        pid = conn.remote_pubkey.hex()
+        if pid in self._peers:
+            await conn.disconnect(DisconnectReason.ALREADY_CONNECTED)
+            return
+        theirs = await self._handshake(conn)
+        if theirs is None:
+            return
+        peer = _Peer(conn, pid, _filter(theirs), PeerRateLimiter.create(
+            self.config.rate_limit_packets, self.config.rate_limit_bytes))
+        if self.config.light_node and peer.filter.light:
+            await self._drop(peer, "both_light", DisconnectReason.USELESS_PEER)
+            return
+        self._peers[pid] = peer
+        self.pool.add_peer(pid)
+        direction = "in" if conn.inbound else "out"
+        self.metrics.peers.labels(direction).inc()
+        self._update_max_pow()
+        log.info("v1 peer connected: %s (%s, pow %.6g)", conn.remote_enode, conn.remote_hello.client_id,
+                 peer.filter.pow_requirement)
+        try:
+            await self._read_loop(peer)
+        except PeerDisconnected as exc:
+            log.info("v1 peer %s gone: %s", conn.remote_enode, exc)
+        finally:
+            self._peers.pop(pid, None)
+            self.pool.remove_peer(pid)
+            self.metrics.peers.labels(direction).dec()
+            self._update_max_pow()
+
+    async def _handshake(self, conn: RLPxConnection) -> StatusOptions | None:
+        """Symmetric Status exchange; the first packet must be Status (waku-v1.md §2)."""
+        await conn.send(WakuCode.STATUS, self._status)
+        try:
+            with trio.fail_after(5.0):
+                code, data = await conn.receive()
+        except trio.TooSlowError:
+            self.metrics.peer_disconnects.labels("status_timeout").inc()
+            await conn.disconnect(DisconnectReason.SUBPROTOCOL_ERROR)
+            return None
+        except PeerDisconnected:
+            return None
+        if code != WakuCode.STATUS:
+            self.metrics.peer_disconnects.labels("no_status").inc()
+            await conn.disconnect(DisconnectReason.BREACH_OF_PROTOCOL)
+            return None
+        try:
+            return decode_status(data)
+        except StatusError as exc:
+            log.info("v1 peer %s sent a bad Status: %s", conn.remote_address, exc)
+            self.metrics.peer_disconnects.labels("bad_status").inc()
+            await conn.disconnect(DisconnectReason.BREACH_OF_PROTOCOL)
+            return None
+
+    async def _drop(self, peer: _Peer, why: str, reason: DisconnectReason) -> None:
+        self.metrics.peer_disconnects.labels(why).inc()
+        await peer.conn.disconnect(reason)
+
+    async def _read_loop(self, peer: _Peer) -> None:
+        while True:
+            code, data, size = await peer.conn.receive_sized()
+            now = self.clock()
+            kind = peer.limiter.check(size, now)
+            if kind is not None:
+                self.metrics.rate_limited.labels(kind).inc()
+                if peer.limiter.abusive:
+                    await self._drop(peer, "rate_limit", DisconnectReason.SUBPROTOCOL_ERROR)
+                    return
+                continue  # over the limit: the packet is not processed (counted)
+            label = WakuCode(code).name.lower() if code in WakuCode._value2member_map_ else "unknown"
+            self.metrics.packets_in.labels(label).inc()
+            if code == WakuCode.MESSAGES:
+                await self._on_messages(peer, data, now)
+            elif code == WakuCode.STATUS_UPDATE:
+                try:
+                    update = decode_status(data)
+                except StatusError:
+                    await self._drop(peer, "bad_status", DisconnectReason.BREACH_OF_PROTOCOL)
+                    return
+                peer.filter = _filter(update, base=peer.filter)
+                self._update_max_pow()
+            elif code == WakuCode.STATUS:
+                pass  # a second Status is ignored (waku-v1.md §2)
+            # Batch Ack, Message Response, mail codes and unknown codes: ignored (we are not a
+            # mail server and advertise confirmations=false); P2P messages are never forwarded.
+
+    async def _on_messages(self, peer: _Peer, data: bytes, now: float) -> None:
+        try:
+            decoded = decode_messages(data)
+        except MessagesError:
+            self.metrics.envelopes_dropped.labels(Rejection.MALFORMED.value).inc()
+            await self._drop(peer, "malformed_messages", DisconnectReason.BREACH_OF_PROTOCOL)
+            raise PeerDisconnected(DisconnectReason.BREACH_OF_PROTOCOL, by_remote=False) from None
+        for env in decoded:
+            self.metrics.envelopes_received.inc()
+            if isinstance(env, EnvelopeError):
+                self.metrics.envelopes_dropped.labels(Rejection.MALFORMED.value).inc()
+                continue
+            rej = validate(env, now, pow_requirement=self.config.pow_requirement,
+                           max_size=self.config.max_envelope_size, future_allowance=self.config.future_allowance_s)
+            if rej is not None:
+                self.pool.mark_known(peer.id, env.hash)
+                self.metrics.envelopes_dropped.labels(rej.value).inc()
+                continue
+            res = self.pool.add(env, now, origin=peer.id)
+            if not res.new:
+                assert res.rejection is not None
+                self.metrics.envelopes_dropped.labels(res.rejection.value).inc()
+                continue
+            self.metrics.envelopes_valid.inc()
+            self.metrics.pool_size.set(len(self.pool))
+            # Back-pressure: a slow consumer slows this peer's reads (and TCP), never drops.
+            await self._in_send.send(ReceivedEnvelope(env, peer.conn.remote_enode, now))
+
+    async def _forward_loop(self) -> None:
+        last_expiry = 0.0
+        while True:
+            await trio.sleep(self.config.forward_interval)
+            now = self.clock()
+            if now - last_expiry >= 1.0:  # expiry sweep every second (both implementations)
+                self.pool.expire(now)
+                self.metrics.pool_size.set(len(self.pool))
+                last_expiry = now
+            for peer in list(self._peers.values()):
+                envs = self.pool.pending_for(peer.id, peer.filter, now)
+                if envs:
+                    await self._send_batches(peer, envs)
+
+    async def _send_batches(self, peer: _Peer, envs: list[Envelope]) -> None:
+        batch: list[Envelope] = []
+        size = 0
+        for env in envs:
+            if batch and size + env.size > MAX_PACKET - 16:
+                await self._send(peer, batch)
+                batch, size = [], 0
+            batch.append(env)
+            size += env.size
+        if batch:
+            await self._send(peer, batch)
+
+    async def _send(self, peer: _Peer, batch: list[Envelope]) -> None:
+        try:
+            await peer.conn.send(WakuCode.MESSAGES, encode_messages(batch))
+            self.metrics.envelopes_sent.inc(len(batch))
+        except PeerDisconnected:
+            pass  # its read loop ends and removes it
+
+    def _update_max_pow(self) -> None:
+        self.metrics.max_peer_pow.set(max((p.filter.pow_requirement for p in self._peers.values()), default=0.0))
+
+
+def _filter(o: StatusOptions, base: PeerFilter | None = None) -> PeerFilter:
+    if base is None:
+        # Defaults for absent keys: status-go's WithDefaults (pow 0.001, full bloom).
+        current = StatusOptions(pow_requirement=0.001, bloom=FULL_BLOOM, light_node=False)
+    else:
+        current = StatusOptions(pow_requirement=base.pow_requirement, bloom=base.bloom, light_node=base.light,
+                                topic_interest=tuple(base.topic_interest) if base.topic_interest is not None
+                                else None)
+    merged = apply_update(current, o)
+    pow_ = merged.pow_requirement if merged.pow_requirement is not None else 0.001
+    return PeerFilter(
+        pow_requirement=pow_ if math.isfinite(pow_) else 0.001,
+        bloom=merged.bloom if merged.bloom is not None else FULL_BLOOM,
+        topic_interest=frozenset(merged.topic_interest) if merged.topic_interest is not None else None,
+        light=bool(merged.light_node),
+    )
+
+
+_ = RateLimits  # re-exported type used in Status options

@@ -1,0 +1,151 @@
+"""The envelope pool and per-peer forwarding state (pure; time passed in).
+
+Mirrors nim's queue and status-go's ``known`` sets (waku-v1.md §9): bounded capacity ordered by
+PoW (when full: drop expired, then evict the lowest PoW, or refuse a newcomer with lower PoW);
+every envelope is offered once to each peer that has not seen it, if it meets that peer's PoW
+requirement and bloom/topic interest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from v1.waku.bloom import FULL_BLOOM, bloom_matches, topic_to_bloom
+from v1.waku.envelope import Envelope
+from v1.waku.pow import SizeRule, pow_value
+
+__all__ = ["AddResult", "EnvelopePool", "PeerFilter", "Rejection", "validate"]
+
+
+class Rejection(Enum):
+    """Reasons an envelope is refused; the values are the metric labels (nwaku's names)."""
+
+    EXPIRED = "expired"
+    FUTURE = "future_timestamp"
+    TTL_ZERO = "ttl_zero"
+    TOO_LARGE = "too_large"
+    LOW_POW = "low_pow"
+    BLOOM = "bloom_filter_mismatch"
+    TOPIC = "topic_mismatch"
+    DUPLICATE = "duplicate"
+    FULL_NEW = "full_queue_new"
+    MALFORMED = "malformed"
+
+
+def validate(env: Envelope, now: float, *, pow_requirement: float, max_size: int, future_allowance: float,
+             bloom: bytes = FULL_BLOOM, topic_interest: frozenset[bytes] | None = None) -> Rejection | None:
+    """Acceptance checks of a received or posted envelope (waku-v1.md §9, §7)."""
+    if env.ttl == 0:
+        return Rejection.TTL_ZERO
+    if env.expiry < now:
+        return Rejection.EXPIRED
+    if env.sent > now + future_allowance:
+        return Rejection.FUTURE
+    if env.size > max_size:
+        return Rejection.TOO_LARGE
+    if pow_requirement > 0 and pow_value(env, SizeRule.SPEC) < pow_requirement:
+        return Rejection.LOW_POW
+    if topic_interest is not None:
+        if env.topic not in topic_interest:
+            return Rejection.TOPIC
+    elif bloom != FULL_BLOOM and not bloom_matches(bloom, topic_to_bloom(env.topic)):
+        return Rejection.BLOOM
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerFilter:
+    """What a peer wants, from its Status / Status Update."""
+
+    pow_requirement: float = 0.001
+    bloom: bytes = FULL_BLOOM
+    topic_interest: frozenset[bytes] | None = None
+    light: bool = False
+
+    def wants(self, env: Envelope, pow_spec: float) -> bool:
+        if pow_spec < self.pow_requirement:
+            return False
+        if self.topic_interest is not None:
+            return env.topic in self.topic_interest
+        return self.bloom == FULL_BLOOM or bloom_matches(self.bloom, topic_to_bloom(env.topic))
+
+
+@dataclass(slots=True)
+class _Entry:
+    env: Envelope
+    pow: float
+    origin: str | None  # peer id it came from; None = our own post
+
+
+@dataclass(slots=True)
+class AddResult:
+    new: bool
+    rejection: Rejection | None = None
+    evicted: int = 0
+
+
+@dataclass(slots=True)
+class EnvelopePool:
+    capacity: int = 4096
+    _entries: dict[bytes, _Entry] = field(default_factory=dict)
+    _known: dict[str, set[bytes]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, h: bytes) -> bool:
+        return h in self._entries
+
+    def add_peer(self, peer: str) -> None:
+        self._known.setdefault(peer, set())
+
+    def remove_peer(self, peer: str) -> None:
+        self._known.pop(peer, None)
+
+    def mark_known(self, peer: str, h: bytes) -> None:
+        self._known.setdefault(peer, set()).add(h)
+
+    def add(self, env: Envelope, now: float, origin: str | None = None) -> AddResult:
+        h = env.hash
+        if origin is not None:
+            self.mark_known(origin, h)
+        if h in self._entries:
+            return AddResult(False, Rejection.DUPLICATE)
+        pow_ = pow_value(env, SizeRule.SPEC)
+        evicted = 0
+        if len(self._entries) >= self.capacity:
+            evicted += self.expire(now)
+        if len(self._entries) >= self.capacity:
+            low_h, low = min(self._entries.items(), key=lambda kv: kv[1].pow)
+            if low.pow >= pow_:
+                return AddResult(False, Rejection.FULL_NEW)
+            self._drop(low_h)
+            evicted += 1
+        self._entries[h] = _Entry(env, pow_, origin)
+        return AddResult(True, None, evicted)
+
+    def _drop(self, h: bytes) -> None:
+        del self._entries[h]
+        for known in self._known.values():
+            known.discard(h)
+
+    def expire(self, now: float) -> int:
+        """Drop envelopes whose expiry has passed; returns how many."""
+        dead = [h for h, e in self._entries.items() if e.env.expiry < now]
+        for h in dead:
+            self._drop(h)
+        return len(dead)
+
+    def pending_for(self, peer: str, filt: PeerFilter, now: float) -> list[Envelope]:
+        """Envelopes to send this peer now (marked known for it as they are returned)."""
+        known = self._known.setdefault(peer, set())
+        out: list[Envelope] = []
+        for h, e in self._entries.items():
+            if h in known or e.env.expiry < now:
+                continue
+            # A light peer still gets envelopes (status-go does), but we never send it back its own.
+            if filt.wants(e.env, e.pow):
+                out.append(e.env)
+            known.add(h)
+        return out
