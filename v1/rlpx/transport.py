@@ -222,6 +222,7 @@ class RLPxConnection:
     async def _read_loop(self) -> None:
         self._reader = trio.lowlevel.current_task()
         reason: DisconnectReason = DisconnectReason.TCP_ERROR
+        cancelled = False
         try:
             while True:
                 data = b""
@@ -257,12 +258,16 @@ class RLPxConnection:
             await self.disconnect(reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError) as exc:
             self._fail(PeerDisconnected(reason, by_remote=False, detail=str(exc) or type(exc).__name__))
+        except trio.Cancelled:
+            cancelled = True  # shutdown: the owner sends Disconnect(CLIENT_QUITTING) and closes
+            raise
         finally:
             self._eof.set()
-            self._send_ch.close()
-            if self._closed is None:
-                self._fail(PeerDisconnected(reason, by_remote=False))
-            await self._close_socket()
+            if not cancelled:
+                self._send_ch.close()
+                if self._closed is None:
+                    self._fail(PeerDisconnected(reason, by_remote=False))
+                await self._close_socket()
 
 
 async def _establish(stream: trio.SocketStream, session: Session, metrics: RLPxMetrics, timeouts: Timeouts,
@@ -351,10 +356,14 @@ async def rlpx_connect(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(conn._run)
+            reason = DisconnectReason.REQUESTED
             try:
                 yield conn
+            except trio.Cancelled:  # the node is shutting down (SIGTERM / Ctrl-C)
+                reason = DisconnectReason.CLIENT_QUITTING
+                raise
             finally:
-                await conn.disconnect(DisconnectReason.REQUESTED)
+                await conn.disconnect(reason)
                 nursery.cancel_scope.cancel()
     finally:
         m.connected_peers.dec()
@@ -420,10 +429,14 @@ async def rlpx_serve(
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(conn._run)
+                reason = DisconnectReason.REQUESTED
                 try:
                     await handler(conn)
+                except trio.Cancelled:
+                    reason = DisconnectReason.CLIENT_QUITTING
+                    raise
                 finally:
-                    await conn.disconnect(DisconnectReason.REQUESTED)
+                    await conn.disconnect(reason)
                     nursery.cancel_scope.cancel()
         except PeerDisconnected:
             pass
