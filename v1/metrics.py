@@ -26,4 +26,7 @@ class V1Metrics:
                                         ["reason"], registry=r)
         self.max_peer_pow = Gauge("waku_v1_peer_max_pow_requirement",
                                   "Highest PoW requirement advertised by a connected peer", registry=r)
+        self.peer_envelope_errors = Counter("waku_v1_peer_envelope_errors",
+                                            "Envelopes a peer reported refusing (Message Response), by code",
+                                            ["code"], registry=r)
         self.dials = Counter("waku_v1_dials", "Dials of static peers, by result", ["result"], registry=r)

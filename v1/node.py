@@ -27,7 +27,14 @@ from v1.rlpx.session import HelloParams
 from v1.rlpx.transport import PeerDisconnected, RLPxConnection, Timeouts, rlpx_connect, rlpx_serve
 from v1.waku.bloom import FULL_BLOOM
 from v1.waku.envelope import Envelope, EnvelopeError
-from v1.waku.messages import WAKU_CAPABILITY_LENGTH, MessagesError, WakuCode, decode_messages, encode_messages
+from v1.waku.messages import (
+    WAKU_CAPABILITY_LENGTH,
+    MessagesError,
+    WakuCode,
+    decode_message_response,
+    decode_messages,
+    encode_messages,
+)
 from v1.waku.pool import EnvelopePool, PeerFilter, Rejection, validate
 from v1.waku.ratelimit import PeerRateLimiter
 from v1.waku.status import RateLimits, StatusError, StatusOptions, apply_update, decode_status, encode_status
@@ -269,8 +276,22 @@ class V1Node:
                 self._update_max_pow()
             elif code == WakuCode.STATUS:
                 pass  # a second Status is ignored (waku-v1.md §2)
-            # Batch Ack, Message Response, mail codes and unknown codes: ignored (we are not a
-            # mail server and advertise confirmations=false); P2P messages are never forwarded.
+            elif code == WakuCode.MESSAGE_RESPONSE:
+                # A status-go peer with confirmations on reports envelopes it refused: surface
+                # them (a rejected bridged post is an operator-visible problem).
+                try:
+                    for err in decode_message_response(data).errors:
+                        self.metrics.peer_envelope_errors.labels(str(err.code)).inc()
+                        log.warning("v1 peer %s refused envelope %s: %s (code %d)", peer.conn.remote_enode,
+                                    err.envelope_hash.hex(), err.description, err.code)
+                except MessagesError:
+                    self.metrics.packets_in.labels("malformed").inc()
+            elif code == WakuCode.P2P_MESSAGE:
+                # Mail-server history (possibly expired envelopes): only for trusted peers, never
+                # forwarded, never bridged (waku-v1.md §11).  We trust no mail server: count it.
+                self.metrics.envelopes_dropped.labels("p2p_message").inc()
+            # Batch Ack, P2P Request / Request Complete and unknown codes: ignored (we advertise
+            # confirmations=false and are not a mail server; unknown codes MUST be ignored).
 
     async def _on_messages(self, peer: _Peer, data: bytes, now: float) -> None:
         try:

@@ -101,3 +101,26 @@ def test_fuzz_envelope_and_status_decoders(data: bytes) -> None:
 def test_fuzz_envelope_roundtrip(expiry: int, ttl: int, topic: bytes, data: bytes, nonce: int) -> None:
     env = Envelope(expiry, ttl, topic, data, nonce)
     assert Envelope.decode(env.encode()) == env
+
+
+def test_message_response_batch_ack_and_p2p_complete() -> None:
+    from v1.waku.messages import (
+        EnvelopeErrorEntry,
+        MessageResponse,
+        decode_batch_ack,
+        decode_message_response,
+        decode_p2p_request_complete,
+        encode_message_response,
+    )
+
+    resp = MessageResponse(b"\x01" * 32, (EnvelopeErrorEntry(b"\x02" * 32, 21, "time sync"),))
+    assert decode_message_response(encode_message_response(resp)) == resp
+    assert decode_batch_ack(rlp.encode(b"\x03" * 32)) == b"\x03" * 32
+    inner = rlp.encode([b"\x04" * 32, b"\x05" * 32, b"cur"])
+    assert decode_p2p_request_complete(rlp.encode(inner)) == (b"\x04" * 32, b"\x05" * 32, b"cur")
+    for bad in (b"\xc0", rlp.encode([1, 2]), b"\xff"):
+        for fn in (decode_batch_ack, decode_message_response, decode_p2p_request_complete):
+            try:
+                fn(bad)
+            except V1Error:
+                pass
