@@ -1,0 +1,164 @@
+"""The only door to py-libp2p (pinned 0.8.1): a host with the transports Waku peers speak.
+
+TCP (nwaku: yamux, then mplex) and WebSocket (js-waku in Node: ws + noise + mplex ``/mplex/6.7.0``),
+noise, identify (its protocol list is exactly our registered handlers plus identify/ping, which is
+what js-waku and nwaku select peers by), ping, and a secp256k1 identity from the 32-byte node key
+(Waku ENRs need a secp256k1 libp2p key; waku-v2.md §13).  Nothing outside v2/host.py and
+v2/relay/ imports libp2p; the rest of the code sees :class:`Host` and :class:`v2.stream.Stream`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.crypto.secp256k1 import create_new_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamClosed, StreamEOF, StreamError, StreamReset
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+
+from v2.errors import V2Error
+from v2.stream import Stream, StreamClosedError
+
+__all__ = ["DialError", "Host", "HostConfig", "StreamHandler"]
+
+log = logging.getLogger(__name__)
+
+StreamHandler = Callable[[Stream], Awaitable[None]]
+
+
+class DialError(V2Error):
+    pass
+
+
+class _NetStream(Stream):
+    def __init__(self, inner: Any, remote_peer: str, protocol: str) -> None:
+        super().__init__()
+        self._inner = inner
+        self.remote_peer = remote_peer
+        self.protocol = protocol
+
+    async def _read(self, n: int) -> bytes:
+        try:
+            return bytes(await self._inner.read(n))
+        except StreamEOF:
+            return b""
+        except (StreamReset, StreamClosed, StreamError) as exc:
+            raise StreamClosedError(f"stream {self.protocol} from {self.remote_peer}: {type(exc).__name__}") from None
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await self._inner.write(data)
+        except (StreamReset, StreamClosed, StreamError) as exc:
+            raise StreamClosedError(f"write on {self.protocol}: {type(exc).__name__}") from None
+
+    async def close_write(self) -> None:
+        try:
+            await self._inner.close_write()
+        except (StreamReset, StreamClosed, StreamError):
+            pass
+
+    async def reset(self) -> None:
+        try:
+            await self._inner.reset()
+        except Exception:  # resetting a broken stream must never fail the caller
+            pass
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            try:
+                await self._inner.close()
+            except Exception:
+                pass
+
+
+class HostConfig:
+    def __init__(self, node_key: bytes, listen_address: str = "0.0.0.0", tcp_port: int = 60000,
+                 websocket_port: int | None = 8000) -> None:
+        self.node_key = node_key
+        self.listen_address = listen_address
+        self.tcp_port = tcp_port
+        self.websocket_port = websocket_port
+
+    def listen_addrs(self) -> list[str]:
+        addrs = [f"/ip4/{self.listen_address}/tcp/{self.tcp_port}"]
+        if self.websocket_port is not None:
+            addrs.append(f"/ip4/{self.listen_address}/tcp/{self.websocket_port}/ws")
+        return addrs
+
+
+class Host:
+    def __init__(self, config: HostConfig) -> None:
+        self.config = config
+        self._addrs = [multiaddr.Multiaddr(a) for a in config.listen_addrs()]
+        self._h = new_host(key_pair=create_new_key_pair(config.node_key), listen_addrs=self._addrs)
+        self.peer_id = str(self._h.get_id())
+        self.started = trio.Event()
+
+    @property
+    def listen_addrs(self) -> list[str]:
+        """Full multiaddrs including ``/p2p/<peer id>``."""
+        return [str(a) for a in self._h.get_addrs()]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with self._h.run(listen_addrs=self._addrs):
+            self.started.set()
+            task_status.started()
+            await trio.sleep_forever()
+
+    def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
+        async def adapter(inner: Any) -> None:
+            stream = _NetStream(inner, str(inner.muxed_conn.peer_id), protocol_id)
+            try:
+                await handler(stream)
+            except StreamClosedError as exc:
+                log.debug("%s: %s", protocol_id, exc)
+            finally:
+                await stream.aclose()
+
+        self._h.set_stream_handler(TProtocol(protocol_id), adapter)
+
+    async def connect(self, addr: str, timeout: float = 10.0) -> str:
+        """Dial a ``.../p2p/<id>`` multiaddr; returns the peer id."""
+        try:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        except Exception as exc:  # py-libp2p raises assorted types for a bad address
+            raise DialError(f"bad multiaddr {addr!r}: {exc}") from None
+        try:
+            with trio.fail_after(timeout):
+                await self._h.connect(info)
+        except trio.TooSlowError:
+            raise DialError(f"dial {addr} timed out") from None
+        except Exception as exc:
+            raise DialError(f"dial {addr}: {exc}") from None
+        return str(info.peer_id)
+
+    async def new_stream(self, peer: str, protocols: Sequence[str], timeout: float = 10.0) -> Stream:
+        try:
+            with trio.fail_after(timeout):
+                inner = await self._h.new_stream(ID.from_base58(peer), [TProtocol(p) for p in protocols])
+        except trio.TooSlowError:
+            raise DialError(f"opening {protocols} to {peer} timed out") from None
+        except Exception as exc:
+            raise DialError(f"opening {protocols} to {peer}: {exc}") from None
+        return _NetStream(inner, peer, str(inner.get_protocol()))
+
+    def connected_peers(self) -> list[str]:
+        return [str(p) for p in self._h.get_connected_peers()]
+
+    def peer_protocols(self, peer: str) -> list[str]:
+        try:
+            return [str(p) for p in self._h.get_peerstore().get_protocols(ID.from_base58(peer))]
+        except Exception:
+            return []
+
+    async def disconnect(self, peer: str) -> None:
+        try:
+            await self._h.disconnect(ID.from_base58(peer))
+        except Exception as exc:
+            log.debug("disconnect %s: %s", peer, exc)

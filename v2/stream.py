@@ -1,0 +1,107 @@
+"""The one stream type the v2 protocols see (implemented over py-libp2p in v2/host.py).
+
+Waku request/response framing (waku-v2.md §2): one exchange per stream, each protobuf prefixed
+by its length as an unsigned varint; the server answers and closes its write side.  ``read_lp``
+returns None for a clean EOF before any byte (js-waku pre-opens streams and may close them
+unused), and refuses an announced length above ``max_size`` before reading the body.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import trio
+
+from v2.errors import V2Error
+
+__all__ = ["FrameTooLarge", "Stream", "StreamClosedError", "StreamTimeout", "encode_uvarint"]
+
+
+class StreamClosedError(V2Error):
+    """The stream ended (EOF mid-message, reset, or a broken connection)."""
+
+
+class StreamTimeout(StreamClosedError):
+    pass
+
+
+class FrameTooLarge(V2Error):
+    pass
+
+
+def encode_uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+class Stream(ABC):
+    remote_peer: str
+    protocol: str
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    @abstractmethod
+    async def _read(self, n: int) -> bytes:
+        """Up to ``n`` bytes; b"" at EOF; raises StreamClosedError on reset."""
+
+    @abstractmethod
+    async def _write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def close_write(self) -> None: ...
+
+    @abstractmethod
+    async def reset(self) -> None: ...
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+    async def _fill(self, n: int) -> bool:
+        """Ensure ``n`` buffered bytes; False on EOF before that."""
+        while len(self._buf) < n:
+            chunk = await self._read(max(n - len(self._buf), 4096))
+            if not chunk:
+                return False
+            self._buf += chunk
+        return True
+
+    async def read_lp(self, max_size: int, timeout: float = 10.0) -> bytes | None:
+        with trio.move_on_after(timeout) as scope:
+            length = shift = 0
+            i = 0
+            while True:
+                if not await self._fill(i + 1):
+                    if i == 0 and not self._buf:
+                        return None  # clean EOF before a message
+                    raise StreamClosedError("EOF inside a length prefix")
+                b = self._buf[i]
+                length |= (b & 0x7F) << shift
+                i += 1
+                if not b & 0x80:
+                    break
+                shift += 7
+                if i >= 10:
+                    raise FrameTooLarge("varint length prefix too long")
+            if length > max_size:
+                raise FrameTooLarge(f"message of {length} bytes exceeds {max_size}")
+            if not await self._fill(i + length):
+                raise StreamClosedError("EOF inside a message")
+            data = bytes(self._buf[i:i + length])
+            del self._buf[:i + length]
+            return data
+        assert scope.cancelled_caught
+        raise StreamTimeout(f"no complete message within {timeout} s")
+
+    async def write_lp(self, data: bytes, timeout: float = 10.0) -> None:
+        with trio.move_on_after(timeout) as scope:
+            await self._write(encode_uvarint(len(data)) + data)
+        if scope.cancelled_caught:
+            raise StreamTimeout(f"write not done within {timeout} s")
