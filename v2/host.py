@@ -101,6 +101,11 @@ class Host:
         self.started = trio.Event()
 
     @property
+    def libp2p_host(self) -> Any:
+        """The py-libp2p host, for v2/relay only (the other half of the libp2p boundary)."""
+        return self._h
+
+    @property
     def listen_addrs(self) -> list[str]:
         """Full multiaddrs including ``/p2p/<peer id>``."""
         return [str(a) for a in self._h.get_addrs()]

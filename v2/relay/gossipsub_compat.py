@@ -1,0 +1,104 @@
+"""py-libp2p 0.8.1's gossipsub, made to speak Waku relay (11/WAKU2-RELAY).
+
+Each class below fixes one measured fault of the stock implementation (py-libp2p-notes.md §3-4);
+nothing else in the code base patches py-libp2p.  Pinned to libp2p==0.8.1: re-check every fix
+when upgrading (tests/v2/relay exercises each one).
+
+| fault (notes §3/§4) | stock behaviour | fix here |
+|---|---|---|
+| 1 codec | add_peer refuses ``/vac/waku/relay/2.0.0`` | :meth:`WakuGossipSub.add_peer` maps it to v1.1 semantics |
+| 2 signing | strict_signing signs every message | ``strict_signing=False`` |
+| 3 publish | from/seqno always set; js-waku rejects them | :meth:`WakuPubsub.publish` sends data + topic only (StrictNoSign) |
+| 4 message id | from + seqno (all Waku messages collide) | ``msg_id_constructor`` = sha256(data) |
+| 5 mcache key | module function from + seqno, ignores 4 | :class:`WakuMessageCache` keys by sha256(data) |
+| 6 equivocation | keyed on empty from/seqno: drops every other message | disabled (dedup by message id suffices) |
+| limiter | 10 msg/s per peer per topic, also our own | ``spam_protection_enabled=False``; our own limits live in relay |
+| Q2 | 32-slot subscription channel, drops with a warning | :meth:`WakuPubsub.notify_subscriptions` hands messages to our sink |
+| self-delivery | own publishes reach own subscribers | skipped in the sink (nwaku's triggerSelf=false) |
+| Q1 | publish() only enqueues; a full 32-RPC per-peer queue drops with a debug log | :meth:`WakuPubsub.publish` waits while any peer queue holds more than half of that |
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.mcache import CacheEntry, MessageCache
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+
+__all__ = ["WAKU_RELAY_CODEC", "WakuGossipSub", "WakuMessageCache", "WakuPubsub", "waku_message_id"]
+
+WAKU_RELAY_CODEC = TProtocol("/vac/waku/relay/2.0.0")
+OUTBOUND_HIGH_WATER = 16  # of py-libp2p's OutBoundQueueSize = 32
+
+
+def waku_message_id(msg: Any) -> bytes:
+    """Relay message id: sha256(Message.data), as nwaku, go-waku and js-waku compute it."""
+    return hashlib.sha256(msg.data).digest()
+
+
+class WakuMessageCache(MessageCache):
+    """Fault 5: the stock cache keys entries with from+seqno regardless of the pubsub id."""
+
+    def put(self, msg: rpc_pb2.Message) -> None:
+        mid = waku_message_id(msg)
+        if mid in self.msgs:
+            return
+        self.msgs[mid] = msg
+        self.history[0].append(CacheEntry(mid, msg.topicIDs))
+
+
+class WakuGossipSub(GossipSub):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("protocols", [WAKU_RELAY_CODEC])
+        kwargs["spam_protection_enabled"] = False  # limiter: see the module table
+        super().__init__(**kwargs)
+        self.mcache = WakuMessageCache(self.mcache.window_size, self.mcache.history_size)
+
+    def add_peer(self, peer_id: ID, protocol_id: TProtocol | None) -> None:
+        """Fault 1: treat Waku relay peers as gossipsub v1.1 peers (no IDONTWANT sent to them)."""
+        if protocol_id == WAKU_RELAY_CODEC:
+            super().add_peer(peer_id, PROTOCOL_ID_V11)
+        else:
+            super().add_peer(peer_id, protocol_id)
+
+    def _check_equivocation(self, msg: rpc_pb2.Message) -> bool:
+        """Fault 6: Waku messages carry no from/seqno, so "equivocation" is meaningless here."""
+        return True
+
+
+class WakuPubsub(Pubsub):
+    """Pubsub with StrictNoSign publishing and a sink instead of the 32-slot subscription queue."""
+
+    def __init__(self, host: Any, router: WakuGossipSub, sink: Callable[[str, rpc_pb2.Message, bool], None],
+                 **kwargs: Any) -> None:
+        super().__init__(host, router, strict_signing=False, msg_id_constructor=waku_message_id, **kwargs)
+        self._sink = sink
+        self._own: set[int] = set()
+
+    async def publish(self, topic_id: str | list[str], data: bytes) -> None:
+        """Fault 3: a Waku relay message is data + topic, nothing else (StrictNoSign)."""
+        topics = [topic_id] if isinstance(topic_id, str) else list(topic_id)
+        # Q1 back-pressure: the per-peer queues hold 32 RPCs and drop beyond; keep them half full.
+        while any(len(q) > OUTBOUND_HIGH_WATER for q in self.peer_queues.values()):  # noqa: ASYNC110
+            await trio.sleep(0.002)
+        msg = rpc_pb2.Message(data=data, topicIDs=topics)
+        self._own.add(id(msg))
+        try:
+            await self.push_msg(self.my_id, msg)
+        finally:
+            self._own.discard(id(msg))
+
+    def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
+        """Q2: hand every message on a subscribed topic to the relay's sink (which counts and
+        queues it) instead of a 32-slot channel that drops with a log line."""
+        own = id(publish_message) in self._own
+        for topic in publish_message.topicIDs:
+            if topic in self.topic_ids:
+                self._sink(topic, publish_message, own)
