@@ -4,18 +4,25 @@ Each class below fixes one measured fault of the stock implementation (py-libp2p
 nothing else in the code base patches py-libp2p.  Pinned to libp2p==0.8.1: re-check every fix
 when upgrading (tests/v2/relay exercises each one).
 
-| fault (notes §3/§4) | stock behaviour | fix here |
-|---|---|---|
-| 1 codec | add_peer refuses ``/vac/waku/relay/2.0.0`` | :meth:`WakuGossipSub.add_peer` maps it to v1.1 semantics |
-| 2 signing | strict_signing signs every message | ``strict_signing=False`` |
-| 3 publish | from/seqno always set; js-waku rejects them | :meth:`WakuPubsub.publish` sends data + topic only (StrictNoSign) |
-| 4 message id | from + seqno (all Waku messages collide) | ``msg_id_constructor`` = sha256(data) |
-| 5 mcache key | module function from + seqno, ignores 4 | :class:`WakuMessageCache` keys by sha256(data) |
-| 6 equivocation | keyed on empty from/seqno: drops every other message | disabled (dedup by message id suffices) |
-| limiter | 10 msg/s per peer per topic, also our own | ``spam_protection_enabled=False``; our own limits live in relay |
-| Q2 | 32-slot subscription channel, drops with a warning | :meth:`WakuPubsub.notify_subscriptions` hands messages to our sink |
-| self-delivery | own publishes reach own subscribers | skipped in the sink (nwaku's triggerSelf=false) |
-| Q1 | publish() only enqueues; a full 32-RPC per-peer queue drops with a debug log | :meth:`WakuPubsub.publish` waits while any peer queue holds more than half of that |
+- fault 1, codec: ``add_peer`` refuses ``/vac/waku/relay/2.0.0``.
+  Fix: :meth:`WakuGossipSub.add_peer` treats such peers as gossipsub v1.1 peers.
+- fault 2, signing: strict signing signs every message.  Fix: ``strict_signing=False``.
+- fault 3, publish: from/seqno always set, js-waku rejects them.
+  Fix: :meth:`WakuPubsub.publish` sends data + topic only (StrictNoSign).
+- fault 4, message id: from + seqno, so all Waku messages collide.
+  Fix: ``msg_id_constructor`` = sha256(data).
+- fault 5, mcache key: a module function (from + seqno) that ignores fault 4's setting.
+  Fix: :class:`WakuMessageCache` keys by sha256(data).
+- fault 6, equivocation: keyed on the empty from/seqno, it drops every other message.
+  Fix: disabled (dedup by message id suffices).
+- spam limiter: 10 msg/s per peer per topic, our own publishes included.
+  Fix: ``spam_protection_enabled=False``; our limits are explicit in relay.
+- Q1: ``publish`` only enqueues; a full 32-RPC per-peer queue drops with a debug log.
+  Fix: :meth:`WakuPubsub.publish` waits while any peer queue is more than half full.
+- Q2: the 32-slot subscription channel drops with a warning.
+  Fix: :meth:`WakuPubsub.notify_subscriptions` hands messages to the relay's counted sink.
+- self-delivery: own publishes reach own subscribers.
+  Fix: skipped in the sink (nwaku's triggerSelf=false).
 """
 
 from __future__ import annotations

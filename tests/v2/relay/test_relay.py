@@ -23,6 +23,7 @@ class Node:
         self.host = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, ws))
         self.relay = Relay(self.host, self.registry)
         self.got: list[bytes] = []
+        self.payloads: list[bytes] = []
 
     async def start(self, nursery: trio.Nursery) -> Node:
         await nursery.start(self.host.run)
@@ -34,6 +35,7 @@ class Node:
     async def _collect(self) -> None:
         async for m in self.relay.messages():
             self.got.append(m.hash)
+            self.payloads.append(m.message.payload)
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
