@@ -4,6 +4,7 @@ import * as readline from 'node:readline';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
+import { proto_message } from '@waku/proto';
 import { WakuNode, createDecoder, createEncoder, defaultLibp2p, relay, waitForRemotePeer, Protocols } from '@waku/sdk';
 
 const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
@@ -26,6 +27,15 @@ async function handle(msg) {
         event: 'message', contentTopic: m.contentTopic, payload: hex(m.payload),
         timestamp: m.timestamp ? m.timestamp.getTime() : null, version: m.version ?? null,
       }));
+      // Every WakuMessage on the topic, whatever its version (the version-0 decoder above ignores
+      // version 1, i.e. RFC 26 payloads, which is what a bridge publishes).
+      node.relay.gossipSub.addEventListener('gossipsub:message', (evt) => {
+        const { msg } = evt.detail;
+        if (msg.topic !== pubsubTopic) return;
+        const wm = proto_message.WakuMessage.decode(msg.data);
+        emit({ event: 'raw', contentTopic: wm.contentTopic, payload: hex(wm.payload),
+               version: wm.version ?? null, timestamp: wm.timestamp !== undefined ? String(wm.timestamp) : null });
+      });
       return { peerId: node.libp2p.peerId.toString(), addrs: node.libp2p.getMultiaddrs().map(String) };
     }
     case 'dial':

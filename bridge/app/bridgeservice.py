@@ -1,0 +1,118 @@
+"""``waku-bridge --peer-id A``: v1 node + v2 node + pipeline + HTTP, in one nursery."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from bridge.app.config import AppConfig
+from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
+from bridge.app.service import _until_signal, node_key, v1_node_config
+from bridge.app.v2service import v2_node_config
+from bridge.dedup import DedupStore
+from bridge.metrics import BridgeMetrics
+from bridge.pipeline import AlwaysActive, Pipeline, PipelineConfig
+from bridge.policy import Policy
+
+__all__ = ["BridgeService", "run_bridge"]
+
+log = logging.getLogger(__name__)
+
+
+class BridgeService:
+    def __init__(self, cfg: AppConfig, registry: CollectorRegistry | None = None) -> None:
+        from v1.node import V1Node
+        from v2.node import V2Node
+
+        self.cfg = cfg
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.started_at = time.time()
+        self.v1 = V1Node(v1_node_config(cfg), self.registry)
+        self.v2 = V2Node(v2_node_config(cfg, node_key(cfg, cfg.v2.nodekey, "nodekey-v2"), bridge_topics=True),
+                         self.registry)
+        self.dedup = DedupStore(Path(cfg.data_dir) / "bridge.sqlite3", window=cfg.bridge.dedup_window,
+                                capacity=cfg.bridge.dedup_capacity)
+        self.metrics = BridgeMetrics(self.registry, topic_cap=cfg.bridge.topic_cardinality)
+        self.gate: Any = AlwaysActive()
+        self.pipeline = Pipeline(
+            self.v1, self.v2, self.dedup, self.metrics,
+            PipelineConfig(cluster_id=cfg.v2.cluster_id, num_shards=max(1, cfg.v2.num_shards_in_network),
+                           pubsub_topic=cfg.bridge.pubsub_topic, ttl=cfg.bridge.ttl, max_skew=cfg.bridge.max_skew,
+                           pow_target=cfg.v1.pow, pow_budget_s=cfg.bridge.pow_budget),
+            policy=Policy.from_lists(cfg.bridge.allow_topics, cfg.bridge.deny_topics), gate=self.gate)
+        self.http_port = cfg.metrics.port
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        counts = {d: int(self.metrics.transfers.labels(d)._value.get()) for d in ("v1_to_v2", "v2_to_v1")}
+        dropped = {}
+        for metric in self.registry.collect():
+            if metric.name == "waku_bridge_dropped":
+                for s in metric.samples:
+                    if s.name.endswith("_total"):
+                        dropped[s.labels["type"]] = int(s.value)
+        return {
+            "peer_id": self.cfg.peer_id,
+            "role": "active" if self.gate.is_active() else "standby",
+            "leader": getattr(self.gate, "leader", self.cfg.peer_id),
+            "fencing_token": getattr(self.gate, "fencing_token", None),
+            "peers": {"v1": len(self.v1.peers()), "v2": len(self.v2.peers())},
+            "transfers": counts,
+            "dropped": dropped,
+            "rates": self.metrics.rates(now),
+            "dedup_size": len(self.dedup),
+            "pending": len(self.pipeline.pending),
+            "v1": {"enode": self.v1.enode},
+            "v2": {"peer_id": self.v2.peer_id, "listen_addrs": self.v2.listen_addrs},
+            "uptime_s": round(now - self.started_at, 1),
+        }
+
+    async def _status(self, _: Request) -> Response:
+        return json_response(self.status())
+
+    async def _health(self, _: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def _ready(self, _: Request) -> Response:
+        ok = bool(self.v1.peers()) and bool(self.v2.peers())
+        return json_response({"ready": ok, "v1_peers": len(self.v1.peers()), "v2_peers": len(self.v2.peers())},
+                             200 if ok else 503)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        loaded = await self.dedup.open()
+        log.info("bridge %s: %d dedup keys loaded", self.cfg.peer_id, loaded)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.v1.run)
+                await nursery.start(self.v2.run)
+                await nursery.start(self.pipeline.run)
+                if self.cfg.metrics.enabled:
+                    http = HttpServer(self.cfg.metrics.address, self.cfg.metrics.port, {
+                        "/metrics": metrics_route(self.registry), "/health": self._health,
+                        "/ready": self._ready, "/status": self._status})
+                    self.http_port = await nursery.start(http.run)
+                log.info("bridge %s running: v1 %s | v2 %s", self.cfg.peer_id, self.v1.enode,
+                         " ".join(self.v2.listen_addrs))
+                task_status.started()
+        finally:
+            await self.dedup.aclose()
+
+
+async def run_bridge(cfg: AppConfig) -> None:
+    service = BridgeService(cfg)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_until_signal, nursery.cancel_scope)
+        await nursery.start(service.run)
+        print(json_line({"v1": service.v1.enode, "v2": service.v2.listen_addrs, "http": service.http_port}),
+              flush=True)
+
+
+def json_line(obj: object) -> str:
+    import json
+
+    return json.dumps(obj)

@@ -1,0 +1,109 @@
+"""End to end through a bridge process, with third-party peers on both sides.
+
+@ethereumjs/devp2p (waku/1 harness) <-> `waku-bridge --peer-id A` <-> js-waku relay node.
+Messages go both ways and arrive with the right topic, payload, version and timestamp; the
+ethereumjs peer receives (accepts) the v2->v1 envelope.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import rlp
+import trio
+
+from bridge.payload import wrap_unencrypted
+from tests.helpers.jsproc import JsPeer
+from tests.helpers.net import free_ports
+from v1.waku.envelope import Envelope
+from v1.waku.messages import encode_messages
+from v1.waku.pow import SizeRule, mine_smallest_nonce, pow_value
+
+ROOT = Path(__file__).resolve().parents[2]
+JS_V1_KEY = "b71c71a67e1177ad4e901695e1b4b9ee17ae16c6668d313eac2f96dbcda3f291"
+TOPIC_V1 = bytes.fromhex("1a2b3c4d")
+CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
+PUBSUB = "/waku/2/rs/0/0"
+
+
+def start_bridge(tmp: Path, js_enode: str, js_addr: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
+    p1, p2, ws, http = free_ports(4)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge.app.cli", "--peer-id", "A", "--listen-address", "127.0.0.1",
+         "--devp2p-tcp-port", str(p1), "--libp2p-tcp-port", str(p2), "--websocket-port", str(ws),
+         "--metrics-server-port", str(http), "--data-dir", str(tmp), "--staticnode-v1", js_enode,
+         "--staticnode-v2", js_addr, "--cluster-id", "0", "--num-shards-in-network", "1",
+         "--waku-v1-pow", "0.002", "--log-level", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise AssertionError(f"bridge did not start: {proc.stderr.read() if proc.stderr else ''}")
+    info = json.loads(line)
+    info["http_url"] = f"http://127.0.0.1:{http}"
+    return proc, info
+
+
+async def test_bridge_between_ethereumjs_and_js_waku(nursery: trio.Nursery, tmp_path: Path) -> None:
+    (v1_port,) = free_ports(1)
+    jsv1 = await JsPeer.start(nursery, "devp2p", "peer.mjs")
+    jsv2 = await JsPeer.start(nursery, "waku-relay", "relay.mjs", env={"NODE_ENV": "test"},
+                              node_args=["--import", "./polyfill.mjs"])
+    proc = None
+    try:
+        enode = (await jsv1.request("start", privateKey=JS_V1_KEY, port=v1_port, pow=0.002))["enode"]
+        v2 = await jsv2.request("start", pubsubTopic=PUBSUB, contentTopic=CONTENT)
+        proc, info = await trio.to_thread.run_sync(start_bridge, tmp_path, enode, v2["addrs"][0])
+        peer = (await jsv1.wait_event("peer_added", timeout=20))[0]["peer"]
+        with trio.fail_after(30):
+            while not (await jsv2.request("meshPeers"))["peers"]:
+                await trio.sleep(0.2)
+
+        # v1 -> v2
+        now = int(time.time())
+        data = b"rfc26 blob from v1 " + os.urandom(8)
+        nonce = mine_smallest_nonce(now + 20, 20, TOPIC_V1, data, 0.002)
+        assert nonce is not None
+        env = Envelope(now + 20, 20, TOPIC_V1, data, nonce)
+        await jsv1.request("send", peer=peer, code=1, hex=encode_messages([env]).hex())
+        got = (await jsv2.wait_event("raw", timeout=20))[0]
+        assert got["contentTopic"] == CONTENT and bytes.fromhex(got["payload"]) == data
+        assert got["version"] == 1 and int(got["timestamp"]) == now * 10**9  # (expiry - ttl) s, in ns
+
+        # v2 -> v1
+        payload = os.urandom(12)
+        sent_ms = time.time()
+        await jsv2.request("send", contentTopic=CONTENT, payload=payload.hex())
+        env_evt = None
+        with trio.fail_after(20):
+            while env_evt is None:
+                for e in await jsv1.wait_event("envelope", count=1):
+                    if bytes.fromhex(e["hex"]) != env.encode():
+                        env_evt = e
+                if env_evt is None:
+                    await trio.sleep(0.1)
+        out = Envelope.decode(bytes.fromhex(env_evt["hex"]))
+        assert out.topic == TOPIC_V1
+        assert out.data == wrap_unencrypted(payload)  # js-waku sends version 0: wrapped as RFC 26
+        assert abs(out.sent - sent_ms) <= 2 and out.ttl == 10
+        assert pow_value(out, SizeRule.STRICT) >= 0.002 and env_evt["hash"] == out.hash.hex()
+        assert rlp.decode(bytes.fromhex(env_evt["hex"]))[2] == TOPIC_V1
+
+        status = httpx.get(str(info["http_url"]) + "/status", timeout=5).json()
+        assert status["transfers"] == {"v1_to_v2": 1, "v2_to_v1": 1}
+        assert status["peers"] == {"v1": 1, "v2": 1} and status["role"] == "active"
+        metrics = httpx.get(str(info["http_url"]) + "/metrics", timeout=5).text
+        assert 'waku_bridge_transfers_total{type="v1_to_v2"} 1.0' in metrics
+    finally:
+        if proc is not None:
+            proc.terminate()
+            await trio.to_thread.run_sync(proc.wait, 15)
+        await jsv1.aclose()
+        await jsv2.aclose()
