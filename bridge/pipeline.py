@@ -68,6 +68,7 @@ class PipelineConfig:
     pow_budget_s: float = 2.0
     hashes_per_s: float = 1_000_000.0  # measured (docs/performance.md): turns the budget into a nonce cap
     max_pending: int = 100_000
+    echo_grace_s: float = 2.0  # hold v2 messages that look bridged from v1 (see on_message)
 
 
 @dataclass(slots=True)
@@ -92,6 +93,8 @@ class Pipeline:
         self.clock = clock
         self.pending: OrderedDict[bytes, _Pending] = OrderedDict()
         self._mine_limiter = trio.CapacityLimiter(1)
+        self._grace_send, self._grace_recv = trio.open_memory_channel[tuple[float, WakuMessage]](10_000)
+        self._running = False
 
     # --- helpers ---
 
@@ -146,7 +149,34 @@ class Pipeline:
 
     # --- v2 -> v1 ---
 
+    @staticmethod
+    def looks_bridged_from_v1(msg: WakuMessage) -> bool:
+        """A v1->v2 translation: RFC 26 payload on a /waku/1 topic with a whole-second timestamp."""
+        return (msg.version == 1 and msg.content_topic.startswith("/waku/1/") and bool(msg.timestamp)
+                and (msg.timestamp or 0) % NS == 0)
+
     async def on_message(self, msg: WakuMessage) -> None:
+        # Two active bridges race: B may see A's v1->v2 translation on relay before the v1 original
+        # reaches B through v1 forwarding (300 ms per hop).  Bridging it back would post a *new*
+        # envelope (its TTL is ours, not the original's) on v1.  Such messages wait a short grace
+        # period in which the original's key normally arrives; genuine v2 messages with a
+        # whole-second timestamp are merely delayed.
+        if self._running and self.config.echo_grace_s > 0 and self.looks_bridged_from_v1(msg):
+            try:
+                self._grace_send.send_nowait((self.clock() + self.config.echo_grace_s, msg))
+                return
+            except trio.WouldBlock:
+                pass  # grace queue full: bridge now rather than drop
+        await self._on_message_now(msg)
+
+    async def _grace_loop(self) -> None:
+        async for due, msg in self._grace_recv:
+            delay = due - self.clock()
+            if delay > 0:
+                await trio.sleep(delay)
+            await self._on_message_now(msg)
+
+    async def _on_message_now(self, msg: WakuMessage) -> None:
         if not self.policy.allows_content_topic(msg.content_topic):
             return self._drop(DropReason.DENIED, msg.content_topic)
         now = self.clock()
@@ -208,8 +238,10 @@ class Pipeline:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._running = True
             nursery.start_soon(self._v1_loop)
             nursery.start_soon(self._v2_loop)
+            nursery.start_soon(self._grace_loop)
             nursery.start_soon(self._housekeeping)
             task_status.started()
 

@@ -206,3 +206,28 @@ async def test_race_both_active_output_is_byte_identical(tmp_path: Path) -> None
     await a.on_envelope(e)
     await b.on_message(a2.published[0][1])
     assert b1.posted[0].encode() == e.encode()
+
+
+async def test_echo_grace_holds_translations_until_the_original_arrives(tmp_path: Path) -> None:
+    """The race of two active bridges: B gets A's translation first, the v1 original 0.3 s later."""
+    a, _, a2, _ = await make(tmp_path, "a")
+    b, b1, b2, _ = await make(tmp_path, "b", echo_grace_s=1.0)
+    e = env(b"race with another ttl", now=time.time())
+    e = Envelope(e.expiry + 20, e.ttl + 20, e.topic, e.data,
+                 mine_smallest_nonce(e.expiry + 20, e.ttl + 20, e.topic, e.data, 0.002) or 0)
+    await a.on_envelope(e)
+    translation = a2.published[0][1]
+    assert Pipeline.looks_bridged_from_v1(translation)
+    s1, r1 = trio.open_memory_channel[Any](10)
+    s2, r2 = trio.open_memory_channel[Any](10)
+    b.v1.inbound = lambda: r1  # type: ignore[method-assign]
+    b.v2.messages = lambda: r2  # type: ignore[method-assign]
+    async with trio.open_nursery() as n:
+        await n.start(b.run)
+        await s2.send(type("M", (), {"message": translation})())
+        await trio.sleep(0.3)
+        await s1.send(type("R", (), {"envelope": e})())
+        await trio.sleep(1.5)
+        n.cancel_scope.cancel()
+    assert b1.posted == []  # no new envelope with B's TTL went to v1
+    assert [m.encode() for _, m in b2.published] == [translation.encode()]
