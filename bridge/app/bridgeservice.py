@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge.app.config import AppConfig
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
-from bridge.app.service import _until_signal, node_key, v1_node_config
+from bridge.app.service import _until_signal, instance_dir, node_key, v1_node_config
 from bridge.app.v2service import v2_node_config
 from bridge.dedup import DedupStore
 from bridge.metrics import BridgeMetrics
@@ -26,19 +26,26 @@ log = logging.getLogger(__name__)
 
 class BridgeService:
     def __init__(self, cfg: AppConfig, registry: CollectorRegistry | None = None) -> None:
+        from failover.metrics import FailoverMetrics
+        from failover.sqlite_backend import parse_failover_url
         from v1.node import V1Node
         from v2.node import V2Node
 
         self.cfg = cfg
         self.registry = registry if registry is not None else CollectorRegistry()
         self.started_at = time.time()
-        self.v1 = V1Node(v1_node_config(cfg), self.registry)
-        self.v2 = V2Node(v2_node_config(cfg, node_key(cfg, cfg.v2.nodekey, "nodekey-v2"), bridge_topics=True),
+        home = instance_dir(cfg)
+        self.v1 = V1Node(v1_node_config(cfg, home), self.registry)
+        self.v2 = V2Node(v2_node_config(cfg, node_key(home, cfg.v2.nodekey, "nodekey-v2"), bridge_topics=True),
                          self.registry)
-        self.dedup = DedupStore(Path(cfg.data_dir) / "bridge.sqlite3", window=cfg.bridge.dedup_window,
+        self.dedup = DedupStore(home / "bridge.sqlite3", window=cfg.bridge.dedup_window,
                                 capacity=cfg.bridge.dedup_capacity)
         self.metrics = BridgeMetrics(self.registry, topic_cap=cfg.bridge.topic_cardinality)
-        self.gate: Any = AlwaysActive()
+        assert cfg.peer_id is not None
+        self.elector = parse_failover_url(cfg.failover.backend, identity=cfg.peer_id, data_dir=Path(cfg.data_dir),
+                                          ttl=cfg.failover.ttl)
+        self.failover_metrics = FailoverMetrics(self.registry, cfg.peer_id)
+        self.gate: Any = self.elector if self.elector is not None else AlwaysActive()
         self.pipeline = Pipeline(
             self.v1, self.v2, self.dedup, self.metrics,
             PipelineConfig(cluster_id=cfg.v2.cluster_id, num_shards=max(1, cfg.v2.num_shards_in_network),
@@ -59,8 +66,8 @@ class BridgeService:
         return {
             "peer_id": self.cfg.peer_id,
             "role": "active" if self.gate.is_active() else "standby",
-            "leader": getattr(self.gate, "leader", self.cfg.peer_id),
-            "fencing_token": getattr(self.gate, "fencing_token", None),
+            "leader": self.elector.leader if self.elector is not None else self.cfg.peer_id,
+            "fencing_token": self.elector.fencing_token if self.elector is not None else None,
             "peers": {"v1": len(self.v1.peers()), "v2": len(self.v2.peers())},
             "transfers": counts,
             "dropped": dropped,
@@ -83,6 +90,28 @@ class BridgeService:
         return json_response({"ready": ok, "v1_peers": len(self.v1.peers()), "v2_peers": len(self.v2.peers())},
                              200 if ok else 503)
 
+    async def _follow_leadership(self) -> None:
+        """On election: bridge what is pending (zero-loss takeover), then go live."""
+        assert self.elector is not None
+        leading = False
+        while True:
+            changed = self.elector.changed
+            if self.elector.is_leader() and not leading:
+                t0 = time.monotonic()
+                n = await self.pipeline.take_over()
+                self.failover_metrics.takeover.observe(time.monotonic() - t0)
+                self.failover_metrics.leader_changes.labels("elected").inc()
+                log.info("%s active: %d pending messages bridged on takeover", self.cfg.peer_id, n)
+                leading = True
+            elif leading and not self.elector.is_leader():
+                self.failover_metrics.leader_changes.labels("lost").inc()
+                self.failover_metrics.step_downs.labels("lease").inc()
+                leading = False
+            self.failover_metrics.role.set(1 if leading else 0)
+            self.failover_metrics.fencing_token.set(self.elector.fencing_token or 0)
+            with trio.move_on_after(0.5):  # also re-check: leadership can lapse without an event
+                await changed.wait()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         loaded = await self.dedup.open()
         log.info("bridge %s: %d dedup keys loaded", self.cfg.peer_id, loaded)
@@ -91,6 +120,11 @@ class BridgeService:
                 await nursery.start(self.v1.run)
                 await nursery.start(self.v2.run)
                 await nursery.start(self.pipeline.run)
+                if self.elector is not None:
+                    await nursery.start(self.elector.run)
+                    nursery.start_soon(self._follow_leadership)
+                else:
+                    self.failover_metrics.role.set(1)
                 if self.cfg.metrics.enabled:
                     http = HttpServer(self.cfg.metrics.address, self.cfg.metrics.port, {
                         "/metrics": metrics_route(self.registry), "/health": self._health,

@@ -19,26 +19,32 @@ from bridge.app.config import AppConfig
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
 from bridge.app.keys import load_or_create_key
 
-__all__ = ["node_key", "run_bridge", "run_v1_node", "run_v2_node", "v1_node_config"]
+__all__ = ["instance_dir", "node_key", "run_bridge", "run_v1_node", "run_v2_node", "v1_node_config"]
 
 log = logging.getLogger(__name__)
 
 
-def node_key(cfg: AppConfig, explicit: str | None, name: str) -> str:
-    """The configured key, else the persistent one in the data dir (created on first start)."""
+def node_key(directory: Path, explicit: str | None, name: str) -> str:
+    """The configured key, else the persistent one in ``directory`` (created on first start)."""
     if explicit:
         return explicit
-    return load_or_create_key(Path(cfg.data_dir) / name)
+    return load_or_create_key(Path(directory) / name)
 
 
-def v1_node_config(cfg: AppConfig) -> Any:
+def instance_dir(cfg: AppConfig) -> Path:
+    """Per-instance state (keys, dedup ledger): ``<data dir>/<peer id>``; the data dir itself is shared
+    by the instances of one host (the failover lease lives there)."""
+    return Path(cfg.data_dir) / cfg.peer_id if cfg.peer_id else Path(cfg.data_dir)
+
+
+def v1_node_config(cfg: AppConfig, directory: Path | None = None) -> Any:
     from v1.node import V1NodeConfig
     from v1.rlpx.keys import NodeKey
 
     return V1NodeConfig(
         listen_address=cfg.listen_address,
         port=cfg.v1.port,
-        node_key=NodeKey.from_hex(node_key(cfg, cfg.v1.nodekey, "nodekey-v1")),
+        node_key=NodeKey.from_hex(node_key(directory or Path(cfg.data_dir), cfg.v1.nodekey, "nodekey-v1")),
         static_nodes=cfg.v1.staticnodes,
         pow_requirement=cfg.v1.pow,
         max_peers=cfg.v1.max_peers,

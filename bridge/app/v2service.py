@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -40,7 +41,7 @@ async def run_v2_node(cfg: AppConfig) -> None:
     from v2.node import V2Node
 
     registry = CollectorRegistry()
-    node = V2Node(v2_node_config(cfg, node_key(cfg, cfg.v2.nodekey, "nodekey-v2")), registry)
+    node = V2Node(v2_node_config(cfg, node_key(Path(cfg.data_dir), cfg.v2.nodekey, "nodekey-v2")), registry)
 
     async def info(_: Request) -> Response:
         return json_response(node.info())
