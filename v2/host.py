@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import multiaddr
 import trio
 from libp2p import new_host
+from libp2p.abc import INotifee
 from libp2p.crypto.secp256k1 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamClosed, StreamEOF, StreamError, StreamReset
@@ -25,7 +27,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from v2.errors import V2Error
 from v2.stream import Stream, StreamClosedError
 
-__all__ = ["DialError", "Host", "HostConfig", "StreamHandler"]
+__all__ = ["ConnectionEvent", "DialError", "Host", "HostConfig", "StreamHandler"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,50 @@ class _NetStream(Stream):
                 await self._inner.close()
             except Exception:
                 pass
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    peer: str
+    connected: bool  # False: the connection closed
+    direction: str  # "inbound" | "outbound" | "unknown"
+
+
+class _ConnectionNotifee(INotifee):  # type: ignore[misc]
+    """Forwards swarm connect/disconnect callbacks to a channel without ever blocking.
+
+    py-libp2p awaits notifees inline on the connection path (swarm ``_notify``), so a slow
+    consumer would stall every new connection: a full channel drops the event and counts it.
+    """
+
+    def __init__(self, send: trio.MemorySendChannel[ConnectionEvent]) -> None:
+        self._send = send
+        self.dropped = 0
+
+    def _put(self, conn: Any, connected: bool) -> None:
+        try:
+            direction = str(getattr(getattr(conn, "direction", None), "name", "unknown")).lower()
+            self._send.send_nowait(ConnectionEvent(str(conn.muxed_conn.peer_id), connected, direction))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            self.dropped += 1
+
+    async def connected(self, network: Any, conn: Any) -> None:
+        self._put(conn, True)
+
+    async def disconnected(self, network: Any, conn: Any) -> None:
+        self._put(conn, False)
+
+    async def opened_stream(self, network: Any, stream: Any) -> None:
+        pass
+
+    async def closed_stream(self, network: Any, stream: Any) -> None:
+        pass
+
+    async def listen(self, network: Any, multiaddr: Any) -> None:
+        pass
+
+    async def listen_close(self, network: Any, multiaddr: Any) -> None:
+        pass
 
 
 class HostConfig:
@@ -152,6 +198,16 @@ class Host:
         except Exception as exc:
             raise DialError(f"opening {protocols} to {peer}: {exc}") from None
         return _NetStream(inner, peer, str(inner.get_protocol()))
+
+    def connection_events(self, capacity: int = 1024) -> trio.MemoryReceiveChannel[ConnectionEvent]:
+        """A new channel of connection opened/closed events (every subscriber gets its own).
+
+        Metadata (waku-v2.md §12: query the peer on every new connection, inbound and outbound)
+        and the peer manager need this signal; py-libp2p only offers swarm notifees.
+        """
+        send, recv = trio.open_memory_channel[ConnectionEvent](capacity)
+        self._h.get_network().register_notifee(_ConnectionNotifee(send))
+        return recv
 
     def connected_peers(self) -> list[str]:
         return [str(p) for p in self._h.get_connected_peers()]
