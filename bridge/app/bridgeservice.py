@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry
 
+from bridge.aggregates import AGGREGATES_FILE, AggregatesWriter
 from bridge.app.config import AppConfig
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
 from bridge.app.service import _until_signal, instance_dir, node_key, v1_node_config
@@ -41,6 +44,10 @@ class BridgeService:
         self.dedup = DedupStore(home / "bridge.sqlite3", window=cfg.bridge.dedup_window,
                                 capacity=cfg.bridge.dedup_capacity)
         self.metrics = BridgeMetrics(self.registry, topic_cap=cfg.bridge.topic_cardinality)
+        # Hourly topic x origin counts for `waku-bridge report`, flushed every 10 s and on shutdown.
+        self.aggregates = AggregatesWriter(home / AGGREGATES_FILE,
+                                           on_flush=lambda r: self.metrics.aggregates_flushes.labels(r).inc())
+        self.metrics.add_listener(self.aggregates.record)
         assert cfg.peer_id is not None
         self.elector = parse_failover_url(cfg.failover.backend, identity=cfg.peer_id, data_dir=Path(cfg.data_dir),
                                           ttl=cfg.failover.ttl)
@@ -53,6 +60,9 @@ class BridgeService:
                            pow_target=cfg.v1.pow, pow_budget_s=cfg.bridge.pow_budget),
             policy=Policy.from_lists(cfg.bridge.allow_topics, cfg.bridge.deny_topics), gate=self.gate)
         self.http_port = cfg.metrics.port
+        self._elector_scope: trio.CancelScope | None = None
+        self._resigning = False
+        self._stepped_down = trio.Event()
 
     def status(self) -> dict[str, Any]:
         now = time.time()
@@ -72,10 +82,16 @@ class BridgeService:
             "transfers": counts,
             "dropped": dropped,
             "rates": self.metrics.rates(now),
+            "v2_share": self.metrics.shares(now),
+            "aggregates": {"file": str(self.aggregates.store.path), "last_flush": self.aggregates.last_flush,
+                           "unflushed_rows": len(self.aggregates.acc)},
             "dedup_size": len(self.dedup),
             "pending": len(self.pipeline.pending),
             "v1": {"enode": self.v1.enode},
-            "v2": {"peer_id": self.v2.peer_id, "listen_addrs": self.v2.listen_addrs},
+            "v2": {"peer_id": self.v2.peer_id, "listen_addrs": self.v2.listen_addrs,
+                   # what a client needs to find our v1->v2 output (waku-bridge drill's canaries)
+                   "cluster_id": self.cfg.v2.cluster_id, "num_shards": max(1, self.cfg.v2.num_shards_in_network),
+                   "pubsub_topic": self.cfg.bridge.pubsub_topic},
             "uptime_s": round(now - self.started_at, 1),
         }
 
@@ -105,12 +121,49 @@ class BridgeService:
                 leading = True
             elif leading and not self.elector.is_leader():
                 self.failover_metrics.leader_changes.labels("lost").inc()
-                self.failover_metrics.step_downs.labels("lease").inc()
+                self.failover_metrics.step_downs.labels("resign" if self._resigning else "lease").inc()
                 leading = False
             self.failover_metrics.role.set(1 if leading else 0)
             self.failover_metrics.fencing_token.set(self.elector.fencing_token or 0)
             with trio.move_on_after(0.5):  # also re-check: leadership can lapse without an event
                 await changed.wait()
+
+    async def _run_elector(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The elector, restartable: ``/admin/resign`` cancels it (its shielded cleanup resigns),
+        then it sits out one TTL so a standby takes the lease (a switchover, not a re-election
+        of ourselves), then campaigns again as a standby."""
+        assert self.elector is not None
+        task_status.started()
+        while True:
+            self._elector_scope = trio.CancelScope()
+            with self._elector_scope:
+                await self.elector.run()
+            self._elector_scope = None
+            self._stepped_down.set()  # the shielded resign inside run() has finished
+            await trio.sleep(self.cfg.failover.ttl)
+            self._resigning = False
+
+    async def _resign(self, req: Request) -> Response:
+        """``POST /admin/resign``: hand leadership to a standby (``waku-bridge drill``).  Allowed
+        from loopback, or with the ``X-Admin-Token`` header equal to $WAKU_BRIDGE_ADMIN_TOKEN."""
+        token = os.environ.get("WAKU_BRIDGE_ADMIN_TOKEN")
+        try:
+            loopback = ipaddress.ip_address(req.remote).is_loopback
+        except ValueError:
+            loopback = False
+        if not (loopback or (token and req.headers.get("x-admin-token") == token)):
+            return json_response({"resigned": False, "reason": "forbidden: loopback or X-Admin-Token only"}, 403)
+        if self.elector is None or self._elector_scope is None or not self.elector.is_leader():
+            return json_response({"resigned": False, "reason": "not the active instance"}, 409)
+        old = self.elector.fencing_token
+        self._resigning = True
+        self._stepped_down = trio.Event()
+        self._elector_scope.cancel()
+        with trio.move_on_after(5):
+            await self._stepped_down.wait()
+        log.info("%s resigned on request (token %s)", self.cfg.peer_id, old)
+        return json_response({"resigned": True, "peer_id": self.cfg.peer_id, "fencing_token": old,
+                              "hold_off_s": self.cfg.failover.ttl})
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         loaded = await self.dedup.open()
@@ -119,16 +172,17 @@ class BridgeService:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.v1.run)
                 await nursery.start(self.v2.run)
+                await nursery.start(self.aggregates.run)
                 await nursery.start(self.pipeline.run)
                 if self.elector is not None:
-                    await nursery.start(self.elector.run)
+                    await nursery.start(self._run_elector)
                     nursery.start_soon(self._follow_leadership)
                 else:
                     self.failover_metrics.role.set(1)
                 if self.cfg.metrics.enabled:
                     http = HttpServer(self.cfg.metrics.address, self.cfg.metrics.port, {
                         "/metrics": metrics_route(self.registry), "/health": self._health,
-                        "/ready": self._ready, "/status": self._status})
+                        "/ready": self._ready, "/status": self._status}, {"/admin/resign": self._resign})
                     self.http_port = await nursery.start(http.run)
                 log.info("bridge %s running: v1 %s | v2 %s", self.cfg.peer_id, self.v1.enode,
                          " ".join(self.v2.listen_addrs))

@@ -1,7 +1,9 @@
 """A small HTTP/1.1 server on trio for /metrics, /health, /ready, /status and nwaku's REST subset.
 
-Read-only GET endpoints only; one request per connection (``Connection: close``), a deadline on
-every read and write, and a hard cap on request size, so a slow or hostile client costs nothing.
+GET endpoints, plus the few POST routes registered as such (``post_routes``: admin actions such
+as ``/admin/resign``, which check the caller themselves); one request per connection
+(``Connection: close``), a deadline on every read and write, and a hard cap on request size, so a
+slow or hostile client costs nothing.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST = 8192
 IO_TIMEOUT = 5.0
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 431: "Request Header Fields Too Large",
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 409: "Conflict", 431: "Request Header Fields Too Large",
             500: "Internal Server Error", 503: "Service Unavailable"}
 
 
@@ -31,6 +33,8 @@ class Request:
     method: str
     path: str
     query: str
+    remote: str = ""  # the client's IP address (admin routes allow loopback only, or a token)
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +61,12 @@ def metrics_route(registry: CollectorRegistry) -> Handler:
 
 
 class HttpServer:
-    def __init__(self, host: str, port: int, routes: Mapping[str, Handler]) -> None:
+    def __init__(self, host: str, port: int, routes: Mapping[str, Handler],
+                 post_routes: Mapping[str, Handler] | None = None) -> None:
         self.host = host
         self.port = port
         self.routes = dict(routes)
+        self.post_routes = dict(post_routes or {})
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
@@ -97,17 +103,24 @@ class HttpServer:
         if scope.cancelled_caught:
             return Response(408, b"timeout\n")
         try:
-            method, target, _version = buf.split(b"\r\n", 1)[0].decode("ascii").split(" ")
+            head = buf.split(b"\r\n\r\n", 1)[0].decode("ascii").split("\r\n")
+            method, target, _version = head[0].split(" ")
         except (UnicodeDecodeError, ValueError):
             return Response(400, b"bad request line\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
         path, _, query = target.partition("?")
-        if method not in ("GET", "HEAD"):
+        handler: Handler | None
+        if method == "POST" and path in self.post_routes:
+            handler = self.post_routes[path]  # admin actions carry no body: nothing more to read
+        elif method not in ("GET", "HEAD"):
             return Response(405, b"only GET\n", headers={"Allow": "GET"})
-        handler = self.routes.get(path)
+        else:
+            handler = self.routes.get(path)
         if handler is None:
             return Response(404, b"not found\n")
         try:
-            resp = await handler(Request(method, path, query))
+            peer = stream.socket.getpeername()
+            resp = await handler(Request(method, path, query, str(peer[0]) if peer else "", headers))
         except Exception:  # a bug in a status handler must not take the process down
             log.exception("http handler for %s failed", path)
             return Response(500, b"internal error\n")
