@@ -1,34 +1,62 @@
 """Bridge metrics: nwaku's names kept (dashboards query them) plus skew and migration views.
 
+nwaku's ``waku_bridge_transfers_total{type="v1_to_v2"|"v2_to_v1"}`` and
+``waku_bridge_dropped_total{type=<reason>}`` keep their names and labels (bridge-prior-art.md §8,
+§12.6); the drop reasons are :class:`bridge.translate.DropReason` values.
+
 Skew = how traffic shifts between the networks: per-direction rates over 1 m / 1 h windows and
-the share of *originated* traffic that comes from v2 (a v1->v2 transfer originated on v1).
-Per-content-topic origin counts have a hard cardinality cap: the first ``topic_cap`` topics get
-their own label, every later one is counted as ``other``.
+the share of *originated* traffic that comes from v2 (a v1->v2 transfer originated on v1, a v2->v1
+transfer on v2).  The windows are pure sliding counters with the time passed in; the gauges are
+set from them by :meth:`BridgeMetrics.refresh`, which the pipeline calls every second.
+
+Per-content-topic origin counts have a hard cardinality cap: the first ``topic_cap`` distinct
+topics get their own label, every later one is counted as ``other``.  A label, once given, is
+kept for the life of the process: moving a topic in and out of a "top N" would make its counter
+restart and break ``rate()``.  Under a steady mix the busiest topics appear first, and the exact
+per-topic ranking lives in the persisted hourly aggregates (``waku-bridge report``).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["BridgeMetrics", "RateWindow", "TopicCap"]
+__all__ = ["OTHER", "V1_TO_V2", "V2_TO_V1", "WINDOWS", "BridgeMetrics", "RateWindow", "TopicCap",
+           "TransferListener", "origin_of", "v2_share"]
 
 V1_TO_V2, V2_TO_V1 = "v1_to_v2", "v2_to_v1"
 WINDOWS = {"1m": 60, "1h": 3600}
+OTHER = "other"
+
+TransferListener = Callable[[str, str, int, float], None]
+"""``(direction, content_topic, size, now)``: called for every transfer (the aggregates writer)."""
+
+
+def origin_of(direction: str) -> str:
+    """The network a transfer's message originated on ("v1" or "v2")."""
+    return "v1" if direction == V1_TO_V2 else "v2"
 
 
 class RateWindow:
-    """Events per second over a sliding window, in 1-second buckets (pure; time passed in)."""
+    """Events per second over a sliding window, in 1-second buckets (pure; time passed in).
+
+    Memory is bounded by the window length in seconds (one bucket per second that saw events).
+    Time going backwards (a wall-clock step) is folded into the newest bucket rather than
+    reordering the deque, so the window stays consistent.
+    """
 
     def __init__(self, seconds: int) -> None:
+        if seconds < 1:
+            raise ValueError("a window is at least 1 s")
         self.seconds = seconds
         self._buckets: deque[list[int]] = deque()  # [second, count], oldest first
         self._total = 0
 
     def add(self, now: float, n: int = 1) -> None:
         sec = int(now)
-        if self._buckets and self._buckets[-1][0] == sec:
+        if self._buckets and self._buckets[-1][0] >= sec:
             self._buckets[-1][1] += n
         else:
             self._buckets.append([sec, n])
@@ -49,17 +77,28 @@ class RateWindow:
 
 
 class TopicCap:
+    """At most ``cap`` distinct labels; every topic beyond them is :data:`OTHER` (pure)."""
+
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self._known: set[str] = set()
 
+    def __len__(self) -> int:
+        return len(self._known)
+
     def label(self, topic: str) -> str:
         if topic in self._known:
             return topic
-        if len(self._known) < self.cap:
+        if len(self._known) < self.cap and topic != OTHER:
             self._known.add(topic)
             return topic
-        return "other"
+        return OTHER
+
+
+def v2_share(v1_count: float, v2_count: float) -> float | None:
+    """Share of originated messages that came from v2; None when nothing was originated."""
+    total = v1_count + v2_count
+    return v2_count / total if total else None
 
 
 class BridgeMetrics:
@@ -68,41 +107,65 @@ class BridgeMetrics:
         self.transfers = Counter("waku_bridge_transfers", "Messages bridged, by direction", ["type"], registry=r)
         self.dropped = Counter("waku_bridge_dropped", "Messages not bridged, by reason", ["type"], registry=r)
         self.bytes = Counter("waku_bridge_bytes", "Payload bytes bridged, by direction", ["type"], registry=r)
-        self.latency = Histogram("waku_bridge_latency_seconds", "Source timestamp to publish, by direction",
-                                 ["type"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
+        self.latency = Histogram("waku_bridge_latency_seconds",
+                                 "Bridging latency: received from one network to published on the other",
+                                 ["type"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+                                 registry=r)
         self.peers = Gauge("waku_bridge_peers", "Connected peers per side", ["side"], registry=r)
         self.rate = Gauge("waku_bridge_rate", "Bridged messages per second, by direction and window",
                           ["type", "window"], registry=r)
-        self.v2_share = Gauge("waku_bridge_v2_share", "Share of originated traffic that comes from Waku v2",
+        self.v2_share = Gauge("waku_bridge_v2_share",
+                              "Share of originated traffic that comes from Waku v2 (window 1m, 1h, total)",
                               ["window"], registry=r)
-        self.topic_messages = Counter("waku_bridge_topic_messages", "Bridged messages per content topic and origin",
+        self.topic_messages = Counter("waku_bridge_topic_messages",
+                                      "Bridged messages per content topic and origin (capped; the rest is 'other')",
                                       ["topic", "origin"], registry=r)
         self.pending = Gauge("waku_bridge_pending", "Messages seen on one side, translation not yet seen (standby)",
                              registry=r)
         self.dedup_entries = Gauge("waku_bridge_dedup_entries", "Keys in the dedup ledger", registry=r)
         self.pow_above_target = Gauge("waku_bridge_v1_peer_pow_above_target",
                                       "Connected v1 peers requiring more PoW than we mine for", registry=r)
+        self.aggregates_flushes = Counter("waku_bridge_aggregates_flushes",
+                                          "Hourly-aggregate flushes to the data dir, by result", ["result"],
+                                          registry=r)
         self._windows = {(d, w): RateWindow(s) for d in (V1_TO_V2, V2_TO_V1) for w, s in WINDOWS.items()}
+        self._totals = {V1_TO_V2: 0, V2_TO_V1: 0}
         self._topics = TopicCap(topic_cap)
+        self._listeners: list[TransferListener] = []
+        for d in (V1_TO_V2, V2_TO_V1):  # export zeros from the start: absent series break dashboards
+            self.transfers.labels(d)
+            self.bytes.labels(d)
 
-    def transfer(self, direction: str, content_topic: str, size: int, latency: float, now: float) -> None:
+    def add_listener(self, listener: TransferListener) -> None:
+        self._listeners.append(listener)
+
+    def transfer(self, direction: str, content_topic: str, size: int, latency: float | None, now: float) -> None:
+        """One message bridged; ``latency`` = receive -> publish (None: not measured, e.g. takeover)."""
         self.transfers.labels(direction).inc()
         self.bytes.labels(direction).inc(size)
-        self.latency.labels(direction).observe(max(0.0, latency))
-        origin = "v1" if direction == V1_TO_V2 else "v2"
-        self.topic_messages.labels(self._topics.label(content_topic), origin).inc()
+        if latency is not None:
+            self.latency.labels(direction).observe(max(0.0, latency))
+        self.topic_messages.labels(self._topics.label(content_topic), origin_of(direction)).inc()
+        self._totals[direction] += 1
         for w in WINDOWS:
             self._windows[(direction, w)].add(now)
+        for listener in self._listeners:
+            listener(direction, content_topic, size, now)
 
     def refresh(self, now: float) -> None:
         """Update the window gauges (called every second)."""
         for (d, w), win in self._windows.items():
             self.rate.labels(d, w).set(win.rate(now))
-        for w in WINDOWS:
-            v1 = self._windows[(V1_TO_V2, w)].count(now)
-            v2 = self._windows[(V2_TO_V1, w)].count(now)
-            if v1 + v2:
-                self.v2_share.labels(w).set(v2 / (v1 + v2))
+        for w, share in self.shares(now).items():
+            if share is not None:
+                self.v2_share.labels(w).set(share)
 
     def rates(self, now: float) -> dict[str, dict[str, float]]:
         return {d: {w: self._windows[(d, w)].rate(now) for w in WINDOWS} for d in (V1_TO_V2, V2_TO_V1)}
+
+    def shares(self, now: float) -> dict[str, float | None]:
+        """v2 share of originated traffic per window ("1m", "1h") and since start ("total")."""
+        out = {w: v2_share(self._windows[(V1_TO_V2, w)].count(now), self._windows[(V2_TO_V1, w)].count(now))
+               for w in WINDOWS}
+        out["total"] = v2_share(self._totals[V1_TO_V2], self._totals[V2_TO_V1])
+        return out

@@ -93,7 +93,7 @@ class Pipeline:
         self.clock = clock
         self.pending: OrderedDict[bytes, _Pending] = OrderedDict()
         self._mine_limiter = trio.CapacityLimiter(1)
-        self._grace_send, self._grace_recv = trio.open_memory_channel[tuple[float, WakuMessage]](10_000)
+        self._grace_send, self._grace_recv = trio.open_memory_channel[tuple[float, WakuMessage, float]](10_000)
         self._running = False
 
     # --- helpers ---
@@ -125,7 +125,8 @@ class Pipeline:
 
     # --- v1 -> v2 ---
 
-    async def on_envelope(self, env: Envelope) -> None:
+    async def on_envelope(self, env: Envelope, received_at: float | None = None) -> None:
+        received_at = self.clock() if received_at is None else received_at
         if not self.policy.allows_v1_topic(env.topic):
             return self._drop(DropReason.DENIED, env.topic.hex())
         out = v1_to_v2(env, cluster_id=self.config.cluster_id, num_shards=self.config.num_shards,
@@ -136,16 +137,16 @@ class Pipeline:
             return
         if not self.gate.is_active():
             return self._hold(out.key, V1_TO_V2, out, float(env.expiry), float(env.sent))
-        await self._publish_v2(out)
+        await self._publish_v2(out, received_at)
 
-    async def _publish_v2(self, out: V1ToV2) -> None:
+    async def _publish_v2(self, out: V1ToV2, received_at: float | None = None) -> None:
         try:
             await self.v2.publish(out.pubsub_topic, out.message)
         except Exception as exc:  # a failed publish is a counted drop, never a crash of the loop
             return self._drop(DropReason.PUBLISH_FAILED, f"v2: {exc}")
         now = self.clock()
-        ts = (out.message.timestamp or 0) / NS
-        self.metrics.transfer(V1_TO_V2, out.message.content_topic, len(out.message.payload), now - ts, now)
+        latency = None if received_at is None else now - received_at  # receive -> publish
+        self.metrics.transfer(V1_TO_V2, out.message.content_topic, len(out.message.payload), latency, now)
 
     # --- v2 -> v1 ---
 
@@ -155,28 +156,29 @@ class Pipeline:
         return (msg.version == 1 and msg.content_topic.startswith("/waku/1/") and bool(msg.timestamp)
                 and (msg.timestamp or 0) % NS == 0)
 
-    async def on_message(self, msg: WakuMessage) -> None:
+    async def on_message(self, msg: WakuMessage, received_at: float | None = None) -> None:
         # Two active bridges race: B may see A's v1->v2 translation on relay before the v1 original
         # reaches B through v1 forwarding (300 ms per hop).  Bridging it back would post a *new*
         # envelope (its TTL is ours, not the original's) on v1.  Such messages wait a short grace
         # period in which the original's key normally arrives; genuine v2 messages with a
         # whole-second timestamp are merely delayed.
+        received_at = self.clock() if received_at is None else received_at
         if self._running and self.config.echo_grace_s > 0 and self.looks_bridged_from_v1(msg):
             try:
-                self._grace_send.send_nowait((self.clock() + self.config.echo_grace_s, msg))
+                self._grace_send.send_nowait((self.clock() + self.config.echo_grace_s, msg, received_at))
                 return
             except trio.WouldBlock:
                 pass  # grace queue full: bridge now rather than drop
-        await self._on_message_now(msg)
+        await self._on_message_now(msg, received_at)
 
     async def _grace_loop(self) -> None:
-        async for due, msg in self._grace_recv:
+        async for due, msg, received_at in self._grace_recv:
             delay = due - self.clock()
             if delay > 0:
                 await trio.sleep(delay)
-            await self._on_message_now(msg)
+            await self._on_message_now(msg, received_at)
 
-    async def _on_message_now(self, msg: WakuMessage) -> None:
+    async def _on_message_now(self, msg: WakuMessage, received_at: float | None = None) -> None:
         if not self.policy.allows_content_topic(msg.content_topic):
             return self._drop(DropReason.DENIED, msg.content_topic)
         now = self.clock()
@@ -189,9 +191,9 @@ class Pipeline:
             return
         if not self.gate.is_active():
             return self._hold(out.key, V2_TO_V1, out, float(out.expiry), float(out.expiry - out.ttl))
-        await self._post_v1(out)
+        await self._post_v1(out, received_at)
 
-    async def _post_v1(self, u: Unsealed) -> None:
+    async def _post_v1(self, u: Unsealed, received_at: float | None = None) -> None:
         max_nonce = int(self.config.pow_budget_s * self.config.hashes_per_s)
         # Mining is CPU-bound: run it in a worker thread so the event loop keeps serving peers.
         env = await trio.to_thread.run_sync(
@@ -206,7 +208,8 @@ class Pipeline:
         if not getattr(res, "accepted", True):
             return self._drop(DropReason.PUBLISH_FAILED, f"v1: {getattr(res, 'reason', '')}")
         now = self.clock()
-        self.metrics.transfer(V2_TO_V1, f"/waku/1/0x{u.topic.hex()}/rfc26", len(u.data), now - (u.expiry - u.ttl), now)
+        latency = None if received_at is None else now - received_at  # receive -> post, mining included
+        self.metrics.transfer(V2_TO_V1, f"/waku/1/0x{u.topic.hex()}/rfc26", len(u.data), latency, now)
 
     # --- standby / takeover ---
 
@@ -247,11 +250,11 @@ class Pipeline:
 
     async def _v1_loop(self) -> None:
         async for rec in self.v1.inbound():
-            await self.on_envelope(rec.envelope)
+            await self.on_envelope(rec.envelope, getattr(rec, "received_at", None))
 
     async def _v2_loop(self) -> None:
         async for rm in self.v2.messages():
-            await self.on_message(rm.message)
+            await self.on_message(rm.message, getattr(rm, "received_at", None))
 
     async def _housekeeping(self) -> None:
         ticks = 0
