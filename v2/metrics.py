@@ -13,3 +13,7 @@ class V2Metrics:
         self.dials = Counter("waku_peers_dials", "Dials of static peers, by result", ["result"], registry=registry)
         self.node_messages = Counter("waku_node_messages", "Messages handled by the node, by origin",
                                      ["type"], registry=registry)
+        self.errors = Counter("waku_node_errors", "Node-level errors, by type", ["type"], registry=registry)
+        self.rejected_connections = Counter("waku_node_rejected_connections",
+                                            "Connections closed by the node before use, by reason",
+                                            ["reason"], registry=registry)

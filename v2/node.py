@@ -1,14 +1,27 @@
-"""A Waku v2 node: libp2p host + relay (+ the other protocols as they are mounted), one nursery.
+"""A Waku v2 node: the libp2p host and every mounted protocol, in one nursery.
 
-Every message the node accepts from the network goes through one path (``_accept``) that feeds
-``messages()``; our own publishes are never delivered back there.
+Mounted per config, as nwaku does: relay, metadata (always), store (+ archive), filter, lightpush,
+peer exchange.  Identify lists exactly the registered handlers, so every served codec is
+registered, plus filter-push and metadata, which peers look for too (waku-v2.md §16, §17.5).
+
+One message path.  Every message the node accepts (relayed to us, lightpushed to us, or
+published by us) is fed to each service's ``on_message`` (store archives, filter pushes);
+relayed and lightpushed messages then go to ``messages()`` (bounded: back-pressure reaches the
+relay's counted queue); our own publishes never do (nwaku's triggerSelf=false).
+
+On every new connection, inbound or outbound, the node asks the peer for its metadata and
+disconnects a peer that does not answer or reports another cluster, as nwaku does (§12).  Over
+``max_connections`` a new connection is refused the same way (counted).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -17,16 +30,24 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 from v2.core.message import MAX_MESSAGE_SIZE, WakuMessage
 from v2.core.topics import PubsubTopic
 from v2.host import DialError, Host, HostConfig
+from v2.metadata.client import query_metadata
+from v2.metadata.protocol import MetadataService
+from v2.metadata.rpc import Verdict, judge
+from v2.metadata.rpc_codec import Metadata
 from v2.metrics import V2Metrics
-from v2.relay.protocol import Relay, RelayMessage
+from v2.protocol_ids import FILTER_PUSH, IDENTIFY, PING, RELAY
+from v2.relay.protocol import PublishError, Relay, RelayMessage
+from v2.stream import Stream
 
-__all__ = ["PublishResult", "ReceivedMessage", "V2Node", "V2NodeConfig"]
+__all__ = ["PublishResult", "ReceivedMessage", "Service", "V2Node", "V2NodeConfig"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class V2NodeConfig:
+    """nwaku flag names as fields (docs/decisions/0002)."""
+
     nodekey: bytes
     listen_address: str = "0.0.0.0"
     tcp_port: int = 60000
@@ -37,14 +58,37 @@ class V2NodeConfig:
     shards: tuple[int, ...] = (0,)
     num_shards_in_network: int = 1
     relay: bool = True
+    store: bool = False
+    store_message_db_url: str = "sqlite://store.sqlite3"  # relative paths: under ``data_dir``
+    store_message_retention_policy: str = "time:172800"
+    filter: bool = False
+    lightpush: bool = False
+    peer_exchange: bool = False
+    dns_discovery_url: str | None = None
+    max_connections: int = 50
     max_msg_size: int = MAX_MESSAGE_SIZE
     inbound_capacity: int = 4096
     extra_pubsub_topics: tuple[str, ...] = field(default=())
+    data_dir: Path | None = None
+    # How long a served protocol waits for a request on a stream the peer opened (js-waku
+    # pre-opens streams and may use them minutes later; nwaku's mplex timeout is 5 min).
+    idle_stream_timeout: float = 300.0
+    metadata_timeout: float = 10.0
+    ext_ip: str | None = None  # address announced in the ENR (default: the listen address)
 
     @property
     def pubsub_topics(self) -> tuple[str, ...]:
         topics = [str(PubsubTopic(self.cluster_id, s)) for s in self.shards]
         return tuple(dict.fromkeys([*topics, *self.extra_pubsub_topics]))
+
+    def store_db_url(self) -> str:
+        """``store_message_db_url`` with a relative SQLite path placed under ``data_dir``."""
+        url = self.store_message_db_url
+        scheme, sep, rest = url.partition("://")
+        if (sep and scheme.lower() == "sqlite" and rest not in ("", "memory", ":memory:")
+                and not Path(rest).is_absolute() and self.data_dir is not None):
+            return f"sqlite://{self.data_dir / rest}"
+        return url
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +108,19 @@ class PublishResult:
     relay_peers: int
 
 
+class Service(Protocol):
+    """The shape every mounted protocol has (docs/decisions/0002)."""
+
+    protocol_ids: tuple[str, ...]
+
+    async def handle(self, stream: Stream) -> None: ...
+
+
+REJECTED_REDIAL_DELAY = 60.0
+
+MessageSink = Callable[[str, WakuMessage, bytes, bytes], Awaitable[None]]
+
+
 class V2Node:
     def __init__(self, config: V2NodeConfig, registry: CollectorRegistry | None = None) -> None:
         self.config = config
@@ -74,6 +131,69 @@ class V2Node:
         self.relay = Relay(self.host, self.registry, max_message_size=config.max_msg_size)
         self._send, self._recv = trio.open_memory_channel[ReceivedMessage](config.inbound_capacity)
         self.started = trio.Event()
+        self.peer_metadata: dict[str, Metadata] = {}
+        self._rejected: set[str] = set()
+        self._enr: Any = None
+
+        self.metadata = MetadataService(config.cluster_id, config.shards if config.relay else (), self.registry,
+                                        idle_timeout=config.idle_stream_timeout)
+        self.services: list[Any] = [self.metadata]
+        self._sinks: list[MessageSink] = []
+        self.store: Any = None
+        self.archive: Any = None
+        self.filter: Any = None
+        self.lightpush: Any = None
+        self.peer_exchange: Any = None
+        if config.store:
+            self._mount_store()
+        if config.filter:
+            self._mount_filter()
+        if config.lightpush:
+            self._mount_lightpush()
+        if config.peer_exchange:
+            self._mount_peer_exchange()
+        for svc in self.services:
+            for pid in svc.protocol_ids:
+                self.host.set_stream_handler(pid, svc.handle)
+            sink = getattr(svc, "on_message", None)
+            if sink is not None:
+                self._sinks.append(sink)
+        # We are no filter client, but identify must list the push codec (nwaku drops filter
+        # peers whose identify lacks it; §9, §16): accept and discard, counted.
+        self.host.set_stream_handler(FILTER_PUSH, self._unsolicited_push)
+
+    # -- mounts (each protocol's package is imported only when it is enabled) -----------------
+
+    def _mount_store(self) -> None:
+        from v2.store.archive import Archive
+        from v2.store.protocol import StoreService
+
+        self.archive = Archive(self.config.store_db_url(), retention=self.config.store_message_retention_policy)
+        self.store = StoreService(self.archive, self.registry, request_timeout=self.config.idle_stream_timeout)
+        self.services.append(self.store)
+
+    def _mount_filter(self) -> None:
+        from v2.filter.protocol import FilterService
+
+        self.filter = FilterService(self.host, self.registry, request_timeout=self.config.idle_stream_timeout)
+        self.services.append(self.filter)
+
+    def _mount_lightpush(self) -> None:
+        from v2.lightpush.protocol import LightpushService
+
+        self.lightpush = LightpushService(self._lightpush_publish, self.registry, cluster_id=self.config.cluster_id,
+                                          num_shards=self.config.num_shards_in_network,
+                                          max_msg_size=self.config.max_msg_size)
+        self.services.append(self.lightpush)
+
+    def _mount_peer_exchange(self) -> None:
+        from v2.peer_exchange.protocol import PeerExchangeService
+
+        self.peer_exchange = PeerExchangeService(self.registry, enr_source=self._known_enrs,
+                                                 read_timeout=self.config.idle_stream_timeout)
+        self.services.append(self.peer_exchange)
+
+    # -- public surface ------------------------------------------------------------------------
 
     @property
     def peer_id(self) -> str:
@@ -82,6 +202,47 @@ class V2Node:
     @property
     def listen_addrs(self) -> list[str]:
         return self.host.listen_addrs
+
+    @property
+    def ws_addr(self) -> str | None:
+        return next((a for a in self.listen_addrs if "/ws/" in a or a.endswith("/ws")), None)
+
+    @property
+    def enr(self) -> str | None:
+        """Our ENR text (31/WAKU2-ENR), once the host listens; None before."""
+        return self._enr.to_text() if self._enr is not None else None
+
+    def _build_enr(self) -> Any:
+        from v2.enr.enr import Enr, Waku2
+
+        c = self.config
+        bits = Waku2(0)
+        for on, bit in ((c.relay, Waku2.RELAY), (c.store, Waku2.STORE), (c.filter, Waku2.FILTER),
+                        (c.lightpush, Waku2.LIGHTPUSH)):
+            if on:
+                bits |= bit
+        ip = c.ext_ip or (c.listen_address if c.listen_address not in ("0.0.0.0", "") else None)
+        tcp = ws = None
+        for a in self.listen_addrs:
+            parts = a.split("/")  # /ip4/<ip>/tcp/<port>[/ws]/p2p/<id>
+            if len(parts) > 4 and parts[3] == "tcp":
+                if parts[5] == "ws":
+                    ws = int(parts[4])
+                else:
+                    tcp = int(parts[4])
+        # Only what ip/tcp cannot say goes in ``multiaddrs``: the ws address js-waku dials (§13).
+        maddrs = [f"/ip4/{ip}/tcp/{ws}/ws"] if ip is not None and ws is not None else []
+        return Enr.build(c.nodekey, 1, ip=ip, tcp=tcp if ip is not None else None, waku2=bits,
+                         multiaddrs=maddrs, cluster=c.cluster_id, shards=c.shards if c.relay else ())
+
+    def _known_enrs(self) -> list[Any]:
+        return []
+
+    def protocols(self) -> list[str]:
+        """What identify advertises: our handlers plus py-libp2p's built-ins."""
+        mounted = [pid for svc in self.services for pid in svc.protocol_ids]
+        relay = [RELAY] if self.config.relay else []
+        return sorted({IDENTIFY, PING, FILTER_PUSH, *relay, *mounted})
 
     def messages(self) -> trio.MemoryReceiveChannel[ReceivedMessage]:
         return self._recv
@@ -93,25 +254,42 @@ class V2Node:
         return self.relay.topic_peers(pubsub_topic)
 
     async def publish(self, pubsub_topic: str, msg: WakuMessage) -> PublishResult:
+        """Relay our own message; it is archived and pushed to filter subscribers, never
+        delivered back to ``messages()``."""
+        if not self.config.relay:
+            raise PublishError("relay is not mounted")
         h = await self.relay.publish(pubsub_topic, msg)
         self.metrics.node_messages.labels("published").inc()
+        await self._feed(pubsub_topic, msg, h, msg.encode())
         return PublishResult(h, len(self.relay.topic_peers(pubsub_topic)))
 
     def info(self) -> dict[str, object]:
-        return {"peerId": self.peer_id, "listenAddresses": self.listen_addrs,
-                "pubsubTopics": list(self.config.pubsub_topics)}
+        """nwaku's ``/debug/v1/info`` (listenAddresses, enrUri) plus what operators ask next."""
+        return {"listenAddresses": self.listen_addrs, "enrUri": self.enr, "peerId": self.peer_id,
+                "clusterId": self.config.cluster_id, "pubsubTopics": list(self.config.pubsub_topics),
+                "protocols": self.protocols()}
+
+    # -- running -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            conn_events = self.host.connection_events()
             await nursery.start(self.host.run)
-            for topic in self.config.pubsub_topics:
-                await self.relay.subscribe(topic)
-            await nursery.start(self.relay.run)
-            nursery.start_soon(self._pump_relay)
+            self._enr = self._build_enr()
+            nursery.start_soon(self._watch_connections, conn_events)
+            for svc in self.services:
+                if hasattr(svc, "run"):
+                    await nursery.start(svc.run)
+            if self.config.relay:
+                for topic in self.config.pubsub_topics:
+                    await self.relay.subscribe(topic)
+                await nursery.start(self.relay.run)
+                nursery.start_soon(self._pump_relay)
             nursery.start_soon(self._gauge_peers)
             for addr in self.config.staticnodes:
                 nursery.start_soon(self._keep_connected, addr)
-            log.info("waku v2 node listening: %s", " ".join(self.listen_addrs))
+            log.info("waku v2 node %s listening: %s", self.peer_id, " ".join(self.listen_addrs))
+            log.info("waku v2 node protocols: %s", " ".join(self.protocols()))
             self.started.set()
             task_status.started()
 
@@ -119,10 +297,64 @@ class V2Node:
         async for m in self.relay.messages():
             await self._accept(m, origin="relay")
 
+    async def _feed(self, pubsub_topic: str, msg: WakuMessage, h: bytes, data: bytes) -> None:
+        for sink in self._sinks:
+            try:
+                await sink(pubsub_topic, msg, h, data)
+            except Exception:  # one service's bug must not stop the node's message path
+                self.metrics.errors.labels("service_on_message").inc()
+                log.exception("on_message of a service failed")
+
     async def _accept(self, m: RelayMessage, *, origin: str, peer: str = "") -> None:
         self.metrics.node_messages.labels(origin).inc()
+        await self._feed(m.pubsub_topic, m.message, m.hash, m.data)
         # Back-pressure from here reaches the relay's explicitly sized, counted queue.
         await self._send.send(ReceivedMessage(m.pubsub_topic, m.message, m.data, m.hash, peer, origin, time.time()))
+
+    async def _lightpush_publish(self, pubsub_topic: str, msg: WakuMessage, peer: str = "") -> int:
+        """The lightpush service's publish: relay it, then treat it like a relayed message."""
+        if not self.config.relay:
+            raise PublishError("relay is not mounted")
+        peers = len(self.relay.topic_peers(pubsub_topic))
+        if peers == 0:
+            return 0  # nwaku: 505 NO_PEERS_TO_RELAY, nothing published
+        h = await self.relay.publish(pubsub_topic, msg)
+        data = msg.encode()
+        await self._accept(RelayMessage(pubsub_topic, msg, data, h, time.time()), origin="lightpush", peer=peer)
+        return max(peers, len(self.relay.topic_peers(pubsub_topic)))
+
+    async def _unsolicited_push(self, stream: Stream) -> None:
+        self.metrics.errors.labels("unsolicited_filter_push").inc()
+        await stream.reset()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def _watch_connections(self, events: trio.MemoryReceiveChannel[Any]) -> None:
+        limiter = trio.CapacityLimiter(16)  # metadata queries in flight at once
+        async with trio.open_nursery() as nursery:
+            async for ev in events:
+                if ev.connected:
+                    nursery.start_soon(self._on_connected, ev.peer, ev.direction, limiter)
+                elif ev.peer not in self.host.connected_peers():
+                    self.peer_metadata.pop(ev.peer, None)
+
+    async def _on_connected(self, peer: str, direction: str, limiter: trio.CapacityLimiter) -> None:
+        if len(self.host.connected_peers()) > self.config.max_connections and direction == "inbound":
+            self.metrics.rejected_connections.labels("max_connections").inc()
+            await self.host.disconnect(peer)
+            return
+        async with limiter:
+            md = await query_metadata(self.host, peer, self.metadata.local, timeout=self.config.metadata_timeout,
+                                      metrics=self.metadata.metrics)
+        verdict = judge(self.config.cluster_id, md)
+        if verdict is Verdict.KEEP:
+            assert md is not None
+            self.peer_metadata[peer] = md
+            return
+        self.metadata.metrics.rejected_peers.labels(verdict.reason).inc()
+        self._rejected.add(peer)
+        log.info("v2 peer %s (%s) disconnected: metadata %s (%s)", peer, direction, verdict.reason, md)
+        await self.host.disconnect(peer)
 
     async def _gauge_peers(self) -> None:
         while True:
@@ -145,3 +377,6 @@ class V2Node:
                         raise
             while peer in self.host.connected_peers():  # noqa: ASYNC110 (no disconnect event to wait on)
                 await trio.sleep(1)
+            if peer in self._rejected:  # metadata said no: do not hammer it (nwaku forgets such peers)
+                self._rejected.discard(peer)
+                await trio.sleep(REJECTED_REDIAL_DELAY)

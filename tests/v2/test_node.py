@@ -1,0 +1,137 @@
+"""The full node (relay + metadata + store + filter + ...) on loopback: exactly-once delivery over a
+five-node mesh with every message archived everywhere, the metadata handshake and identify."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from tests.helpers.net import free_ports
+from v2.core.message import WakuMessage
+from v2.host import Host, HostConfig
+from v2.metadata.rpc_codec import Metadata
+from v2.node import ReceivedMessage, V2Node, V2NodeConfig
+from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE, METADATA, RELAY, STORE_V3
+
+TOPIC = "/waku/2/rs/0/0"
+CONTENT = "/test/1/node/proto"
+
+
+def make_node(tmp: Path | None = None, **kw: Any) -> V2Node:
+    tcp, ws = free_ports(2)
+    if tmp is not None:
+        kw.setdefault("store", True)
+        kw.setdefault("filter", True)
+        kw.setdefault("data_dir", tmp)
+        kw.setdefault("store_message_db_url", f"sqlite://store-{tcp}.sqlite3")
+    return V2Node(V2NodeConfig(secrets.token_bytes(32), "127.0.0.1", tcp, True, ws, **kw), CollectorRegistry())
+
+
+class Collector:
+    def __init__(self, node: V2Node) -> None:
+        self.node = node
+        self.got: list[ReceivedMessage] = []
+
+    async def run(self) -> None:
+        async for m in self.node.messages():
+            self.got.append(m)
+
+
+async def start(nursery: trio.Nursery, node: V2Node) -> Collector:
+    await nursery.start(node.run)
+    c = Collector(node)
+    nursery.start_soon(c.run)
+    return c
+
+
+def metric(node: V2Node, name: str, **labels: str) -> float:
+    return node.registry.get_sample_value(name, labels) or 0.0
+
+
+def msg(tag: str) -> WakuMessage:
+    return WakuMessage(f"payload {tag}".encode(), CONTENT, version=0, timestamp=time.time_ns())
+
+
+async def test_five_full_nodes_deliver_exactly_once_and_archive_everything(nursery: trio.Nursery,
+                                                                           tmp_path: Path) -> None:
+    nodes = [make_node(tmp_path) for _ in range(5)]
+    cols = [await start(nursery, n) for n in nodes]
+    for i, n in enumerate(nodes[1:], 1):  # a line plus a chord
+        await n.host.connect(nodes[i - 1].listen_addrs[0])
+    await nodes[4].host.connect(nodes[0].listen_addrs[0])
+    with trio.fail_after(20):
+        while any(len(n.relay.mesh_peers(TOPIC)) < 2 for n in nodes):
+            await trio.sleep(0.1)
+    sent: dict[int, list[bytes]] = {i: [] for i in range(5)}
+    for k in range(10):
+        for i, n in enumerate(nodes):
+            sent[i].append((await n.publish(TOPIC, msg(f"{i}-{k}"))).hash)
+    with trio.fail_after(30):
+        while any(len(c.got) < 40 for c in cols):
+            await trio.sleep(0.1)
+    await trio.sleep(1.0)  # late duplicates would show up now
+    everything = sorted(h for hs in sent.values() for h in hs)
+    for i, (n, c) in enumerate(zip(nodes, cols, strict=True)):
+        assert sorted(m.hash for m in c.got) == sorted(h for j, hs in sent.items() if j != i for h in hs), i
+        assert all(m.origin == "relay" and m.pubsub_topic == TOPIC for m in c.got)
+        assert n.archive is not None
+        with trio.fail_after(10):  # own publishes are archived too
+            while n.archive.message_count < 50:
+                await trio.sleep(0.05)
+        assert await n.archive.count() == len(everything)
+        assert n.peer_metadata and all(md == Metadata(0, (0,)) for md in n.peer_metadata.values())
+
+
+async def test_cluster_mismatch_disconnects_and_is_counted(nursery: trio.Nursery) -> None:
+    a, b = make_node(), make_node(cluster_id=7, shards=(0,))
+    await start(nursery, a)
+    await start(nursery, b)
+    await b.host.connect(a.listen_addrs[0])
+    with trio.fail_after(10):
+        while a.peers() or b.peers():
+            await trio.sleep(0.05)
+    rejected = (metric(a, "waku_metadata_rejected_peers_total", reason="cluster_mismatch")
+                + metric(b, "waku_metadata_rejected_peers_total", reason="cluster_mismatch"))
+    assert rejected >= 1
+    # same cluster stays connected
+    c = make_node()
+    await start(nursery, c)
+    await c.host.connect(a.listen_addrs[0])
+    with trio.fail_after(10):
+        while c.peer_id not in a.peer_metadata:
+            await trio.sleep(0.05)
+    await trio.sleep(0.5)
+    assert a.peer_id in c.peers()
+
+
+async def test_peer_without_metadata_is_disconnected(nursery: trio.Nursery) -> None:
+    a = make_node()
+    await start(nursery, a)
+    tcp, ws = free_ports(2)
+    bare = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, ws))  # speaks no Waku at all
+    await nursery.start(bare.run)
+    await bare.connect(a.listen_addrs[0])
+    with trio.fail_after(10):
+        while bare.connected_peers():
+            await trio.sleep(0.05)
+    assert metric(a, "waku_metadata_rejected_peers_total", reason="query_failed") == 1
+
+
+async def test_identify_lists_every_mounted_protocol(nursery: trio.Nursery, tmp_path: Path) -> None:
+    a = make_node(tmp_path)
+    await start(nursery, a)
+    b = make_node()
+    await start(nursery, b)
+    await b.host.connect(a.listen_addrs[0])
+    want = {RELAY, METADATA, STORE_V3, FILTER_SUBSCRIBE, FILTER_PUSH}
+    assert want <= set(a.protocols())
+    with trio.fail_after(10):
+        while not want <= set(b.host.peer_protocols(a.peer_id)):
+            await trio.sleep(0.05)
+    info = a.info()
+    assert info["listenAddresses"] == a.listen_addrs and str(info["enrUri"]).startswith("enr:")
