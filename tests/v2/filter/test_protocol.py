@@ -1,0 +1,187 @@
+"""Filter service and client over real sockets: two hosts on 127.0.0.1, no mocks."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import trio
+from prometheus_client import CollectorRegistry
+
+from tests.helpers.net import free_ports
+from v2.core.message import WakuMessage, message_hash
+from v2.filter.client import FilterClient
+from v2.filter.protocol import FilterService
+from v2.filter.rpc_codec import FilterSubscribeResponse, FilterSubscribeType
+from v2.host import Host, HostConfig
+from v2.protocol_ids import FILTER_SUBSCRIBE
+from v2.stream import encode_uvarint
+
+PS = "/waku/2/rs/0/0"
+CT = "/test/1/filter/proto"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@dataclass
+class Pair:
+    service: FilterService
+    server: Host
+    client: FilterClient
+    client_host: Host
+    registry: CollectorRegistry
+    clock: Clock
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+async def new_host(nursery: trio.Nursery) -> Host:
+    (tcp,) = free_ports(1)
+    h = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, None))
+    await nursery.start(h.run)
+    return h
+
+
+@pytest.fixture
+async def pair(nursery: trio.Nursery) -> AsyncIterator[Pair]:
+    registry, clock = CollectorRegistry(), Clock()
+    server = await new_host(nursery)
+    service = FilterService(server, registry, clock=clock, request_timeout=0.5, push_queue_size=64)
+    for pid in service.protocol_ids:
+        server.set_stream_handler(pid, service.handle)
+    await nursery.start(service.run)
+    client_host = await new_host(nursery)
+    client = FilterClient(client_host)
+    await client_host.connect(server.listen_addrs[0])
+    yield Pair(service, server, client, client_host, registry, clock)
+
+
+def msg(i: int, ct: str = CT) -> WakuMessage:
+    return WakuMessage(f"payload {i}".encode(), ct, version=0, timestamp=time.time_ns())
+
+
+async def feed(svc: FilterService, m: WakuMessage, topic: str = PS) -> None:
+    await svc.on_message(topic, m, message_hash(topic, m), m.encode())
+
+
+async def test_subscribe_push_ping_unsubscribe(pair: Pair) -> None:
+    a, peer = pair.client, pair.server.peer_id
+    ping = await a.ping(peer)
+    assert (ping.status_code, ping.status_desc) == (404, "peer has no subscriptions")
+    r = await a.subscribe(peer, PS, [CT, "/test/1/other/proto"])
+    assert r.status_code == 200 and r.ok
+    assert (await a.ping(peer)).status_code == 200
+    assert pair.metric("waku_filter_subscriptions") == 1
+
+    sent = [msg(i) for i in range(20)]
+    await feed(pair.service, msg(99, "/test/1/unsubscribed/proto"))  # no match: never pushed
+    for m in sent:
+        await feed(pair.service, m)
+    await feed(pair.service, sent[0])  # a duplicate within 2 min is pushed once
+    got = []
+    with trio.fail_after(10):
+        for _ in sent:
+            got.append(await a.pushes().receive())
+    assert [g.message for g in got] == sent
+    assert all(g.pubsub_topic == PS and g.peer == peer and g.data == m.encode() for g, m in zip(got, sent, strict=True))
+    assert pair.metric("waku_filter_pushes_total", result="ok") == 20
+
+    assert (await a.unsubscribe(peer, PS, [CT])).status_code == 200
+    await feed(pair.service, msg(100))  # CT no longer matches
+    other = msg(101, "/test/1/other/proto")
+    await feed(pair.service, other)
+    with trio.fail_after(10):
+        assert (await a.pushes().receive()).message == other  # FIFO: msg(100) was never pushed
+    assert (await a.unsubscribe_all(peer)).status_code == 200
+    assert (await a.unsubscribe_all(peer)).status_code == 404
+    assert (await a.ping(peer)).status_code == 404
+    assert pair.metric("waku_filter_subscriptions") == 0
+    assert pair.metric("waku_filter_requests_total", type="SUBSCRIBER_PING", status="404") == 2
+
+
+async def test_bad_requests_and_limits(pair: Pair) -> None:
+    a, peer = pair.client, pair.server.peer_id
+    for kind in (FilterSubscribeType.SUBSCRIBE, FilterSubscribeType.UNSUBSCRIBE):
+        assert (await a.request(peer, kind, None, [CT])).status_code == 400
+        assert (await a.request(peer, kind, PS, [])).status_code == 400
+    r = await a.subscribe(peer, PS, [f"/t/1/{i}/proto" for i in range(101)])
+    assert (r.status_code, r.status_desc) == (400, "exceeds maximum content topics: 100")
+    for i in range(10):
+        assert (await a.subscribe(peer, PS, [f"/t/1/{i}-{j}/proto" for j in range(100)])).status_code == 200
+    r = await a.subscribe(peer, PS, ["/t/1/one-too-many/proto"])
+    assert (r.status_code, r.status_desc) == (503, "peer has reached maximum number of filter criteria")
+
+
+async def test_subscriber_that_stops_pinging_is_expired(pair: Pair) -> None:
+    a, peer = pair.client, pair.server.peer_id
+    assert (await a.subscribe(peer, PS, [CT])).status_code == 200
+    pair.clock.t += 200
+    assert (await a.ping(peer)).status_code == 200  # refreshes the 5 min TTL
+    pair.clock.t += 299
+    await feed(pair.service, first := msg(1))
+    with trio.fail_after(10):
+        assert (await a.pushes().receive()).message == first
+    pair.clock.t += 2  # 301 s after the last ping
+    assert pair.service.sweep() == [pair.client_host.peer_id]
+    assert pair.metric("waku_filter_subscriptions") == 0
+    await feed(pair.service, msg(2))  # nobody subscribed: not pushed
+    assert (await a.ping(peer)).status_code == 404
+    assert (await a.subscribe(peer, PS, [CT])).status_code == 200
+    await feed(pair.service, third := msg(3))
+    with trio.fail_after(10):
+        assert (await a.pushes().receive()).message == third  # msg(2) never came
+
+
+async def test_garbage_oversize_and_silent_streams(pair: Pair) -> None:
+    ch, peer = pair.client_host, pair.server.peer_id
+    s = await ch.new_stream(peer, [FILTER_SUBSCRIBE])
+    await s.write_lp(b"\xff\xff\xff\x01")
+    raw = await s.read_lp(65536)
+    assert raw is not None
+    resp = FilterSubscribeResponse.decode(raw)
+    assert (resp.request_id, resp.status_code) == ("N/A", 400)
+    assert await s.read_lp(65536) is None  # the service closed its write side
+    await s.aclose()
+
+    s = await ch.new_stream(peer, [FILTER_SUBSCRIBE])
+    await s._write(encode_uvarint(50_000_000))  # announce 50 MB, send nothing more
+    raw = await s.read_lp(65536)
+    assert raw is not None and FilterSubscribeResponse.decode(raw).status_code == 400
+    await s.aclose()
+
+    s = await ch.new_stream(peer, [FILTER_SUBSCRIBE])  # opened, then silent
+    with trio.fail_after(10):
+        while not pair.metric("waku_filter_errors_total", type="read_timeout"):
+            await trio.sleep(0.05)
+    await s.aclose()
+
+    s = await ch.new_stream(peer, [FILTER_SUBSCRIBE])  # opened and closed unused (js-waku)
+    await s.close_write()
+    assert await s.read_lp(65536) is None
+    await s.aclose()
+
+    assert pair.metric("waku_filter_errors_total", type="decode_rpc_failure") == 2
+    assert (await pair.client.subscribe(peer, PS, [CT])).status_code == 200  # still serving
+
+
+async def test_slow_subscriber_drops_are_counted(pair: Pair) -> None:
+    """A subscriber whose queue is full loses pushes, counted; the feeder never blocks."""
+    peer = pair.server.peer_id
+    assert (await pair.client.subscribe(peer, PS, [CT])).status_code == 200
+    for i in range(500):
+        await feed(pair.service, msg(i))  # all queued at once: 64 slots + one in flight
+    dropped = pair.metric("waku_filter_errors_total", type="push_queue_full")
+    assert dropped > 0
+    with trio.fail_after(10):
+        while pair.metric("waku_filter_pushes_total", result="ok") + dropped < 500:
+            await trio.sleep(0.05)

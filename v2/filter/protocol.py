@@ -1,0 +1,267 @@
+"""Filter v2 service (waku-v2.md §9): subscribe/ping/unsubscribe requests and message pushes.
+
+Requests: one request and one response per stream on ``/vac/waku/filter-subscribe/2.0.0-beta1``,
+then we close our write side (js-waku reads to EOF, §2).  Garbage answers 400 with request_id
+"N/A"; a stream closed before any byte (js-waku pre-opens streams) is closed quietly; a stream
+that stays silent past ``request_timeout`` is reset and counted.  Nothing a peer sends escapes
+as an exception.
+
+Pushes: the node feeds every accepted message to :meth:`FilterService.on_message`.  Each
+matching subscriber has a bounded queue (a full queue is a counted drop, so a slow subscriber
+never slows the node) and a worker that writes ``MessagePush`` frames on ONE push stream the
+service opens to the subscriber (``/vac/waku/filter-push/2.0.0-beta1``, reused like nwaku's),
+each write bounded by ``push_timeout`` (nwaku: 20 s).  A push stream that broke is reopened once.
+Each message hash is pushed once per 2 min (nwaku's push cache).
+
+Maintenance (every minute, nwaku's period) removes subscribers that stopped pinging for
+``subscription_timeout`` (5 min).  Unlike nwaku we do not also drop subscribers whose identify
+lacks the push codec: a failed push is counted instead (py-libp2p's peer store is not a reliable
+record of identify results).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from v2.core.message import WakuMessage
+from v2.filter.metrics import FilterMetrics
+from v2.filter.rpc_codec import (
+    MAX_SUBSCRIBE_REQUEST_SIZE,
+    FilterDecodeError,
+    FilterStatus,
+    FilterSubscribeRequest,
+    FilterSubscribeResponse,
+    FilterSubscribeType,
+    encode_message_push,
+)
+from v2.filter.subscriptions import (
+    CriteriaLimitError,
+    NotSubscribedError,
+    PeerLimitError,
+    PushDedup,
+    SubscriptionTable,
+    TooManyContentTopicsError,
+)
+from v2.host import DialError, Host
+from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE
+from v2.stream import FrameTooLarge, Stream, StreamClosedError, StreamTimeout
+
+__all__ = ["FilterService"]
+
+log = logging.getLogger(__name__)
+
+_NA = "N/A"  # nwaku's request_id when the request could not be read
+
+
+@dataclass(slots=True)
+class _Pusher:
+    send: trio.MemorySendChannel[bytes]
+    recv: trio.MemoryReceiveChannel[bytes]
+    stream: Stream | None = field(default=None)
+
+
+class FilterService:
+    protocol_ids: tuple[str, ...] = (FILTER_SUBSCRIBE,)
+
+    def __init__(self, host: Host, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time,
+                 max_peers: int = 1000, max_criteria_per_peer: int = 1000, subscription_timeout: float = 300.0,
+                 push_timeout: float = 20.0, push_queue_size: int = 256, request_timeout: float = 300.0,
+                 maintenance_interval: float = 60.0, dedup_ttl: float = 120.0) -> None:
+        self.host = host
+        self.metrics = FilterMetrics(registry)
+        self._clock = clock
+        self.table = SubscriptionTable(max_peers=max_peers, max_criteria_per_peer=max_criteria_per_peer,
+                                       ttl=subscription_timeout)
+        self._dedup = PushDedup(ttl=dedup_ttl)
+        self.push_timeout = push_timeout
+        self.push_queue_size = push_queue_size
+        # Long by default: js-waku pre-opens streams and may write to them much later (§2;
+        # nwaku's mplex timeout is 5 min).
+        self.request_timeout = request_timeout
+        self.maintenance_interval = maintenance_interval
+        self._pushers: dict[str, _Pusher] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def handle(self, stream: Stream) -> None:
+        try:
+            data = await stream.read_lp(MAX_SUBSCRIBE_REQUEST_SIZE, timeout=self.request_timeout)
+        except FrameTooLarge:
+            self.metrics.errors.labels("decode_rpc_failure").inc()
+            self.metrics.requests.labels("invalid", str(int(FilterStatus.BAD_REQUEST))).inc()
+            await self._respond(stream, FilterSubscribeResponse(_NA, FilterStatus.BAD_REQUEST, "request too large"))
+            return
+        except StreamTimeout:
+            self.metrics.errors.labels("read_timeout").inc()
+            await stream.reset()
+            return
+        except StreamClosedError:
+            self.metrics.errors.labels("stream_failure").inc()
+            return
+        if data is None:  # opened and closed unused (js-waku's StreamManager, §2): not an error
+            await stream.close_write()
+            return
+        started = time.perf_counter()
+        try:
+            req = FilterSubscribeRequest.decode(data)
+        except FilterDecodeError as exc:
+            self.metrics.errors.labels("decode_rpc_failure").inc()
+            resp = FilterSubscribeResponse(_NA, FilterStatus.BAD_REQUEST, f"decode_rpc_failure: {exc}")
+            kind = "invalid"
+        else:
+            resp = self.serve(stream.remote_peer, req)
+            kind = req.type.name
+        self.metrics.requests.labels(kind, str(resp.status_code)).inc()
+        self.metrics.request_duration.labels(kind).observe(time.perf_counter() - started)
+        await self._respond(stream, resp)
+
+    async def _respond(self, stream: Stream, resp: FilterSubscribeResponse) -> None:
+        try:
+            await stream.write_lp(resp.encode(), timeout=self.push_timeout)
+            await stream.close_write()
+        except StreamClosedError:  # js-waku's unsubscribe never reads the answer (§9)
+            self.metrics.errors.labels("stream_failure").inc()
+
+    def serve(self, peer: str, req: FilterSubscribeRequest) -> FilterSubscribeResponse:
+        """Apply one decoded request from ``peer`` to the table; the response to send (§9 codes)."""
+        now = self._clock()
+        t = req.type
+        try:
+            if t is FilterSubscribeType.SUBSCRIBER_PING:
+                self.table.ping(peer, now)
+            elif t is FilterSubscribeType.UNSUBSCRIBE_ALL:
+                self.table.unsubscribe_all(peer, now)
+            else:
+                if not req.pubsub_topic or not req.content_topics:
+                    return FilterSubscribeResponse(req.request_id, FilterStatus.BAD_REQUEST,
+                                                   "pubsubTopic and contentTopics must be specified")
+                if t is FilterSubscribeType.SUBSCRIBE:
+                    self.table.subscribe(peer, req.pubsub_topic, req.content_topics, now)
+                else:
+                    self.table.unsubscribe(peer, req.pubsub_topic, req.content_topics, now)
+        except TooManyContentTopicsError as exc:
+            return FilterSubscribeResponse(req.request_id, FilterStatus.BAD_REQUEST, str(exc))
+        except (PeerLimitError, CriteriaLimitError) as exc:
+            self.metrics.errors.labels("limit_reached").inc()
+            return FilterSubscribeResponse(req.request_id, FilterStatus.SERVICE_UNAVAILABLE, str(exc))
+        except NotSubscribedError as exc:
+            self._forget_gone()
+            return FilterSubscribeResponse(req.request_id, FilterStatus.NOT_FOUND, str(exc))
+        finally:
+            self.metrics.subscriptions.set(len(self.table))
+        self._forget_gone()
+        return FilterSubscribeResponse(req.request_id, FilterStatus.OK, "OK")
+
+    # -- pushes -------------------------------------------------------------------------------
+
+    async def on_message(self, pubsub_topic: str, msg: WakuMessage, msg_hash: bytes,
+                         data: bytes | None = None) -> None:
+        """Queue a push of ``msg`` (its original bytes ``data``) to every matching subscriber.
+
+        Never blocks on the network: a full subscriber queue is a counted drop.
+        """
+        started = time.perf_counter()
+        now = self._clock()
+        peers = self.table.match(pubsub_topic, msg.content_topic, now)
+        if not peers or not self._dedup.first_seen(msg_hash, now):
+            return
+        if self._nursery is None:
+            self.metrics.errors.labels("not_running").inc()
+            return
+        frame = encode_message_push(pubsub_topic, data if data is not None else msg.encode())
+        for peer in peers:
+            pusher = self._pushers.get(peer)
+            if pusher is None:
+                send, recv = trio.open_memory_channel[bytes](self.push_queue_size)
+                pusher = self._pushers[peer] = _Pusher(send, recv)
+                self._nursery.start_soon(self._push_worker, peer, pusher)
+            try:
+                pusher.send.send_nowait(frame)
+            except trio.WouldBlock:
+                self.metrics.errors.labels("push_queue_full").inc()
+            except trio.ClosedResourceError:  # removed between match and here; nothing to do
+                pass
+        self.metrics.handle_message_duration.observe(time.perf_counter() - started)
+
+    async def _push_worker(self, peer: str, pusher: _Pusher) -> None:
+        try:
+            async with pusher.recv:
+                async for frame in pusher.recv:
+                    await self._push_one(peer, pusher, frame)
+        finally:
+            if pusher.stream is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                    await pusher.stream.close_write()
+                await pusher.stream.aclose()
+
+    async def _push_one(self, peer: str, pusher: _Pusher, frame: bytes) -> None:
+        for attempt in range(2):
+            reused = pusher.stream is not None
+            try:
+                with trio.fail_after(self.push_timeout):
+                    if pusher.stream is None:
+                        pusher.stream = await self.host.new_stream(peer, [FILTER_PUSH], timeout=self.push_timeout)
+                    await pusher.stream.write_lp(frame, timeout=self.push_timeout)
+                self.metrics.pushes.labels("ok").inc()
+                return
+            except trio.TooSlowError:
+                self.metrics.errors.labels("push_timeout_failure").inc()
+            except DialError as exc:
+                log.debug("filter push to %s: %s", peer, exc)
+                self.metrics.errors.labels("dial_failure").inc()
+                self.metrics.pushes.labels("failed").inc()
+                return
+            except StreamClosedError as exc:
+                log.debug("filter push stream to %s: %s", peer, exc)
+                if reused and attempt == 0:  # the kept stream died (peer closed it): reopen once
+                    await self._drop_stream(pusher)
+                    continue
+                self.metrics.errors.labels("push_failure").inc()
+            await self._drop_stream(pusher)
+            self.metrics.pushes.labels("failed").inc()
+            return
+
+    @staticmethod
+    async def _drop_stream(pusher: _Pusher) -> None:
+        if pusher.stream is not None:
+            stream, pusher.stream = pusher.stream, None
+            await stream.reset()
+            await stream.aclose()
+
+    def _forget_gone(self) -> None:
+        """Stop the push workers of peers that are no longer subscribed."""
+        live = set(self.table.peers())
+        for peer in [p for p in self._pushers if p not in live]:
+            self._pushers.pop(peer).send.close()
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def sweep(self) -> list[str]:
+        """Expire subscribers that stopped pinging (also run every ``maintenance_interval``)."""
+        expired = self.table.sweep(self._clock())
+        self._forget_gone()
+        self.metrics.subscriptions.set(len(self.table))
+        return expired
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                while True:
+                    await trio.sleep(self.maintenance_interval)
+                    expired = self.sweep()
+                    if expired:
+                        log.info("filter: %d subscriptions expired", len(expired))
+        finally:
+            self._nursery = None
+            for pusher in self._pushers.values():
+                pusher.send.close()
+            self._pushers.clear()
