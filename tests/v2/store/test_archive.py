@@ -1,0 +1,333 @@
+"""The SQLite archive and the query planner: paging, lookups, ranges, limits, retention, durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.v2.store.archive_writer import PUBSUB, make_messages
+from v2.core.message import WakuMessage, message_hash
+from v2.store.archive import Archive, ArchivedMessage
+from v2.store.common import (
+    ArchiveError,
+    CapacityRetention,
+    StatusCode,
+    StoreConfigError,
+    TimeRetention,
+    ineligibility,
+    parse_db_url,
+    parse_retention_policy,
+)
+from v2.store.planner import Page, QueryPlan, Rejection, plan_query
+from v2.store.rpc_codec import StoreQuery
+
+REPO = Path(__file__).resolve().parents[3]
+BASE = 1_700_000_000 * 10**9  # ns
+TOPIC_A, TOPIC_B, TOPIC_C = "/test/1/a/proto", "/test/1/b/proto", "/test/1/c/proto"
+OTHER_PUBSUB = "/waku/2/rs/0/1"
+
+Item = tuple[str, bytes, WakuMessage, bytes]
+
+
+def item(i: int, topic: str = TOPIC_A, ts: int | None = None, pubsub: str = PUBSUB) -> Item:
+    m = WakuMessage(f"m{i}-{topic}".encode(), topic, timestamp=BASE + i * 10**6 if ts is None else ts)
+    return pubsub, message_hash(pubsub, m), m, m.encode()
+
+
+def order_key(it: Item) -> tuple[int, bytes]:
+    return it[2].timestamp or 0, it[1]
+
+
+def plan(**kw: object) -> QueryPlan:
+    p = plan_query(StoreQuery("t", **kw))  # type: ignore[arg-type]
+    assert isinstance(p, QueryPlan), p
+    return p
+
+
+def flat(pages: Iterable[list[bytes]]) -> list[bytes]:
+    return [h for page in pages for h in page]
+
+
+def hashes(page: Page[ArchivedMessage]) -> list[bytes]:
+    return [r.message_hash for r in page.rows]
+
+
+async def collect(archive: Archive, **kw: object) -> list[list[bytes]]:
+    """Follow cursors to the end; return the hashes of every page."""
+    pages, cursor = [], None
+    while True:
+        page = await archive.find(plan(pagination_cursor=cursor, **kw))
+        pages.append(hashes(page))
+        if page.cursor is None:
+            return pages
+        cursor = page.cursor
+
+
+@pytest.fixture
+async def archive(tmp_path: Path) -> Archive:
+    a = Archive(f"sqlite://{tmp_path / 'store.sqlite3'}")
+    await a.open()
+    return a
+
+
+async def test_paging_both_directions(archive: Archive) -> None:
+    # 50 on topic A, 5 sharing one timestamp (ties broken by hash), plus noise on B and another shard.
+    items = [item(i) for i in range(45)] + [item(100 + i, ts=BASE + 7 * 10**6) for i in range(5)]
+    noise = [item(i, TOPIC_B) for i in range(10)] + [item(i, pubsub=OTHER_PUBSUB) for i in range(10)]
+    assert await archive.insert_many(items + noise) == 70
+    expected = [it[1] for it in sorted(items, key=order_key)]
+    q = {"pubsub_topic": PUBSUB, "content_topics": (TOPIC_A,)}
+
+    fwd = await collect(archive, pagination_forward=True, **q)
+    assert [len(p) for p in fwd] == [20, 20, 10]
+    assert flat(fwd) == expected  # each page ascending, pages in order, nothing twice
+
+    back = await collect(archive, pagination_forward=False, **q)
+    assert [len(p) for p in back] == [20, 20, 10]
+    assert back[0] == expected[-20:] and back[1] == expected[-40:-20] and back[2] == expected[:10]
+
+    # js-waku pages with the last (forward) / first (backward) hash until it gets an empty page.
+    end = await archive.find(plan(pagination_cursor=expected[-1], pagination_forward=True, **q))
+    assert end.rows == () and end.cursor is None
+    start = await archive.find(plan(pagination_cursor=expected[0], pagination_forward=False, **q))
+    assert start.rows == () and start.cursor is None
+
+    # Page cursors: the last included row in query order.
+    p1 = await archive.find(plan(pagination_forward=True, **q))
+    assert p1.cursor == expected[19]
+    b1 = await archive.find(plan(pagination_forward=False, **q))
+    assert b1.cursor == expected[-20]
+
+    # Data and pubsub topic only with include_data.
+    with_data = await archive.find(plan(include_data=True, pagination_limit=3, pagination_forward=True, **q))
+    by_hash = {it[1]: it for it in items}
+    assert [r.data for r in with_data.rows] == [by_hash[h][3] for h in expected[:3]]
+    assert all(r.pubsub_topic == PUBSUB for r in with_data.rows)
+    assert all(r.data is None for r in p1.rows)
+
+
+async def test_several_content_topics_and_no_filters(archive: Archive) -> None:
+    items = [item(i, (TOPIC_A, TOPIC_B, TOPIC_C)[i % 3]) for i in range(60)]
+    await archive.insert_many(items)
+    ab = [it[1] for it in sorted(items, key=order_key) if it[2].content_topic != TOPIC_C]
+    pages = await collect(archive, pubsub_topic=PUBSUB, content_topics=(TOPIC_B, TOPIC_A), pagination_limit=15,
+                          pagination_forward=True)
+    assert [len(p) for p in pages] == [15, 15, 10] and flat(pages) == ab
+    back = await collect(archive, pubsub_topic=PUBSUB, content_topics=(TOPIC_A, TOPIC_B), pagination_limit=15)
+    assert flat(reversed(back)) == ab
+    everything = await collect(archive, pagination_forward=True, pagination_limit=100)
+    assert everything == [[it[1] for it in sorted(items, key=order_key)]]
+    only_pubsub = await collect(archive, pubsub_topic=OTHER_PUBSUB)
+    assert only_pubsub == [[]]
+
+
+async def test_hash_lookup(archive: Archive) -> None:
+    items = [item(i) for i in range(30)]
+    await archive.insert_many(items)
+    wanted = [items[25][1], items[3][1], items[14][1], b"\x09" * 32]  # one unknown hash
+    page = await archive.find(plan(message_hashes=tuple(wanted), include_data=True))
+    assert hashes(page) == [items[3][1], items[14][1], items[25][1]]  # ascending, unknown omitted
+    assert page.rows[0].data == items[3][3] and page.cursor is None
+    presence = await archive.find(plan(message_hashes=(items[7][1],)))
+    assert hashes(presence) == [items[7][1]] and presence.rows[0].data is None
+    paged = await collect(archive, message_hashes=tuple(it[1] for it in items), pagination_limit=12,
+                          pagination_forward=True)
+    assert [len(p) for p in paged] == [12, 12, 6]
+
+
+async def test_time_range(archive: Archive) -> None:
+    items = [item(i) for i in range(20)]
+    await archive.insert_many(items)
+    ts = [it[2].timestamp or 0 for it in items]
+    page = await archive.find(plan(content_topics=(TOPIC_A,), time_start=ts[5], time_end=ts[9],
+                                   pagination_forward=True))
+    assert hashes(page) == [it[1] for it in items[5:9]]  # start inclusive, end exclusive
+    empty = await archive.find(plan(time_start=ts[9], time_end=ts[9]))
+    assert empty.rows == ()
+    from_start = await archive.find(plan(time_start=ts[15], pagination_forward=True))
+    assert hashes(from_start) == [it[1] for it in items[15:]]
+
+
+async def test_page_size_default_and_clamp(archive: Archive) -> None:
+    await archive.insert_many([item(i) for i in range(150)])
+    for limit, size in ((None, 20), (0, 20), (5, 5), (100, 100), (101, 100), (2**64 - 1, 100)):
+        p = plan(pagination_limit=limit)
+        assert p.page_size == size
+        page = await archive.find(p)
+        assert len(page.rows) == size and page.cursor is not None
+
+
+def test_planner_rejections() -> None:
+    def rejected(**kw: object) -> Rejection:
+        r = plan_query(StoreQuery("t", **kw))  # type: ignore[arg-type]
+        assert isinstance(r, Rejection), r
+        return r
+
+    for cursor in (b"\x01" * 31, b"\x01" * 33, b""):
+        r = rejected(pagination_cursor=cursor)
+        assert r.status == StatusCode.BAD_RESPONSE and r.desc.startswith("archive error: ")
+    assert "all zeroes" in rejected(pagination_cursor=bytes(32)).desc
+    r = rejected(content_topics=tuple(f"/t/1/{i}/proto" for i in range(11)))
+    assert r.status == StatusCode.BAD_RESPONSE and "too many content topics" in r.desc
+    assert plan(content_topics=tuple(f"/t/1/{i}/proto" for i in range(10))).content_topics  # 10 is fine
+    assert rejected(message_hashes=(b"\x01" * 32,), content_topics=(TOPIC_A,)).status == StatusCode.BAD_REQUEST
+    assert rejected(message_hashes=(b"\x01" * 32,), time_start=1).status == StatusCode.BAD_REQUEST
+    assert rejected(message_hashes=(b"\x01" * 5,)).status == StatusCode.BAD_REQUEST
+
+
+async def test_bad_and_unknown_cursors(archive: Archive) -> None:
+    await archive.insert_many([item(i) for i in range(5)])
+    unknown = await archive.find(plan(pagination_cursor=b"\x07" * 32))  # nwaku: matches nothing
+    assert unknown.rows == () and unknown.cursor is None
+
+
+async def test_duplicates_ignored(archive: Archive) -> None:
+    it = item(1)
+    assert await archive.insert(*it) is True
+    assert await archive.insert(*it) is False
+    assert await archive.insert_many([it, item(2), item(2)]) == 1
+    assert await archive.count() == 2 == archive.message_count
+
+
+async def test_time_retention_removes_exactly_the_old(tmp_path: Path) -> None:
+    now = 1_700_000_000.0
+    a = Archive(f"sqlite://{tmp_path / 'r.db'}", retention="time:60")
+    await a.open()
+    items = [item(i, ts=int((now - 120 + i) * 1e9)) for i in range(120)]  # ages 120 s .. 1 s
+    await a.insert_many(items)
+    assert await a.apply_retention(now) == 60
+    left = await collect(a, pagination_limit=100, pagination_forward=True)
+    assert flat(left) == [it[1] for it in items[60:]]  # timestamp >= now - 60 kept
+    assert await a.apply_retention(now) == 0
+    await a.aclose()
+
+
+async def test_capacity_retention_keeps_exactly_the_newest(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    a = Archive(f"sqlite://{path}", retention="capacity:10")
+    await a.open()
+    items = [item(i) for i in range(25)]
+    shuffled = items[::2] + items[1::2]  # insertion order differs from timestamp order
+    for it in shuffled[:12]:
+        await a.insert(*it)
+    await a.insert_many(shuffled[12:])
+    assert await a.count() == 10
+    newest = [it[1] for it in items[-10:]]
+    assert flat(await collect(a, pagination_forward=True)) == newest
+    await a.aclose()
+    # A tighter capacity applies to what is already stored when the policy runs.
+    b = Archive(f"sqlite://{path}", retention=[CapacityRetention(4)])
+    await b.open()
+    assert await b.apply_retention() == 6
+    assert flat(await collect(b, pagination_forward=True)) == newest[-4:]
+    await b.aclose()
+
+
+async def test_messages_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "persist.db"
+    items = [item(i) for i in range(40)]
+    a = Archive(f"sqlite://{path}")
+    await a.open()
+    await a.insert_many(items[:20])
+    for it in items[20:]:
+        await a.insert(*it)
+    await a.aclose()
+    b = Archive(f"sqlite://{path}")
+    await b.open()
+    assert b.message_count == 40
+    page = await b.find(plan(message_hashes=tuple(it[1] for it in items), include_data=True, pagination_limit=100))
+    assert [r.data for r in page.rows] == [it[3] for it in items]
+    await b.aclose()
+
+
+async def test_messages_survive_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    n = 200
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = await trio.lowlevel.open_process([sys.executable, "-m", "tests.v2.store.archive_writer", str(path), str(n)],
+                                            stdout=-1, cwd=REPO, env=env)
+    try:
+        assert proc.stdout is not None
+        buf = b""
+        with trio.fail_after(60):
+            while b"\n" not in buf:
+                chunk = await proc.stdout.receive_some()
+                assert chunk, "writer exited early"
+                buf += chunk
+        assert buf.strip() == f"inserted {n}".encode()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        assert await proc.wait() == -signal.SIGKILL
+        await proc.stdout.aclose()  # type: ignore[union-attr]
+    a = Archive(f"sqlite://{path}")
+    await a.open()
+    msgs = make_messages(n)
+    assert a.message_count == n
+    page = await a.find(plan(message_hashes=tuple(message_hash(PUBSUB, m) for m in msgs[-50:]), include_data=True,
+                             pagination_limit=100))
+    assert [r.data for r in page.rows] == [m.encode() for m in msgs[-50:]]
+    await a.aclose()
+
+
+async def test_in_memory_and_closed_archive() -> None:
+    a = Archive("sqlite://:memory:")
+    with pytest.raises(ArchiveError, match="not open"):
+        await a.insert(*item(1))
+    async with a:
+        assert await a.insert(*item(1))
+        assert a.message_count == 1
+    assert not a.is_open
+
+
+async def test_foreign_schema_version_refused(tmp_path: Path) -> None:
+    path = tmp_path / "v9.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=9")
+    conn.close()
+    with pytest.raises(ArchiveError, match="schema version 9"):
+        await Archive(f"sqlite://{path}").open()
+
+
+def test_retention_policy_parsing() -> None:
+    assert parse_retention_policy("none") == ()
+    assert parse_retention_policy("") == ()
+    assert parse_retention_policy("time:172800") == (TimeRetention(172800),)
+    assert parse_retention_policy("capacity:50000") == (CapacityRetention(50000),)
+    assert parse_retention_policy("time:60;capacity:10") == (TimeRetention(60), CapacityRetention(10))
+    for bad, why in (("time:", "positive integer"), ("time:-5", "positive integer"), ("capacity:x", "capacity"),
+                     ("size:30GB", "not supported"), ("forever", "expected"), ("weeks:3", "unknown")):
+        with pytest.raises(StoreConfigError, match=why) as e:
+            parse_retention_policy(bad)
+        assert e.value.key == "store_message_retention_policy"
+
+
+def test_db_url_parsing() -> None:
+    assert parse_db_url("sqlite://store.sqlite3").path == "store.sqlite3"
+    assert parse_db_url("sqlite:///var/lib/s.db").path == "/var/lib/s.db"
+    assert parse_db_url("sqlite://:memory:").in_memory
+    for bad in ("postgres://u:p@h:5432/db", "store.sqlite3", "sqlite://"):
+        with pytest.raises(StoreConfigError) as e:
+            parse_db_url(bad)
+        assert e.value.key == "store_message_db_url"
+
+
+def test_eligibility() -> None:
+    now = 1_700_000_000.0
+    ns = int(now * 1e9)
+    ok = WakuMessage(b"x", TOPIC_A, timestamp=ns)
+    assert ineligibility(ok, now) is None
+    assert ineligibility(WakuMessage(b"x", TOPIC_A, timestamp=ns - 20 * 10**9), now) is None  # ≤ 20 s is fine
+    assert ineligibility(WakuMessage(b"x", TOPIC_A, timestamp=ns + 20 * 10**9), now) is None
+    assert ineligibility(WakuMessage(b"x", TOPIC_A, timestamp=ns - 21 * 10**9), now) == "invalid_message_too_old"
+    assert ineligibility(WakuMessage(b"x", TOPIC_A, timestamp=ns + 21 * 10**9), now) == \
+        "invalid_message_future_timestamp"
+    assert ineligibility(WakuMessage(b"x", TOPIC_A), now) == "invalid_message_too_old"  # no timestamp
+    assert ineligibility(WakuMessage(b"x", TOPIC_A, timestamp=ns, ephemeral=True), now) == \
+        "invalid_message_ephemeral"

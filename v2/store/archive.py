@@ -1,0 +1,286 @@
+"""The message archive: SQLite (stdlib sqlite3) in one worker thread, WAL (waku-v2.md §7).
+
+One connection, used through ``trio.to_thread.run_sync`` with a ``CapacityLimiter(1)``, so every
+statement runs serialised in submission order and the event loop never blocks on disk.
+``synchronous=NORMAL`` in WAL mode keeps every committed insert across a process kill (only an OS
+crash can lose the last commits), which is the failure a bridge host actually sees.
+
+Rows are keyed by the deterministic message hash (duplicates are ignored) and keep the ORIGINAL
+message bytes, so a store answer carries exactly what was relayed (a re-encoding could differ;
+§5).  Order is (timestamp, hash) everywhere: queries, cursors and capacity retention.
+Indexes: the unique hash index (lookups, cursors), (content_topic, timestamp, hash) for
+content-filtered pages, (timestamp, hash) for time retention, capacity retention and queries
+without content topics.  A query over several content topics is one ordered, limited scan per
+topic merged in SQL, so a page costs O(topics × page) rows, never a sort of a whole topic.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from v2.core.message import WakuMessage
+from v2.store.common import (
+    ArchiveError,
+    CapacityRetention,
+    RetentionPolicy,
+    TimeRetention,
+    parse_db_url,
+    parse_retention_policy,
+)
+from v2.store.planner import Page, QueryPlan, cut_page
+
+__all__ = ["Archive", "ArchivedMessage", "select_sql"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS messages (
+        id INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,
+        pubsub_topic TEXT NOT NULL,
+        content_topic TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        stored_at INTEGER NOT NULL,
+        data BLOB NOT NULL
+    )""",  # data last: rows are read without touching a large body's overflow pages
+    "CREATE INDEX IF NOT EXISTS i_content ON messages (content_topic, timestamp, hash)",
+    "CREATE INDEX IF NOT EXISTS i_time ON messages (timestamp, hash)",
+)
+_INSERT = ("INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, stored_at, data) "
+           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING")
+_RETENTION_CHUNK = 5000  # rows deleted per worker call, so queries interleave with a big purge
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedMessage:
+    message_hash: bytes
+    pubsub_topic: str
+    timestamp: int
+    data: bytes | None  # None when the query did not ask for data
+
+
+def select_sql(plan: QueryPlan, cursor_ts: int | None) -> tuple[str, list[Any]]:
+    """The one SELECT for ``plan`` (fetching ``page_size + 1`` rows in query order).
+
+    ``cursor_ts`` is the timestamp of the cursor's row (looked up by hash beforehand).  Pure.
+    """
+    order = "ASC" if plan.forward else "DESC"
+    cols = f"hash, pubsub_topic, timestamp, {'data' if plan.include_data else 'NULL'} AS data"
+    where: list[str] = []
+    params: list[Any] = []
+    if plan.cursor is not None:
+        assert cursor_ts is not None
+        where.append(f"(timestamp, hash) {'>' if plan.forward else '<'} (?, ?)")
+        params += [cursor_ts, plan.cursor]
+    if plan.hashes:
+        where.append(f"hash IN ({', '.join('?' * len(plan.hashes))})")
+        params += plan.hashes
+    if plan.pubsub_topic is not None:
+        where.append("pubsub_topic = ?")
+        params.append(plan.pubsub_topic)
+    if plan.time_start is not None:
+        where.append("timestamp >= ?")
+        params.append(plan.time_start)
+    if plan.time_end is not None:
+        where.append("timestamp < ?")
+        params.append(plan.time_end)
+    limit = plan.page_size + 1
+    tail = f"ORDER BY timestamp {order}, hash {order} LIMIT {limit}"
+    if len(plan.content_topics) <= 1:
+        if plan.content_topics:
+            where.insert(0, "content_topic = ?")
+            params.insert(0, plan.content_topics[0])
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        return f"SELECT {cols} FROM messages{cond} {tail}", params
+    arms, all_params = [], []
+    for topic in plan.content_topics:
+        cond = " AND ".join(["content_topic = ?", *where])
+        arms.append(f"SELECT * FROM (SELECT {cols} FROM messages WHERE {cond} {tail})")
+        all_params += [topic, *params]
+    return " UNION ALL ".join(arms) + f" {tail}", all_params
+
+
+class Archive:
+    """``Archive("sqlite://store.sqlite3", retention="time:172800")``; ``await open()`` before use."""
+
+    def __init__(self, db_url: str = "sqlite://store.sqlite3", *,
+                 retention: str | Sequence[RetentionPolicy] = "none",
+                 clock: Callable[[], float] = time.time) -> None:
+        self.url = parse_db_url(db_url)
+        self.retention: tuple[RetentionPolicy, ...] = (
+            parse_retention_policy(retention) if isinstance(retention, str) else tuple(retention))
+        self._capacity = min((p.capacity for p in self.retention if isinstance(p, CapacityRetention)), default=None)
+        self._clock = clock
+        self._conn: sqlite3.Connection | None = None
+        self._limiter = trio.CapacityLimiter(1)
+        self._count = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def message_count(self) -> int:
+        """Rows stored, as of the last completed operation (no disk access)."""
+        return self._count
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._conn is None:
+                raise ArchiveError("archive is not open")
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.rollback()
+                raise ArchiveError(f"{type(exc).__name__}: {exc}") from exc
+
+        return await trio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def open(self) -> None:
+        def do_open() -> None:
+            if self._conn is not None:
+                return
+            path = self.url.path
+            if not self.url.in_memory:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+            except sqlite3.Error as exc:
+                raise ArchiveError(f"cannot open archive {path}: {exc}") from exc
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the index pages of ~1 M rows hot
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version not in (0, SCHEMA_VERSION):
+                    raise ArchiveError(f"archive {path} has schema version {version}, expected {SCHEMA_VERSION}")
+                conn.execute("BEGIN IMMEDIATE")
+                for stmt in _SCHEMA:
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+                self._count = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+            except (sqlite3.Error, ArchiveError) as exc:
+                conn.close()
+                if isinstance(exc, ArchiveError):
+                    raise
+                raise ArchiveError(f"cannot open archive {path}: {exc}") from exc
+            self._conn = conn
+
+        await trio.to_thread.run_sync(do_open, limiter=self._limiter)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(close, limiter=self._limiter)
+
+    async def __aenter__(self) -> Archive:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _trim_to_capacity(self, conn: sqlite3.Connection, capacity: int) -> int:
+        excess = self._count - capacity
+        if excess <= 0:
+            return 0
+        cur = conn.execute("DELETE FROM messages WHERE id IN "
+                           "(SELECT id FROM messages ORDER BY timestamp, hash LIMIT ?)", (excess,))
+        self._count -= cur.rowcount
+        return cur.rowcount
+
+    async def insert(self, pubsub_topic: str, msg_hash: bytes, msg: WakuMessage, data: bytes) -> bool:
+        """Archive one message (no eligibility check here); False if its hash was already stored."""
+        return await self.insert_many([(pubsub_topic, msg_hash, msg, data)]) == 1
+
+    async def insert_many(self, items: Sequence[tuple[str, bytes, WakuMessage, bytes]]) -> int:
+        """Archive several messages in one transaction; returns how many were new."""
+        stored_at = int(self._clock() * 1e9)
+        rows = [(h, topic, m.content_topic, m.timestamp or 0, stored_at, data) for topic, h, m, data in items]
+
+        def do(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            before = conn.total_changes
+            conn.executemany(_INSERT, rows)
+            added = conn.total_changes - before
+            self._count += added
+            if self._capacity is not None:  # capacity holds on every insert, not only on the periodic run
+                self._trim_to_capacity(conn, self._capacity)
+            conn.execute("COMMIT")
+            return added
+
+        return await self._run(do)
+
+    async def find(self, plan: QueryPlan) -> Page[ArchivedMessage]:
+        """One page for a validated plan (see v2.store.planner); an unknown cursor gives an empty page.
+
+        nwaku compares against the cursor row's (timestamp, hash); a cursor that is not (or no
+        longer) in the archive matches nothing, so the client sees the end of the results.
+        """
+        if plan.empty_range:
+            return Page((), None)
+
+        def do(conn: sqlite3.Connection) -> list[ArchivedMessage]:
+            cursor_ts = None
+            if plan.cursor is not None:
+                row = conn.execute("SELECT timestamp FROM messages WHERE hash = ?", (plan.cursor,)).fetchone()
+                if row is None:
+                    return []
+                cursor_ts = row[0]
+            sql, params = select_sql(plan, cursor_ts)
+            return [ArchivedMessage(*r) for r in conn.execute(sql, params)]
+
+        return cut_page(plan, await self._run(do))
+
+    async def count(self) -> int:
+        def do(conn: sqlite3.Connection) -> int:
+            self._count = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+            return self._count
+
+        return await self._run(do)
+
+    async def apply_retention(self, now: float | None = None) -> int:
+        """Run every retention policy once; returns the number of messages deleted.
+
+        ``time:S`` removes messages with timestamp < now − S; ``capacity:N`` keeps the newest N.
+        Deletes go in chunks, each its own transaction, so queries are served in between.
+        """
+        now = self._clock() if now is None else now
+        deleted = 0
+        for policy in self.retention:
+            if isinstance(policy, TimeRetention):
+                cutoff = int((now - policy.seconds) * 1e9)
+
+                def by_time(conn: sqlite3.Connection, cutoff: int = cutoff) -> int:
+                    cur = conn.execute("DELETE FROM messages WHERE id IN (SELECT id FROM messages "
+                                       "WHERE timestamp < ? ORDER BY timestamp LIMIT ?)", (cutoff, _RETENTION_CHUNK))
+                    self._count -= cur.rowcount
+                    return cur.rowcount
+
+                while (n := await self._run(by_time)) > 0:
+                    deleted += n
+                    if n < _RETENTION_CHUNK:
+                        break
+            else:
+                capacity = policy.capacity
+
+                def by_capacity(conn: sqlite3.Connection, capacity: int = capacity) -> int:
+                    return self._trim_to_capacity(conn, max(capacity, self._count - _RETENTION_CHUNK))
+
+                while (n := await self._run(by_capacity)) > 0:
+                    deleted += n
+        return deleted

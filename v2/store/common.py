@@ -1,0 +1,163 @@
+"""Store v3 pieces shared by the codec, planner, archive, service and client (pure; waku-v2.md §7).
+
+Status codes, limits, the archive eligibility rule, and the parsers of the two nwaku flags the
+archive takes (``--store-message-db-url``, ``--store-message-retention-policy``; §18).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from bridge.errors import ConfigError
+from v2.core.message import WakuMessage
+from v2.errors import V2Error
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "HASH_SIZE",
+    "MAX_CONTENT_TOPICS",
+    "MAX_PAGE_SIZE",
+    "MAX_TIMESTAMP_VARIANCE_NS",
+    "ArchiveError",
+    "CapacityRetention",
+    "DbUrl",
+    "RetentionPolicy",
+    "StatusCode",
+    "StoreConfigError",
+    "StoreError",
+    "TimeRetention",
+    "ineligibility",
+    "parse_db_url",
+    "parse_retention_policy",
+]
+
+HASH_SIZE = 32
+DEFAULT_PAGE_SIZE = 20  # nwaku waku_archive DefaultPageSize
+MAX_PAGE_SIZE = 100  # nwaku MaxPageSize; larger limits are clamped, not refused
+MAX_CONTENT_TOPICS = 10  # nwaku MaxContentTopicsPerQuery
+MAX_TIMESTAMP_VARIANCE_NS = 20 * 10**9  # nwaku MaxMessageTimestampVariance (20 s)
+
+
+class StatusCode(IntEnum):
+    """Store v3 status codes (waku-v2.md §7)."""
+
+    OK = 200
+    BAD_RESPONSE = 300  # nwaku: every archive-level error, including invalid queries
+    BAD_REQUEST = 400  # nwaku: the request did not decode
+    TOO_MANY_REQUESTS = 429
+    SERVICE_UNAVAILABLE = 503
+    PEER_DIAL_FAILURE = 504  # client side only: never on the wire from a server
+
+
+class StoreError(V2Error):
+    """Root of the store's errors."""
+
+
+class ArchiveError(StoreError):
+    """The archive could not do what was asked (SQLite failure, closed archive, bad schema)."""
+
+
+class StoreConfigError(ConfigError, StoreError):
+    """A bad store flag value; ``key`` names the flag (a ConfigError, so the app reports it as one)."""
+
+
+def ineligibility(msg: WakuMessage, now: float) -> str | None:
+    """Why ``msg`` must not be archived at wall-clock ``now`` (seconds), or None if it may be.
+
+    nwaku's archive validator (waku_archive/archive.nim): never ephemeral messages, and only
+    ``|timestamp − now| ≤ 20 s``, which also keeps a peer from back- or forward-dating history.
+    The returned strings are the ``waku_archive_errors{type}`` labels (nwaku's where it has one).
+    """
+    if msg.ephemeral:
+        return "invalid_message_ephemeral"
+    now_ns = int(now * 1e9)
+    ts = msg.timestamp or 0
+    if ts < now_ns - MAX_TIMESTAMP_VARIANCE_NS:
+        return "invalid_message_too_old"
+    if ts > now_ns + MAX_TIMESTAMP_VARIANCE_NS:
+        return "invalid_message_future_timestamp"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRetention:
+    """Keep messages whose timestamp is at most ``seconds`` old."""
+
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityRetention:
+    """Keep only the newest ``capacity`` messages (by timestamp, then hash)."""
+
+    capacity: int
+
+
+RetentionPolicy = TimeRetention | CapacityRetention
+
+_RETENTION_KEY = "store_message_retention_policy"
+
+
+def _positive_int(text: str, what: str) -> int:
+    try:
+        n = int(text, 10)
+    except ValueError:
+        raise StoreConfigError(_RETENTION_KEY, f"{what} must be a positive integer, got {text!r}") from None
+    if n <= 0:
+        raise StoreConfigError(_RETENTION_KEY, f"{what} must be a positive integer, got {text!r}")
+    return n
+
+
+def parse_retention_policy(spec: str) -> tuple[RetentionPolicy, ...]:
+    """Parse nwaku's ``--store-message-retention-policy``: ``time:<s>``, ``capacity:<n>``, ``none``.
+
+    Several policies may be joined with ``;`` (as newer nwaku allows); all of them apply.
+    ``size:`` exists in nwaku (postgres-oriented) but is refused here with a clear message.
+    """
+    text = spec.strip()
+    if text == "" or text.lower() == "none":
+        return ()
+    policies: list[RetentionPolicy] = []
+    for part in text.split(";"):
+        kind, sep, value = part.strip().partition(":")
+        kind = kind.strip().lower()
+        if not sep:
+            raise StoreConfigError(_RETENTION_KEY, f"expected time:<seconds>, capacity:<count> or none, got {part!r}")
+        if kind == "time":
+            policies.append(TimeRetention(_positive_int(value.strip(), "time retention (seconds)")))
+        elif kind == "capacity":
+            policies.append(CapacityRetention(_positive_int(value.strip(), "capacity retention (messages)")))
+        elif kind == "size":
+            raise StoreConfigError(_RETENTION_KEY, "size:<n>MB/GB retention is not supported; use time: or capacity:")
+        else:
+            raise StoreConfigError(_RETENTION_KEY, f"unknown retention policy {kind!r} in {spec!r}; "
+                                                   "expected time:<seconds>, capacity:<count> or none")
+    return tuple(policies)
+
+
+@dataclass(frozen=True, slots=True)
+class DbUrl:
+    """Where the archive lives: a file path, or in memory (gone with the process)."""
+
+    path: str
+
+    @property
+    def in_memory(self) -> bool:
+        return self.path == ":memory:"
+
+
+def parse_db_url(url: str) -> DbUrl:
+    """Parse nwaku's ``--store-message-db-url`` for SQLite: ``sqlite://<path>`` or ``sqlite://:memory:``.
+
+    ``sqlite://store.sqlite3`` is relative, ``sqlite:///var/lib/x.db`` absolute (nwaku's forms).
+    Postgres URLs are refused: this archive is SQLite only.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise StoreConfigError("store_message_db_url", f"expected sqlite://<path> or sqlite://:memory:, got {url!r}")
+    if scheme.lower() != "sqlite":
+        raise StoreConfigError("store_message_db_url", f"only sqlite:// archives are supported, got {scheme!r}")
+    if not rest:
+        raise StoreConfigError("store_message_db_url", f"no database path in {url!r}")
+    return DbUrl(":memory:" if rest in ("memory", ":memory:") else rest)
