@@ -1,0 +1,188 @@
+"""Store v3 service and client over real libp2p hosts on 127.0.0.1 (waku-v2.md §2, §7)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+import trio
+from prometheus_client import CollectorRegistry
+
+from tests.helpers.net import free_ports
+from v2.core.message import WakuMessage, message_hash
+from v2.host import Host, HostConfig
+from v2.protocol_ids import STORE_V3
+from v2.store.archive import Archive
+from v2.store.client import StoreClient, StoreClientError, StoreQueryFailed
+from v2.store.common import StatusCode
+from v2.store.protocol import MAX_REQUEST_SIZE, StoreService
+from v2.store.rpc_codec import StoreQuery, StoreResponse, decode_response
+from v2.stream import StreamClosedError
+
+NOW = 1_700_000_000.0
+PUBSUB = "/waku/2/rs/0/0"
+TOPIC = "/test/1/store/proto"
+
+
+def make_msg(i: int, topic: str = TOPIC, **kw: object) -> WakuMessage:
+    # Message i is i ms old at NOW, so all are within the 20 s eligibility window.
+    return WakuMessage(f"payload {i}".encode(), topic, timestamp=int(NOW * 1e9) - (1000 - i) * 10**6, **kw)  # type: ignore[arg-type]
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def new_host(nursery: trio.Nursery, service: StoreService | None = None) -> Host:
+    (tcp,) = free_ports(1)
+    h = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, None))
+    if service is not None:
+        for pid in service.protocol_ids:
+            h.set_stream_handler(pid, service.handle)
+    await nursery.start(h.run)
+    return h
+
+
+async def setup(nursery: trio.Nursery, tmp_path: Path, **kw: float) -> tuple[StoreService, CollectorRegistry,
+                                                                             StoreClient, str]:
+    registry = CollectorRegistry()
+    service = StoreService(Archive(f"sqlite://{tmp_path / 'store.sqlite3'}"), registry, clock=lambda: NOW, **kw)
+    await nursery.start(service.run)
+    server = await new_host(nursery, service)
+    client_host = await new_host(nursery)
+    await client_host.connect(server.listen_addrs[0])
+    return service, registry, StoreClient(client_host), server.peer_id
+
+
+async def test_paged_query_over_the_network(nursery: trio.Nursery, tmp_path: Path) -> None:
+    service, registry, client, peer = await setup(nursery, tmp_path)
+    msgs = [make_msg(i) for i in range(45)]
+    for m in msgs:
+        await service.on_message(PUBSUB, m, message_hash(PUBSUB, m), m.encode())
+    other = make_msg(500, "/test/1/other/proto")
+    await service.on_message(PUBSUB, other, message_hash(PUBSUB, other), other.encode())
+    assert value(registry, "waku_archive_messages", type="stored") == 46
+
+    q = StoreQuery("", include_data=True, pubsub_topic=PUBSUB, content_topics=(TOPIC,), pagination_forward=True)
+    pages = [p async for p in client.pages(peer, q)]
+    assert [len(p.messages) for p in pages] == [20, 20, 5]
+    got = [kv for p in pages for kv in p.messages]
+    assert [kv.message for kv in got] == msgs  # ascending, exact, nothing twice
+    assert [kv.data for kv in got] == [m.encode() for m in msgs]  # the original bytes
+    assert all(kv.pubsub_topic == PUBSUB for kv in got)
+    assert all(p.status_code == 200 and p.status_desc == "OK" and p.request_id for p in pages)
+
+    back = [p async for p in client.pages(peer, StoreQuery("", pubsub_topic=PUBSUB, content_topics=(TOPIC,),
+                                                           pagination_limit=20))]
+    assert [kv.message_hash for kv in back[0].messages] == [kv.message_hash for kv in got[-20:]]
+    assert [len(p.messages) for p in back] == [20, 20, 5]
+    assert all(kv.data is None for p in back for kv in p.messages)  # keys only without include_data
+
+    # js-waku asks once more with the last hash and stops on an empty page (§7).
+    end = await client.query(peer, StoreQuery("end", pubsub_topic=PUBSUB, content_topics=(TOPIC,),
+                                              pagination_cursor=got[-1].message_hash, pagination_forward=True))
+    assert (end.status_code, end.status_desc, end.messages, end.pagination_cursor) == (200, "OK", (), None)
+    assert end.request_id == "end"
+
+    lookup = await client.query(peer, StoreQuery("h", message_hashes=(got[3].message_hash,), include_data=True))
+    assert [kv.message for kv in lookup.messages] == [msgs[3]]
+    assert value(registry, "waku_store_queries_total") == 3 + 3 + 1 + 1  # forward pages, backward pages, end, lookup
+
+
+async def test_archiving_rules_are_counted(nursery: trio.Nursery, tmp_path: Path) -> None:
+    service, registry, client, peer = await setup(nursery, tmp_path)
+    ok = make_msg(1)
+    await service.on_message(PUBSUB, ok, message_hash(PUBSUB, ok), ok.encode())
+    await service.on_message(PUBSUB, ok, message_hash(PUBSUB, ok), ok.encode())
+    for m in (make_msg(2, ephemeral=True), WakuMessage(b"old", TOPIC, timestamp=int((NOW - 60) * 1e9)),
+              WakuMessage(b"future", TOPIC, timestamp=int((NOW + 60) * 1e9))):
+        await service.on_message(PUBSUB, m, message_hash(PUBSUB, m), m.encode())
+    assert value(registry, "waku_archive_duplicates_total") == 1
+    for label in ("invalid_message_ephemeral", "invalid_message_too_old", "invalid_message_future_timestamp"):
+        assert value(registry, "waku_archive_errors_total", type=label) == 1
+    r = await client.query(peer, StoreQuery("", pubsub_topic=PUBSUB, content_topics=(TOPIC,)))
+    assert [kv.message_hash for kv in r.messages] == [message_hash(PUBSUB, ok)]
+
+
+async def raw_exchange(client: StoreClient, peer: str, data: bytes) -> StoreResponse:
+    s = await client.host.new_stream(peer, [STORE_V3])
+    try:
+        await s.write_lp(data)
+        raw = await s.read_lp(1 << 20, timeout=10)
+        assert raw is not None
+        assert await s.read_lp(1 << 20, timeout=10) is None  # the server closed its write side
+        return decode_response(raw)
+    finally:
+        await s.aclose()
+
+
+async def assert_still_serving(client: StoreClient, peer: str) -> None:
+    r = await client.query(peer, StoreQuery("", pubsub_topic=PUBSUB, content_topics=(TOPIC,)))
+    assert r.status_code == StatusCode.OK
+
+
+async def test_bad_requests_get_a_status_and_the_service_keeps_serving(nursery: trio.Nursery,
+                                                                       tmp_path: Path) -> None:
+    _, registry, client, peer = await setup(nursery, tmp_path, request_timeout=0.5)
+
+    garbage = await raw_exchange(client, peer, b"\xff\xff\xff\xff")
+    assert (garbage.status_code, garbage.request_id) == (400, "N/A")
+    assert value(registry, "waku_store_errors_total", type="decode_rpc_failure") == 1
+    await assert_still_serving(client, peer)
+
+    no_request_id = await raw_exchange(client, peer, bytes.fromhex("1001"))  # include_data only
+    assert no_request_id.status_code == 400 and "request_id" in no_request_id.status_desc
+    await assert_still_serving(client, peer)
+
+    oversize = await raw_exchange(client, peer, b"\x0a" * (MAX_REQUEST_SIZE + 1))
+    assert oversize.status_code == 400 and "exceeds" in oversize.status_desc
+    assert value(registry, "waku_store_errors_total", type="request_too_large") == 1
+    await assert_still_serving(client, peer)
+
+    bad_cursor = await client.query(peer, StoreQuery("c", pagination_cursor=b"\x01" * 31))
+    assert bad_cursor.status_code == 300 and bad_cursor.status_desc.startswith("archive error: ")
+    assert bad_cursor.request_id == "c"
+    mixed = await client.query(peer, StoreQuery("m", message_hashes=(b"\x01" * 32,), content_topics=(TOPIC,)))
+    assert mixed.status_code == 400
+    with pytest.raises(StoreQueryFailed) as failed:
+        _ = [p async for p in client.pages(peer, StoreQuery("", pagination_cursor=bytes(32)))]
+    assert failed.value.response.status_code == 300
+
+    # A stream that opens and goes silent is closed after the deadline, counted.
+    silent = await client.host.new_stream(peer, [STORE_V3])
+    try:
+        try:
+            assert await silent.read_lp(1024, timeout=30) is None
+        except StreamClosedError:
+            pass  # reset: closed either way
+    finally:
+        await silent.aclose()
+    assert value(registry, "waku_store_errors_total", type="read_failure") >= 1
+
+    # A request cut short (EOF inside the message) is closed too.
+    truncated = await client.host.new_stream(peer, [STORE_V3])
+    await truncated._write(b"\x64" + b"\x0a\x00")  # announces 100 bytes, sends 2
+    await truncated.close_write()
+    try:
+        assert await truncated.read_lp(1024, timeout=30) is None
+    except StreamClosedError:
+        pass
+    finally:
+        await truncated.aclose()
+
+    # A stream opened ahead of time and closed unused (js-waku) is no error.
+    idle = await client.host.new_stream(peer, [STORE_V3])
+    await idle.close_write()
+    assert await idle.read_lp(1024, timeout=30) is None
+    await idle.aclose()
+    await assert_still_serving(client, peer)
+    assert value(registry, "waku_store_errors_total", type="internal_error") == 0
+
+
+async def test_client_errors(nursery: trio.Nursery, tmp_path: Path) -> None:
+    plain = await new_host(nursery)  # serves no store
+    client_host = await new_host(nursery)
+    await client_host.connect(plain.listen_addrs[0])
+    with pytest.raises(StoreClientError):
+        await StoreClient(client_host).query(plain.peer_id, StoreQuery("x"), timeout=5)
