@@ -1,0 +1,1 @@
+"""34/WAKU2-PEER-EXCHANGE: service (protocol), client, wire codec (rpc_codec)."""

@@ -1,0 +1,1 @@
+"""The connection manager: pure policy, trio shell, discovery sources, metrics."""
