@@ -10,8 +10,8 @@ relayed and lightpushed messages then go to ``messages()`` (bounded: back-pressu
 relay's counted queue); our own publishes never do (nwaku's triggerSelf=false).
 
 On every new connection, inbound or outbound, the node asks the peer for its metadata and
-disconnects a peer that does not answer or reports another cluster, as nwaku does (§12).  Over
-``max_connections`` a new connection is refused the same way (counted).
+disconnects a peer that does not answer or reports another cluster, as nwaku does (§12).  The
+peer manager keeps static peers dialled, runs discovery, and prunes above ``max_connections``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ from typing import Any, Protocol
 
 import trio
 from prometheus_client import CollectorRegistry
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from v2.core.message import MAX_MESSAGE_SIZE, WakuMessage
 from v2.core.topics import PubsubTopic
-from v2.host import DialError, Host, HostConfig
+from v2.host import Host, HostConfig
 from v2.metadata.client import query_metadata
 from v2.metadata.protocol import MetadataService
 from v2.metadata.rpc import Verdict, judge
@@ -116,8 +115,6 @@ class Service(Protocol):
     async def handle(self, stream: Stream) -> None: ...
 
 
-REJECTED_REDIAL_DELAY = 60.0
-
 MessageSink = Callable[[str, WakuMessage, bytes, bytes], Awaitable[None]]
 
 
@@ -132,7 +129,6 @@ class V2Node:
         self._send, self._recv = trio.open_memory_channel[ReceivedMessage](config.inbound_capacity)
         self.started = trio.Event()
         self.peer_metadata: dict[str, Metadata] = {}
-        self._rejected: set[str] = set()
         self._enr: Any = None
 
         self.metadata = MetadataService(config.cluster_id, config.shards if config.relay else (), self.registry,
@@ -144,6 +140,7 @@ class V2Node:
         self.filter: Any = None
         self.lightpush: Any = None
         self.peer_exchange: Any = None
+        self.peer_manager: Any = None
         if config.store:
             self._mount_store()
         if config.filter:
@@ -152,6 +149,7 @@ class V2Node:
             self._mount_lightpush()
         if config.peer_exchange:
             self._mount_peer_exchange()
+        self._mount_peer_manager()
         for svc in self.services:
             for pid in svc.protocol_ids:
                 self.host.set_stream_handler(pid, svc.handle)
@@ -192,6 +190,23 @@ class V2Node:
         self.peer_exchange = PeerExchangeService(self.registry, enr_source=self._known_enrs,
                                                  read_timeout=self.config.idle_stream_timeout)
         self.services.append(self.peer_exchange)
+
+    def _mount_peer_manager(self) -> None:
+        """Static peers, ``dns_discovery_url`` and (with peer exchange) PX as discovery sources;
+        the manager keeps the static peers dialled and prunes above ``max_connections``."""
+        from v2.peers.manager import DiscoverySource, PeerManager
+        from v2.peers.sources import DnsDiscoverySource, PeerExchangeSource
+
+        sources: list[DiscoverySource] = []
+        if self.config.dns_discovery_url:
+            sources.append(DnsDiscoverySource(self.config.dns_discovery_url))
+        if self.config.peer_exchange:
+            from v2.peer_exchange.client import PeerExchangeClient
+
+            sources.append(PeerExchangeSource(self.host, PeerExchangeClient(self.host, self.registry)))
+        self.peer_manager = PeerManager(self.host, self.registry, static_peers=self.config.staticnodes,
+                                        maximum=self.config.max_connections, discovery_sources=sources,
+                                        cluster_id=self.config.cluster_id)
 
     # -- public surface ------------------------------------------------------------------------
 
@@ -236,7 +251,7 @@ class V2Node:
                          multiaddrs=maddrs, cluster=c.cluster_id, shards=c.shards if c.relay else ())
 
     def _known_enrs(self) -> list[Any]:
-        return []
+        return list(self.peer_manager.enrs())
 
     def protocols(self) -> list[str]:
         """What identify advertises: our handlers plus py-libp2p's built-ins."""
@@ -286,8 +301,7 @@ class V2Node:
                 await nursery.start(self.relay.run)
                 nursery.start_soon(self._pump_relay)
             nursery.start_soon(self._gauge_peers)
-            for addr in self.config.staticnodes:
-                nursery.start_soon(self._keep_connected, addr)
+            await nursery.start(self.peer_manager.run)
             log.info("waku v2 node %s listening: %s", self.peer_id, " ".join(self.listen_addrs))
             log.info("waku v2 node protocols: %s", " ".join(self.protocols()))
             self.started.set()
@@ -339,10 +353,6 @@ class V2Node:
                     self.peer_metadata.pop(ev.peer, None)
 
     async def _on_connected(self, peer: str, direction: str, limiter: trio.CapacityLimiter) -> None:
-        if len(self.host.connected_peers()) > self.config.max_connections and direction == "inbound":
-            self.metrics.rejected_connections.labels("max_connections").inc()
-            await self.host.disconnect(peer)
-            return
         async with limiter:
             md = await query_metadata(self.host, peer, self.metadata.local, timeout=self.config.metadata_timeout,
                                       metrics=self.metadata.metrics)
@@ -352,7 +362,6 @@ class V2Node:
             self.peer_metadata[peer] = md
             return
         self.metadata.metrics.rejected_peers.labels(verdict.reason).inc()
-        self._rejected.add(peer)
         log.info("v2 peer %s (%s) disconnected: metadata %s (%s)", peer, direction, verdict.reason, md)
         await self.host.disconnect(peer)
 
@@ -360,23 +369,3 @@ class V2Node:
         while True:
             self.metrics.connected_peers.set(len(self.host.connected_peers()))
             await trio.sleep(1)
-
-    async def _keep_connected(self, addr: str) -> None:
-        """Dial a static peer and redial with backoff whenever the connection is gone."""
-        peer = addr.rsplit("/p2p/", 1)[-1]
-        while True:
-            async for attempt in AsyncRetrying(wait=wait_exponential_jitter(initial=1, max=60, jitter=1),
-                                               sleep=trio.sleep, retry=retry_if_exception_type(DialError)):
-                with attempt:
-                    try:
-                        await self.host.connect(addr)
-                        self.metrics.dials.labels("ok").inc()
-                    except DialError as exc:
-                        self.metrics.dials.labels("failed").inc()
-                        log.info("v2 static peer %s: %s; retrying", addr, exc)
-                        raise
-            while peer in self.host.connected_peers():  # noqa: ASYNC110 (no disconnect event to wait on)
-                await trio.sleep(1)
-            if peer in self._rejected:  # metadata said no: do not hammer it (nwaku forgets such peers)
-                self._rejected.discard(peer)
-                await trio.sleep(REJECTED_REDIAL_DELAY)

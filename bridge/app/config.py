@@ -174,6 +174,32 @@ def _db_url(v: Any) -> str:
     return s
 
 
+def _msg_size(v: Any) -> int:
+    """nwaku's ``--max-msg-size``: bytes, or a number with KiB/MiB/KB/MB (default 150KiB)."""
+    s = _str(v).strip()
+    m = re.fullmatch(r"(\d+)\s*(|B|KiB|MiB|KB|MB)", s, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"expected a size like 153600, 150KiB or 1MiB, got {v!r}")
+    unit = m.group(2).lower()
+    n = int(m.group(1)) * {"": 1, "b": 1, "kib": 1024, "mib": 1 << 20, "kb": 1000, "mb": 1_000_000}[unit]
+    if not 1024 <= n <= 16 << 20:
+        raise ValueError(f"max message size must be between 1KiB and 16MiB, got {v!r}")
+    return n
+
+
+def _nat(v: Any) -> str | None:
+    """nwaku's ``--nat``: ``any``/``none`` (announce the listen address) or ``extip:<IPv4>``."""
+    if v is None or v == "":
+        return None
+    s = _str(v).strip()
+    if s.lower() in ("any", "none", "upnp", "pmp"):
+        return None
+    m = re.fullmatch(r"extip:(\d{1,3}(?:\.\d{1,3}){3})", s, re.IGNORECASE)
+    if not m or any(int(x) > 255 for x in m.group(1).split(".")):
+        raise ValueError(f"expected any, none or extip:<IPv4>, got {v!r}")
+    return m.group(1)
+
+
 def _log_level(v: Any) -> str:
     s = _str(v).strip().upper()
     if s == "WARN":
@@ -312,6 +338,10 @@ SETTINGS: tuple[Setting, ...] = (
             _f("--dns-discovery-url", groups=(B, V2N))),
     Setting("v2.max_connections", _int_in(1, 10_000), 50, "maximum libp2p connections",
             _f("--max-connections", groups=(B, V2N))),
+    Setting("v2.max_msg_size", _msg_size, 153_600, "largest WakuMessage relayed or accepted (nwaku: 150KiB)",
+            _f("--max-msg-size", groups=(B, V2N))),
+    Setting("v2.nat", _nat, None, "address announced in the ENR: any | none | extip:<IPv4>",
+            _f("--nat", groups=(B, V2N))),
     Setting("v2.rest", _bool, False, "serve the REST API (/debug/v1/info, /health)",
             _f("--rest", groups=(V2N,))),
     Setting("v2.rest_address", _str, "127.0.0.1", "REST listen address", _f("--rest-address", groups=(V2N,))),
@@ -390,6 +420,8 @@ class V2Section:
     peer_exchange: bool
     dns_discovery_url: str | None
     max_connections: int
+    max_msg_size: int
+    nat: str | None
     rest: bool
     rest_address: str
     rest_port: int

@@ -1,8 +1,15 @@
-"""``waku-bridge v2-node``: a standalone Waku v2 node with nwaku's REST subset."""
+"""``waku-bridge v2-node``: a standalone Waku v2 node with nwaku's flags and REST subset.
+
+REST (``--rest``): ``GET /debug/v1/info`` answers as nwaku does (``listenAddresses`` with
+``/p2p/<id>``, ``enrUri``), ``GET /health``; the metrics server (``--metrics-server``) serves
+``/metrics`` and ``/health``.  On start the node prints one JSON line (peer id, listen addresses,
+ENR) on stdout and logs its full multiaddrs, so scripts and operators can dial it.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,29 +18,46 @@ from prometheus_client import CollectorRegistry
 
 from bridge.app.config import AppConfig
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
-from bridge.app.service import _until_signal, node_key
+from bridge.app.service import _until_signal, instance_dir, node_key
 
 __all__ = ["run_v2_node", "v2_node_config"]
 
+log = logging.getLogger(__name__)
 
-def v2_node_config(cfg: AppConfig, key_hex: str, *, bridge_topics: bool = False) -> Any:
+
+def v2_node_config(cfg: AppConfig, key_hex: str, *, bridge_topics: bool = False,
+                   data_dir: Path | None = None) -> Any:
+    """The V2NodeConfig of ``cfg``; relative store paths go under ``data_dir``, by default the
+    instance's own directory (two bridge instances on one host never share an archive)."""
     from v2.node import V2NodeConfig
 
     extra: tuple[str, ...] = ()
     if bridge_topics and cfg.bridge.pubsub_topic:
         extra = (cfg.bridge.pubsub_topic,)
+    v2 = cfg.v2
     return V2NodeConfig(
         nodekey=bytes.fromhex(key_hex),
         listen_address=cfg.listen_address,
-        tcp_port=cfg.v2.tcp_port,
-        websocket_support=cfg.v2.websocket_support,
-        websocket_port=cfg.v2.websocket_port,
-        staticnodes=cfg.v2.staticnodes,
-        cluster_id=cfg.v2.cluster_id,
+        tcp_port=v2.tcp_port,
+        websocket_support=v2.websocket_support,
+        websocket_port=v2.websocket_port,
+        staticnodes=v2.staticnodes,
+        cluster_id=v2.cluster_id,
         shards=cfg.effective_shards(),
-        num_shards_in_network=cfg.v2.num_shards_in_network,
-        relay=cfg.v2.relay,
+        num_shards_in_network=v2.num_shards_in_network,
+        relay=v2.relay,
+        store=v2.store,
+        store_message_db_url=v2.store_message_db_url,
+        store_message_retention_policy=v2.store_message_retention_policy,
+        filter=v2.filter,
+        lightpush=v2.lightpush,
+        peer_exchange=v2.peer_exchange,
+        dns_discovery_url=v2.dns_discovery_url,
+        max_connections=v2.max_connections,
+        max_msg_size=v2.max_msg_size,
         extra_pubsub_topics=extra,
+        data_dir=data_dir if data_dir is not None else instance_dir(cfg),
+        ext_ip=v2.nat,
     )
 
 
@@ -47,17 +71,26 @@ async def run_v2_node(cfg: AppConfig) -> None:
         return json_response(node.info())
 
     async def health(_: Request) -> Response:
-        return json_response({"status": "ok", "peers": len(node.peers())})
+        # nwaku's /health: the node is up; relay readiness is reported alongside.
+        ready = node.started.is_set()
+        return json_response({"nodeHealth": "Ready" if ready else "Initializing", "status": "ok" if ready else "init",
+                              "peers": len(node.peers())}, 200 if ready else 503)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_until_signal, nursery.cancel_scope)
         await nursery.start(node.run)
-        print(json.dumps({"peer_id": node.peer_id, "listen_addrs": node.listen_addrs}), flush=True)
+        ports: dict[str, int] = {}
         if cfg.metrics.enabled:
-            await nursery.start(HttpServer(cfg.metrics.address, cfg.metrics.port,
-                                           {"/metrics": metrics_route(registry), "/health": health}).run)
+            ports["metrics"] = await nursery.start(HttpServer(cfg.metrics.address, cfg.metrics.port,
+                                                              {"/metrics": metrics_route(registry),
+                                                               "/health": health}).run)
         if cfg.v2.rest:
-            await nursery.start(HttpServer(cfg.v2.rest_address, cfg.v2.rest_port,
-                                           {"/debug/v1/info": info, "/health": health}).run)
+            ports["rest"] = await nursery.start(HttpServer(cfg.v2.rest_address, cfg.v2.rest_port,
+                                                           {"/debug/v1/info": info, "/health": health}).run)
+        for addr in node.listen_addrs:
+            log.info("v2-node listening on %s", addr)
+        log.info("v2-node ENR %s", node.enr)
+        print(json.dumps({"peer_id": node.peer_id, "listen_addrs": node.listen_addrs, "enr": node.enr,
+                          "protocols": node.protocols(), **{f"{k}_port": v for k, v in ports.items()}}), flush=True)
         async for _ in node.messages():  # no application here: keep the channel drained
             pass
