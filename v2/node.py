@@ -179,9 +179,11 @@ class V2Node:
     def _mount_lightpush(self) -> None:
         from v2.lightpush.protocol import LightpushService
 
-        self.lightpush = LightpushService(self._lightpush_publish, self.registry, cluster_id=self.config.cluster_id,
-                                          num_shards=self.config.num_shards_in_network,
-                                          max_msg_size=self.config.max_msg_size)
+        c = self.config
+        self.lightpush = LightpushService(self._lightpush_publish, self.registry, cluster_id=c.cluster_id,
+                                          num_shards=c.num_shards_in_network, max_msg_size=c.max_msg_size,
+                                          shards=c.shards, on_accepted=self._lightpush_accepted,
+                                          request_timeout=c.idle_stream_timeout)
         self.services.append(self.lightpush)
 
     def _mount_peer_exchange(self) -> None:
@@ -325,17 +327,24 @@ class V2Node:
         # Back-pressure from here reaches the relay's explicitly sized, counted queue.
         await self._send.send(ReceivedMessage(m.pubsub_topic, m.message, m.data, m.hash, peer, origin, time.time()))
 
-    async def _lightpush_publish(self, pubsub_topic: str, msg: WakuMessage, peer: str = "") -> int:
-        """The lightpush service's publish: relay it, then treat it like a relayed message."""
+    async def _lightpush_publish(self, pubsub_topic: str, msg: WakuMessage, data: bytes) -> int:
+        """The lightpush service's publish (its contract: relay, archive, filter; return the relay
+        peer count, 0 = not published -> 505).  Like nwaku we relay our encoding of the message:
+        the message hash, which everything downstream keys on, is the same."""
         if not self.config.relay:
-            raise PublishError("relay is not mounted")
+            return 0
         peers = len(self.relay.topic_peers(pubsub_topic))
         if peers == 0:
-            return 0  # nwaku: 505 NO_PEERS_TO_RELAY, nothing published
+            return 0  # nwaku: an isolated node cannot accept lightpush
         h = await self.relay.publish(pubsub_topic, msg)
-        data = msg.encode()
-        await self._accept(RelayMessage(pubsub_topic, msg, data, h, time.time()), origin="lightpush", peer=peer)
+        await self._feed(pubsub_topic, msg, h, msg.encode())
         return max(peers, len(self.relay.topic_peers(pubsub_topic)))
+
+    async def _lightpush_accepted(self, acc: Any) -> None:
+        """After a 200: hand it to ``messages()`` (the bridge bridges lightpushed messages too)."""
+        self.metrics.node_messages.labels("lightpush").inc()
+        await self._send.send(ReceivedMessage(acc.pubsub_topic, acc.message, acc.message.encode(), acc.hash,
+                                              acc.peer, "lightpush", time.time()))
 
     async def _unsolicited_push(self, stream: Stream) -> None:
         self.metrics.errors.labels("unsolicited_filter_push").inc()
