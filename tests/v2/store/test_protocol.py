@@ -17,7 +17,7 @@ from v2.store.archive import Archive
 from v2.store.client import StoreClient, StoreClientError, StoreQueryFailed
 from v2.store.common import StatusCode
 from v2.store.protocol import MAX_REQUEST_SIZE, StoreService
-from v2.store.rpc_codec import StoreQuery, StoreResponse, decode_response
+from v2.store.rpc_codec import StoreQuery, StoreResponse, decode_response, encode_query
 from v2.stream import StreamClosedError
 
 NOW = 1_700_000_000.0
@@ -186,3 +186,20 @@ async def test_client_errors(nursery: trio.Nursery, tmp_path: Path) -> None:
     await client_host.connect(plain.listen_addrs[0])
     with pytest.raises(StoreClientError):
         await StoreClient(client_host).query(plain.peer_id, StoreQuery("x"), timeout=5)
+
+
+async def test_answers_without_a_network(tmp_path: Path) -> None:
+    """Not open yet → 503; no room in the bounded query queue → 429; each counted."""
+    registry = CollectorRegistry()
+    archive = Archive(f"sqlite://{tmp_path / 'a.db'}")
+    service = StoreService(archive, registry, clock=lambda: NOW, max_pending_queries=0)
+    raw = encode_query(StoreQuery("q", content_topics=(TOPIC,)))
+    assert (await service.answer(raw)).status_code == StatusCode.SERVICE_UNAVAILABLE
+    m = make_msg(1)
+    await service.on_message(PUBSUB, m, message_hash(PUBSUB, m), m.encode())  # archive closed: counted, no raise
+    assert value(registry, "waku_archive_errors_total", type="insert_failure") == 1
+    async with archive:
+        r = await service.answer(raw)
+        assert (r.status_code, r.request_id) == (StatusCode.TOO_MANY_REQUESTS, "q")
+    assert value(registry, "waku_store_errors_total", type="service_unavailable") == 1
+    assert value(registry, "waku_store_errors_total", type="too_many_requests") == 1

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from tests.helpers.vectors import load_vectors
 from v2.core.message import WakuMessage, message_hash
 from v2.errors import V2Error
+from v2.store.common import StatusCode
+from v2.store.planner import Rejection, plan_query
 from v2.store.rpc_codec import (
     KeyValue,
     StoreDecodeError,
@@ -142,3 +144,14 @@ def test_mutated_queries_decode_or_raise_cleanly(q: StoreQuery, pos: int, junk: 
         decode_query(bytes(raw))
     except StoreDecodeError:
         pass
+
+
+@settings(max_examples=500, deadline=None)
+@given(queries())
+def test_planner_decides_every_decoded_query(q: StoreQuery) -> None:
+    """Whatever a peer sends, the planner returns a plan or a 300/400 rejection, never raises."""
+    p = plan_query(q)
+    if isinstance(p, Rejection):
+        assert p.status in (StatusCode.BAD_REQUEST, StatusCode.BAD_RESPONSE) and p.desc
+    else:
+        assert 1 <= p.page_size <= 100 and len(p.content_topics) <= 10
