@@ -1,6 +1,8 @@
 """End to end through a bridge process, with third-party peers on both sides.
 
-@ethereumjs/devp2p (waku/1 harness) <-> `waku-bridge --peer-id A` <-> js-waku relay node.
+@ethereumjs/devp2p (waku/1 harness) <-> `waku-bridge --peer-id A` <-> js-waku relay node, and
+the same with a stock js-waku *light node* (@waku/sdk 0.0.36 over ws) on the v2 side, which
+lightpushes into the bridge's v2 node and receives v1 traffic through a filter subscription.
 Messages go both ways and arrive with the right topic, payload, version and timestamp; the
 ethereumjs peer receives (accepts) the v2->v1 envelope.
 """
@@ -32,14 +34,15 @@ CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
 PUBSUB = "/waku/2/rs/0/0"
 
 
-def start_bridge(tmp: Path, js_enode: str, js_addr: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
+def start_bridge(tmp: Path, js_enode: str, js_addr: str,
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], dict[str, object]]:
     p1, p2, ws, http = free_ports(4)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bridge.app.cli", "--peer-id", "A", "--listen-address", "127.0.0.1",
          "--devp2p-tcp-port", str(p1), "--libp2p-tcp-port", str(p2), "--websocket-port", str(ws),
          "--metrics-server-port", str(http), "--data-dir", str(tmp), "--staticnode-v1", js_enode,
          "--staticnode-v2", js_addr, "--cluster-id", "0", "--num-shards-in-network", "1",
-         "--waku-v1-pow", "0.002", "--log-level", "info"],
+         "--waku-v1-pow", "0.002", "--log-level", "info", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout is not None
@@ -107,3 +110,64 @@ async def test_bridge_between_ethereumjs_and_js_waku(nursery: trio.Nursery, tmp_
             await trio.to_thread.run_sync(proc.wait, 15)
         await jsv1.aclose()
         await jsv2.aclose()
+
+
+async def test_bridge_between_ethereumjs_and_js_waku_light_node(nursery: trio.Nursery, tmp_path: Path) -> None:
+    from tests.v2.test_node import make_node, start
+
+    (v1_port,) = free_ports(1)
+    jsv1 = await JsPeer.start(nursery, "devp2p", "peer.mjs")
+    light = await JsPeer.start(nursery, "waku-sdk", "lightnode.mjs", node_args=["--import", "./polyfill.mjs"])
+    relay_peer = make_node()  # the bridge's relay peer: a lightpush needs one (waku-v2.md §10.2)
+    relayed = await start(nursery, relay_peer)
+    proc = None
+    try:
+        enode = (await jsv1.request("start", privateKey=JS_V1_KEY, port=v1_port, pow=0.002))["enode"]
+        proc, info = await trio.to_thread.run_sync(
+            start_bridge, tmp_path, enode, relay_peer.listen_addrs[0], ("--lightpush", "--filter", "--store"))
+        peer = (await jsv1.wait_event("peer_added", timeout=20))[0]["peer"]
+        with trio.fail_after(30):
+            while not relay_peer.relay.mesh_peers(PUBSUB):
+                await trio.sleep(0.2)
+        ws_addr = next(a for a in info["v2"] if "/ws/" in a)  # type: ignore[attr-defined]
+        await light.request("start", clusterId=0, numShardsInCluster=1)
+        await light.request("dial", addr=ws_addr, timeout=40)
+        await light.request("subscribe", contentTopic=CONTENT)
+
+        # light node -> lightpush -> bridge -> v1
+        payload = os.urandom(12)
+        sent = time.time()
+        reply = await light.request("lightpush", contentTopic=CONTENT, payload=payload.hex())
+        assert reply["successes"] and not reply["failures"], reply
+        env_evt = (await jsv1.wait_event("envelope", timeout=20))[0]
+        out = Envelope.decode(bytes.fromhex(env_evt["hex"]))
+        assert out.topic == TOPIC_V1
+        assert out.data == wrap_unencrypted(payload)  # js-waku sends version 0: wrapped as RFC 26
+        assert abs(out.sent - sent) <= 2 and pow_value(out, SizeRule.STRICT) >= 0.002
+        with trio.fail_after(10):  # the relay peer saw the lightpushed message too
+            while not relayed.got:
+                await trio.sleep(0.05)
+        assert relayed.got[0].message.payload == payload
+
+        # v1 -> bridge -> filter push -> light node
+        now = int(time.time())
+        data = b"rfc26 blob from v1 " + os.urandom(8)
+        nonce = mine_smallest_nonce(now + 20, 20, TOPIC_V1, data, 0.002)
+        assert nonce is not None
+        env = Envelope(now + 20, 20, TOPIC_V1, data, nonce)
+        await jsv1.request("send", peer=peer, code=1, hex=encode_messages([env]).hex())
+        with trio.fail_after(20):
+            while not (got := [e for e in light.events if e.get("event") == "filter" and e.get("version") == 1]):
+                await trio.sleep(0.05)
+        ev = got[0]
+        assert ev["contentTopic"] == CONTENT and bytes.fromhex(ev["payload"]) == data
+        assert ev["pubsubTopic"] == PUBSUB and int(ev["timestamp"]) == now * 10**9  # (expiry - ttl) s, in ns
+
+        status = httpx.get(str(info["http_url"]) + "/status", timeout=5).json()
+        assert status["transfers"] == {"v1_to_v2": 1, "v2_to_v1": 1}
+    finally:
+        if proc is not None:
+            proc.terminate()
+            await trio.to_thread.run_sync(proc.wait, 15)
+        await jsv1.aclose()
+        await light.aclose()
