@@ -60,6 +60,7 @@ class FilterClient:
         self._send, self._recv = trio.open_memory_channel[FilterPush](capacity)
         self.dropped = 0
         self.invalid = 0
+        self.push_streams = 0  # push streams services opened to us (nwaku and we reuse one each)
         host.set_stream_handler(FILTER_PUSH, self._handle_push)
 
     def pushes(self) -> trio.MemoryReceiveChannel[FilterPush]:
@@ -106,6 +107,7 @@ class FilterClient:
     async def _handle_push(self, stream: Stream) -> None:
         # A push stream lives as long as the service keeps it (nwaku reuses one per subscriber):
         # no idle deadline; it ends with EOF, a reset or the connection.
+        self.push_streams += 1
         while True:
             try:
                 data = await stream.read_lp(MAX_PUSH_SIZE, timeout=math.inf)

@@ -10,7 +10,9 @@ Pushes: the node feeds every accepted message to :meth:`FilterService.on_message
 matching subscriber has a bounded queue (a full queue is a counted drop, so a slow subscriber
 never slows the node) and a worker that writes ``MessagePush`` frames on ONE push stream the
 service opens to the subscriber (``/vac/waku/filter-push/2.0.0-beta1``, reused like nwaku's),
-each write bounded by ``push_timeout`` (nwaku: 20 s).  A push stream that broke is reopened once.
+each write bounded by ``push_timeout`` (nwaku: 20 s).  A push stream that broke is reopened once;
+a subscriber that could not take a push gets none for ``push_backoff`` seconds (counted drops),
+so a half-dead connection costs one timeout, not one per queued message.
 Each message hash is pushed once per 2 min (nwaku's push cache).
 
 Maintenance (every minute, nwaku's period) removes subscribers that stopped pinging for
@@ -64,6 +66,7 @@ class _Pusher:
     send: trio.MemorySendChannel[bytes]
     recv: trio.MemoryReceiveChannel[bytes]
     stream: Stream | None = field(default=None)
+    backoff_until: float = 0.0  # trio clock; pushes before it are dropped (the peer is unreachable)
 
 
 class FilterService:
@@ -72,7 +75,7 @@ class FilterService:
     def __init__(self, host: Host, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time,
                  max_peers: int = 1000, max_criteria_per_peer: int = 1000, subscription_timeout: float = 300.0,
                  push_timeout: float = 20.0, push_queue_size: int = 256, request_timeout: float = 300.0,
-                 maintenance_interval: float = 60.0, dedup_ttl: float = 120.0) -> None:
+                 maintenance_interval: float = 60.0, dedup_ttl: float = 120.0, push_backoff: float = 10.0) -> None:
         self.host = host
         self.metrics = FilterMetrics(registry)
         self._clock = clock
@@ -81,6 +84,7 @@ class FilterService:
         self._dedup = PushDedup(ttl=dedup_ttl)
         self.push_timeout = push_timeout
         self.push_queue_size = push_queue_size
+        self.push_backoff = push_backoff
         # Long by default: js-waku pre-opens streams and may write to them much later (§2;
         # nwaku's mplex timeout is 5 min).
         self.request_timeout = request_timeout
@@ -202,6 +206,12 @@ class FilterService:
                 await pusher.stream.aclose()
 
     async def _push_one(self, peer: str, pusher: _Pusher, frame: bytes) -> None:
+        if trio.current_time() < pusher.backoff_until:
+            # A subscriber that just failed to take a push would cost every queued message a
+            # full push timeout (a half-dead connection answers nothing): drop, counted.
+            self.metrics.errors.labels("push_backoff").inc()
+            self.metrics.pushes.labels("dropped").inc()
+            return
         for attempt in range(2):
             reused = pusher.stream is not None
             try:
@@ -217,6 +227,7 @@ class FilterService:
                 log.debug("filter push to %s: %s", peer, exc)
                 self.metrics.errors.labels("dial_failure").inc()
                 self.metrics.pushes.labels("failed").inc()
+                pusher.backoff_until = trio.current_time() + self.push_backoff
                 return
             except StreamClosedError as exc:
                 log.debug("filter push stream to %s: %s", peer, exc)
@@ -226,6 +237,7 @@ class FilterService:
                 self.metrics.errors.labels("push_failure").inc()
             await self._drop_stream(pusher)
             self.metrics.pushes.labels("failed").inc()
+            pusher.backoff_until = trio.current_time() + self.push_backoff
             return
 
     @staticmethod

@@ -56,7 +56,8 @@ async def new_host(nursery: trio.Nursery) -> Host:
 async def pair(nursery: trio.Nursery) -> AsyncIterator[Pair]:
     registry, clock = CollectorRegistry(), Clock()
     server = await new_host(nursery)
-    service = FilterService(server, registry, clock=clock, request_timeout=0.5, push_queue_size=64)
+    service = FilterService(server, registry, clock=clock, request_timeout=0.5, push_queue_size=64,
+                            push_timeout=1.0)
     for pid in service.protocol_ids:
         server.set_stream_handler(pid, service.handle)
     await nursery.start(service.run)
@@ -185,3 +186,48 @@ async def test_slow_subscriber_drops_are_counted(pair: Pair) -> None:
     with trio.fail_after(10):
         while pair.metric("waku_filter_pushes_total", result="ok") + dropped < 500:
             await trio.sleep(0.05)
+
+
+async def test_one_push_stream_is_reused(pair: Pair) -> None:
+    assert (await pair.client.subscribe(pair.server.peer_id, PS, [CT])).status_code == 200
+    for i in range(10):
+        await feed(pair.service, msg(i))
+        with trio.fail_after(10):
+            await pair.client.pushes().receive()
+    assert pair.client.push_streams == 1
+
+
+async def test_vanished_subscriber_is_counted_and_others_still_served(pair: Pair, nursery: trio.Nursery) -> None:
+    async with trio.open_nursery() as gone:
+        h = await new_host(gone)
+        await h.connect(pair.server.listen_addrs[0])
+        assert (await FilterClient(h).subscribe(pair.server.peer_id, PS, [CT])).status_code == 200
+        gone.cancel_scope.cancel()  # the subscriber's host stops without unsubscribing
+    assert (await pair.client.subscribe(pair.server.peer_id, PS, [CT])).status_code == 200
+    sent = [msg(i) for i in range(3)]
+    for m in sent:
+        await feed(pair.service, m)
+    with trio.fail_after(10):
+        assert [(await pair.client.pushes().receive()).message for _ in sent] == sent
+        # The first push to the vanished peer fails (its connection is half dead), the next two
+        # fall in the back-off: all three counted.
+        while (pair.metric("waku_filter_pushes_total", result="failed") < 1
+               or pair.metric("waku_filter_pushes_total", result="dropped") < 2):
+            await trio.sleep(0.05)
+
+
+async def test_maintenance_expires_on_its_own(nursery: trio.Nursery) -> None:
+    registry, clock = CollectorRegistry(), Clock()
+    server = await new_host(nursery)
+    service = FilterService(server, registry, clock=clock, maintenance_interval=0.05)
+    server.set_stream_handler(FILTER_SUBSCRIBE, service.handle)
+    await nursery.start(service.run)
+    client_host = await new_host(nursery)
+    await client_host.connect(server.listen_addrs[0])
+    assert (await FilterClient(client_host).subscribe(server.peer_id, PS, [CT])).status_code == 200
+    assert registry.get_sample_value("waku_filter_subscriptions") == 1
+    clock.t += 301
+    with trio.fail_after(10):
+        while registry.get_sample_value("waku_filter_subscriptions") != 0:
+            await trio.sleep(0.05)
+    assert len(service.table) == 0
