@@ -206,6 +206,10 @@ class Pipeline:
             return self._hold(u.key, V2_TO_V1, u, float(u.expiry), float(u.expiry - u.ttl))
         res = await self.v1.post(env)
         if not getattr(res, "accepted", True):
+            if getattr(res, "reason", None) == "duplicate":
+                # Our pool already holds these exact bytes (the active's post reached us and waits in
+                # our inbound queue, e.g. at takeover): it is on the network, not a failure.
+                return self._drop(DropReason.DUPLICATE)
             return self._drop(DropReason.PUBLISH_FAILED, f"v1: {getattr(res, 'reason', '')}")
         now = self.clock()
         latency = None if received_at is None else now - received_at  # receive -> post, mining included

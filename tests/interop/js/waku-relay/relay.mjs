@@ -49,6 +49,23 @@ async function handle(msg) {
       const res = await node.relay.send(encoder, { payload: Buffer.from(msg.payload, 'hex') });
       return { recipients: res.successes.length, failures: res.failures ?? [] };
     }
+    case 'sendMany': {
+      // Paced publishing for drills: one message every intervalMs (>= 100 msg/s at 10 ms), in order.
+      // Reply: indices of the payloads no peer accepted (those were not sent anywhere).
+      const encoder = createEncoder({ contentTopic: msg.contentTopic, pubsubTopic });
+      const interval = msg.intervalMs ?? 10;
+      const failed = [];
+      const t0 = Date.now();
+      for (let i = 0; i < msg.payloads.length; i++) {
+        try {
+          const res = await node.relay.send(encoder, { payload: Buffer.from(msg.payloads[i], 'hex') });
+          if (res.successes.length === 0) failed.push(i);
+        } catch (e) { failed.push(i); }
+        const wait = t0 + (i + 1) * interval - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+      return { failed, elapsedMs: Date.now() - t0 };
+    }
     case 'stop':
       if (node) await node.stop();
       setTimeout(() => process.exit(0), 50);

@@ -1,0 +1,257 @@
+"""The drill network: third-party peers on both sides, two bridge processes, and the ledger of traffic.
+
+v1: @ethereumjs/devp2p waku/1 peer (originates on v1, receives) <-> our v1 hub (forwards, receives)
+    <-> bridges A and B.   v2: js-waku relay node (originates on v2, receives) <-> bridges A and B
+    and our v2 witness (receives).
+
+Every message carries a marker ``drill <side> <run> <n>|`` in its payload, so each receiver's
+copies can be counted per message: *exactly once per receiver* means one arrival with one hash.
+A second distinct hash for a marker would be an echo or a re-translation (different bytes);
+identical bytes published twice are absorbed by the networks (v1 pools, gossipsub seen-cache),
+which is the design (specs/failover.md §7.2) and is what the receivers would see in production.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from tests.drills.harness import BridgeProc
+from tests.helpers.jsproc import JsPeer
+from tests.helpers.net import free_ports
+from v1.node import V1Node, V1NodeConfig
+from v1.waku.envelope import Envelope
+from v1.waku.messages import encode_messages
+from v1.waku.pow import mine_smallest_nonce
+from v2.node import V2Node, V2NodeConfig
+
+__all__ = ["CONTENT", "PUBSUB", "DrillNet", "Ledger"]
+
+JS_V1_KEY = "b71c71a67e1177ad4e901695e1b4b9ee17ae16c6668d313eac2f96dbcda3f291"
+TOPIC_V1 = bytes.fromhex("1a2b3c4d")
+CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
+PUBSUB = "/waku/2/rs/0/0"
+V1_TTL = 20  # s, envelopes originated on v1
+BRIDGE_TTL = 10  # s, the bridge's TTL for v2->v1 envelopes (--bridge-ttl default)
+RECEIVERS = {"v1_to_v2": ("js-waku", "witness"), "v2_to_v1": ("ethereumjs", "hub")}
+
+
+@dataclass(slots=True)
+class Ledger:
+    """What was originated on each side, and what each receiver got (marker -> hashes, first arrival)."""
+
+    run: str = field(default_factory=lambda: os.urandom(3).hex())
+    sent: dict[str, dict[str, float]] = field(default_factory=lambda: {"v1_to_v2": {}, "v2_to_v1": {}})
+    got: dict[str, dict[str, set[bytes]]] = field(default_factory=lambda: {r: {} for rs in RECEIVERS.values()
+                                                                           for r in rs})
+    first: dict[str, dict[str, float]] = field(default_factory=lambda: {r: {} for rs in RECEIVERS.values()
+                                                                        for r in rs})
+    n: int = 0
+
+    def marker(self, side: str) -> bytes:
+        self.n += 1
+        return f"drill {side} {self.run} {self.n}|".encode()
+
+    def record(self, receiver: str, data: bytes, h: bytes) -> None:
+        i = data.find(b"drill v")
+        if i < 0:
+            return
+        j = data.find(b"|", i)
+        if j < 0:
+            return
+        m = data[i:j + 1].decode(errors="replace")
+        self.got[receiver].setdefault(m, set()).add(h)
+        self.first[receiver].setdefault(m, time.time())
+
+    def delivered(self) -> bool:
+        return all(m in self.got[r] for d, rs in RECEIVERS.items() for r in rs for m in self.sent[d])
+
+    def problems(self) -> list[str]:
+        """Lost, duplicated, late or echoed messages, per receiver (empty = exactly once everywhere)."""
+        out: list[str] = []
+        for d, rs in RECEIVERS.items():
+            ttl = V1_TTL if d == "v1_to_v2" else BRIDGE_TTL
+            for r in rs:
+                lost = [m for m in self.sent[d] if m not in self.got[r]]
+                dup = [m for m in self.sent[d] if len(self.got[r].get(m, ())) > 1]
+                late = [m for m in self.sent[d] if m in self.first[r] and self.first[r][m] - self.sent[d][m] > ttl]
+                if lost:
+                    out.append(f"{r}: {len(lost)} of {len(self.sent[d])} {d} lost, e.g. {lost[:3]}")
+                if dup:
+                    out.append(f"{r}: {len(dup)} {d} arrived as two different messages, e.g. {dup[:3]}")
+                if late:
+                    out.append(f"{r}: {len(late)} {d} arrived after their TTL")
+        # echoes: a message coming back to its own side as different bytes
+        for m in self.sent["v1_to_v2"]:
+            if m in self.got["ethereumjs"] or len(self.got["hub"].get(m, ())) > 1:
+                out.append(f"v1 message {m} echoed back to v1")
+        for m in self.sent["v2_to_v1"]:
+            if m in self.got["js-waku"] or len(self.got["witness"].get(m, ())) > 1:
+                out.append(f"v2 message {m} echoed back to v2")
+        return out
+
+    def counts(self) -> dict[str, int]:
+        return {d: len(s) for d, s in self.sent.items()}
+
+
+class DrillNet:
+    """Start with :meth:`start` inside a test's nursery; :meth:`aclose` in ``finally``."""
+
+    def __init__(self, tmp: Path, failover: str, *, ttl: float = 3.0) -> None:
+        self.tmp = tmp
+        self.failover = failover
+        self.ttl = ttl
+        self.ledger = Ledger()
+        self.bridges: list[BridgeProc] = []
+        self.js_v1: JsPeer | None = None
+        self.js_v2: JsPeer | None = None
+        self._hub_peer = ""
+        self._ev_pos = {"ethereumjs": 0, "js-waku": 0}
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        (v1_port,) = free_ports(1)
+        self.js_v1 = await JsPeer.start(nursery, "devp2p", "peer.mjs")
+        self.js_v2 = await JsPeer.start(nursery, "waku-relay", "relay.mjs", env={"NODE_ENV": "test"},
+                                        node_args=["--import", "./polyfill.mjs"])
+        enode = (await self.js_v1.request("start", privateKey=JS_V1_KEY, port=v1_port, pow=0.002))["enode"]
+        v2 = await self.js_v2.request("start", pubsubTopic=PUBSUB, contentTopic=CONTENT)
+        js_addr = v2["addrs"][0]
+        self.hub = V1Node(V1NodeConfig(listen_address="127.0.0.1", port=0, static_nodes=(enode,),
+                                       forward_interval=0.1, pool_capacity=20_000), CollectorRegistry())
+        await nursery.start(self.hub.run)
+        self._hub_peer = (await self.js_v1.wait_event("peer_added", timeout=20))[0]["peer"]
+        tcp, ws = free_ports(2)
+        self.witness = V2Node(V2NodeConfig(os.urandom(32), "127.0.0.1", tcp, True, ws, staticnodes=(js_addr,)),
+                              CollectorRegistry())
+        await nursery.start(self.witness.run)
+        nursery.start_soon(self._collect_hub)
+        nursery.start_soon(self._collect_witness)
+        nursery.start_soon(self._collect_js)
+        self.bridges = [BridgeProc(n, self.tmp, [self.hub.enode], [js_addr], failover=self.failover,
+                                   failover_ttl=self.ttl) for n in ("A", "B")]
+        async with trio.open_nursery() as n:
+            for b in self.bridges:
+                n.start_soon(trio.to_thread.run_sync, b.start)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Every live bridge connected on both sides and in js-waku's mesh; exactly one active."""
+        assert self.js_v2 is not None
+        for b in self.bridges:
+            await trio.to_thread.run_sync(b.wait_status, lambda s: s["peers"]["v1"] >= 1 and s["peers"]["v2"] >= 1)
+        with trio.fail_after(30):
+            while len((await self.js_v2.request("meshPeers"))["peers"]) < len(self.bridges) + 1:
+                await trio.sleep(0.2)
+        await self.one_active()
+        await trio.sleep(1.2)  # a gossipsub heartbeat: meshes settle on every node
+
+    async def one_active(self, timeout: float = 30.0) -> tuple[BridgeProc, dict[str, Any]]:
+        with trio.fail_after(timeout):
+            while True:
+                sts = [await trio.to_thread.run_sync(b.status) for b in self.bridges]
+                act = [(b, s) for b, s in zip(self.bridges, sts, strict=True) if s and s["role"] == "active"]
+                if len(act) == 1 and all(s is not None for s in sts):
+                    return act[0]
+                await trio.sleep(0.1)
+
+    async def warm(self, uptime: float) -> None:
+        """Wait until every instance has been up for ``uptime`` s (a warm standby)."""
+        for b in self.bridges:
+            st = await trio.to_thread.run_sync(b.wait_status, lambda s: True)
+            await trio.sleep(max(0.0, uptime - float(st["uptime_s"])))
+
+    async def wait_active(self, b: BridgeProc, timeout: float = 30.0) -> dict[str, Any]:
+        with trio.fail_after(timeout):
+            while True:
+                s = await trio.to_thread.run_sync(b.status, 1.0)
+                if s is not None and s["role"] == "active":
+                    return s
+                await trio.sleep(0.05)
+
+    # --- receivers ---
+
+    async def _collect_hub(self) -> None:
+        async for rec in self.hub.inbound():
+            self.ledger.record("hub", rec.envelope.data, rec.envelope.hash)
+
+    async def _collect_witness(self) -> None:
+        async for m in self.witness.messages():
+            self.ledger.record("witness", m.message.payload, m.hash)
+
+    async def _collect_js(self) -> None:
+        assert self.js_v1 is not None and self.js_v2 is not None
+        while True:
+            await trio.sleep(0.1)
+            for name, peer, kind in (("ethereumjs", self.js_v1, "envelope"), ("js-waku", self.js_v2, "raw")):
+                evs = peer._events  # appended by JsPeer's reader; read incrementally
+                for e in evs[self._ev_pos[name]:]:
+                    if e.get("event") != kind:
+                        continue
+                    if kind == "envelope":
+                        self.ledger.record(name, Envelope.decode(bytes.fromhex(e["hex"])).data,
+                                           bytes.fromhex(e["hash"]))
+                    elif e.get("contentTopic") == CONTENT:
+                        data = bytes.fromhex(e["payload"])
+                        self.ledger.record(name, data, data)  # gossipsub id = sha256(data): data names it
+                self._ev_pos[name] = len(evs)
+
+    # --- senders: the third-party peers, >= 100 msg/s each ---
+
+    async def traffic(self, seconds: float, rate: float = 100.0) -> None:
+        async with trio.open_nursery() as n:
+            n.start_soon(self._send_v1, seconds, rate)
+            n.start_soon(self._send_v2, seconds, rate)
+
+    async def _send_v1(self, seconds: float, rate: float) -> None:
+        """ethereumjs posts Messages packets of 5 envelopes every 5/rate s."""
+        assert self.js_v1 is not None
+        per, t0 = 5, trio.current_time()
+        batches = int(seconds * rate / per)
+        for k in range(batches):
+            now = int(time.time())
+            envs, marks = [], []
+            for _ in range(per):
+                m = self.ledger.marker("v1")
+                data = m + os.urandom(16)
+                nonce = mine_smallest_nonce(now + V1_TTL, V1_TTL, TOPIC_V1, data, 0.002)
+                assert nonce is not None
+                envs.append(Envelope(now + V1_TTL, V1_TTL, TOPIC_V1, data, nonce))
+                marks.append(m.decode())
+            await self.js_v1.request("send", peer=self._hub_peer, code=1, hex=encode_messages(envs).hex())
+            sent = time.time()
+            for m in marks:
+                self.ledger.sent["v1_to_v2"][m] = sent
+            await trio.sleep_until(t0 + (k + 1) * per / rate)
+
+    async def _send_v2(self, seconds: float, rate: float) -> None:
+        """js-waku publishes one message every 1/rate s (its ``sendMany`` paces itself)."""
+        assert self.js_v2 is not None
+        marks = [self.ledger.marker("v2") for _ in range(int(seconds * rate))]
+        payloads = [(m + os.urandom(12)).hex() for m in marks]
+        t = time.time()
+        r = await self.js_v2.request("sendMany", contentTopic=CONTENT, payloads=payloads,
+                                     intervalMs=1000 / rate, timeout=seconds * 3 + 30)
+        failed = set(r["failed"])
+        for i, m in enumerate(marks):
+            if i not in failed:  # sent at t + i/rate (paced); a failed one reached no peer at all
+                self.ledger.sent["v2_to_v1"][m.decode()] = t + i / rate
+
+    async def drained(self, timeout: float = 30.0) -> None:
+        with trio.move_on_after(timeout):
+            while not self.ledger.delivered():
+                await trio.sleep(0.2)
+        await trio.sleep(1.5)  # a duplicate or echo would show up by now
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            for b in self.bridges:
+                await trio.to_thread.run_sync(b.kill, 15)
+            for p in (self.js_v1, self.js_v2):
+                if p is not None:
+                    await p.aclose()

@@ -1,0 +1,48 @@
+"""Bridge-process faults with the SQLite lease (TTL 3 s), under 100 msg/s each way from js-waku and
+@ethereumjs/devp2p: SIGKILL, SIGTERM and SIGSTOP-longer-than-TTL of the active, each twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.drills.net import DrillNet
+from tests.drills.scenario import bridge_sigkill, bridge_sigstop, bridge_sigterm, repeat_fault
+
+pytestmark = [pytest.mark.drill, pytest.mark.interop, pytest.mark.slow]
+
+
+def _net(tmp_path: Path) -> DrillNet:
+    return DrillNet(tmp_path, f"sqlite:{tmp_path / 'failover.sqlite3'}", ttl=3.0)
+
+
+async def test_sigkill_of_the_active(nursery: trio.Nursery, tmp_path: Path) -> None:
+    net = _net(tmp_path)
+    try:
+        await net.start(nursery)
+        for r in await repeat_fault(net, bridge_sigkill):
+            assert r["restarted_as"] == "standby" and r["active_after"] != r["fault_on"]
+    finally:
+        await net.aclose()
+
+
+async def test_sigterm_of_the_active(nursery: trio.Nursery, tmp_path: Path) -> None:
+    net = _net(tmp_path)
+    try:
+        await net.start(nursery)
+        for r in await repeat_fault(net, bridge_sigterm):
+            assert r["restarted_as"] == "standby" and r["active_after"] != r["fault_on"]
+    finally:
+        await net.aclose()
+
+
+async def test_sigstop_longer_than_ttl(nursery: trio.Nursery, tmp_path: Path) -> None:
+    net = _net(tmp_path)
+    try:
+        await net.start(nursery)
+        for r in await repeat_fault(net, bridge_sigstop, burst=7.0):
+            assert r["active_after"] != r["fault_on"]
+    finally:
+        await net.aclose()
