@@ -3,8 +3,8 @@
 The protocol is chosen by multistream-select over ``[v3, v2]`` on the stream itself, so it works
 whether or not identify has filled the peer store yet.  A legacy request needs a pubsub topic:
 with ``pubsub_topic=None`` the client autoshards if it was given ``cluster_id``/``num_shards``.
-A legacy answer is mapped onto v3 codes ("not_published_to_any_peer" → 505, a decode failure →
-400, other failures → 500), so callers see one result type.  Any v3 status other than 200 is a
+A legacy answer is mapped onto v3 codes ("not_published_to_any_peer" → 505, "TOO_MANY_REQUESTS"
+→ 429, a decode failure → 400, other failures → 500), so callers see one result type.  Any v3 status other than 200 is a
 failure, and so is 200 with zero relay peers (nwaku's own client rule).
 """
 
@@ -117,6 +117,8 @@ class LightpushClient:
             code = LightpushStatus.SUCCESS
         elif r.info and r.info.startswith("not_published_to_any_peer"):
             code = LightpushStatus.NO_PEERS_TO_RELAY
+        elif r.info == "TOO_MANY_REQUESTS":
+            code = LightpushStatus.TOO_MANY_REQUESTS
         elif r.info and r.info.startswith(("decode_rpc_failure", "empty_request_body_failure")):
             code = LightpushStatus.BAD_REQUEST
         else:

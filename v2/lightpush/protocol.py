@@ -38,6 +38,7 @@ from v2.core.message import WakuMessage, message_hash
 from v2.core.topics import PubsubTopic, TopicError, autoshard
 from v2.errors import V2Error
 from v2.lightpush.metrics import LightpushMetrics
+from v2.lightpush.ratelimit import TokenBucket
 from v2.lightpush.rpc_codec import (
     LightpushDecodeError,
     LightpushRequest,
@@ -110,10 +111,12 @@ class LightpushService:
     def __init__(self, publish: PublishFn, registry: CollectorRegistry, *, cluster_id: int, num_shards: int,
                  max_msg_size: int, static_shards: bool = False, shards: Iterable[int] | None = None,
                  on_accepted: AcceptedFn | None = None, request_timeout: float = 300.0,
-                 write_timeout: float = 10.0, publish_timeout: float = 30.0) -> None:
+                 write_timeout: float = 10.0, publish_timeout: float = 30.0,
+                 rate_limit: tuple[int, float] | None = None) -> None:
         """``shards``: the shards we relay (default: all ``num_shards`` under autosharding, any
         shard of ``cluster_id`` under static sharding).  ``num_shards <= 0`` means static
-        sharding, as nwaku's ``--num-shards-in-network=0``."""
+        sharding, as nwaku's ``--num-shards-in-network=0``.  ``rate_limit=(volume, period_s)``:
+        requests over it (both protocols together) answer 429; default unlimited, as nwaku."""
         self._publish = publish
         self.metrics = LightpushMetrics(registry)
         self.cluster_id = cluster_id
@@ -131,6 +134,7 @@ class LightpushService:
         self.request_timeout = request_timeout
         self.write_timeout = write_timeout
         self.publish_timeout = publish_timeout
+        self._bucket = TokenBucket(*rate_limit) if rate_limit is not None else None
 
     # -- the shared pipeline ------------------------------------------------------------------
 
@@ -208,6 +212,10 @@ class LightpushService:
             return
         if data is None:  # opened and closed unused (js-waku's StreamManager, §2): not an error
             await stream.close_write()
+            return
+        if self._bucket is not None and not self._bucket.take(trio.current_time()):
+            await self._answer(stream, legacy, _NA, LightpushOutcome(LightpushStatus.TOO_MANY_REQUESTS,
+                                                                     "TOO_MANY_REQUESTS"))
             return
         if legacy:
             await self._handle_v2(stream, data)

@@ -196,3 +196,18 @@ async def test_garbage_oversize_and_silent_streams(s: Setup) -> None:
         await st.aclose()
     assert s.metric("waku_lightpush_v3_errors_total", type="decode_rpc_failure") == 1
     assert (await s.client.push(s.server.peer_id, None, msg())).ok  # still serving
+
+
+async def test_rate_limit_answers_429_on_both_protocols(nursery: trio.Nursery) -> None:
+    rl = await make(nursery, rate_limit=(2, 3600.0))
+    peer = rl.server.peer_id
+    assert (await rl.client.push(peer, None, msg())).ok
+    assert (await rl.client.push(peer, None, msg())).ok
+    r = await rl.client.push(peer, None, msg())
+    assert (r.status_code, r.status_desc) == (429, "TOO_MANY_REQUESTS")
+    legacy = await make(nursery, protocols=(LIGHTPUSH_V2,), rate_limit=(1, 3600.0))
+    assert (await legacy.client.push(legacy.server.peer_id, None, msg())).ok
+    r = await legacy.client.push(legacy.server.peer_id, None, msg())
+    assert (r.protocol, r.status_code, r.status_desc) == (LIGHTPUSH_V2, 429, "TOO_MANY_REQUESTS")
+    assert len(rl.relay.published) == 2 and len(legacy.relay.published) == 1
+    assert rl.metric("waku_lightpush_v3_errors_total", type="too_many_requests") == 1
