@@ -190,6 +190,7 @@ class FilterService:
                 pusher.send.send_nowait(frame)
             except trio.WouldBlock:
                 self.metrics.errors.labels("push_queue_full").inc()
+                self.metrics.pushes.labels("dropped").inc()
             except trio.ClosedResourceError:  # removed between match and here; nothing to do
                 pass
         self.metrics.handle_message_duration.observe(time.perf_counter() - started)
