@@ -1,0 +1,122 @@
+"""The connection manager over real hosts on 127.0.0.1 (no timing assertions: poll with deadlines)."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from tests.helpers.net import free_ports
+from v2.enr.enr import Enr, Waku2
+from v2.host import Host, HostConfig
+from v2.peer_exchange.client import PeerExchangeClient
+from v2.peer_exchange.protocol import PeerExchangeService
+from v2.peers.manager import PeerManager
+from v2.peers.policy import PolicyConfig
+from v2.peers.sources import PeerExchangeSource
+from v2.protocol_ids import PEER_EXCHANGE
+
+FAST = PolicyConfig(target=3, maximum=5, backoff_initial=0.2, static_backoff_max=0.5, backoff_max=1.0,
+                    flap_window=0.0)
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    with trio.fail_after(timeout):
+        while not cond():
+            await trio.sleep(0.05)
+
+
+class RestartableHost:
+    """A host that can be stopped and started again with the same key and port."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.key = secrets.token_bytes(32)
+        self.port, = free_ports(1)
+        self.nursery = nursery
+        self.host: Host | None = None
+        self._scope: trio.CancelScope | None = None
+
+    async def start(self) -> Host:
+        self.host = Host(HostConfig(self.key, "127.0.0.1", self.port, None))
+        scope = trio.CancelScope()
+
+        async def runner(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            assert self.host is not None
+            with scope:
+                await self.host.run(task_status=task_status)
+
+        self._scope = scope
+        await self.nursery.start(runner)
+        return self.host
+
+    def stop(self) -> None:
+        assert self._scope is not None
+        self._scope.cancel()
+
+    def enr(self) -> Enr:
+        return Enr.build(self.key, 1, ip="127.0.0.1", tcp=self.port, waku2=Waku2.RELAY)
+
+
+async def test_static_peer_kept_across_restart(nursery: trio.Nursery) -> None:
+    reg = CollectorRegistry()
+    static, other = RestartableHost(nursery), RestartableHost(nursery)
+    s_host = await static.start()
+    x_host = await other.start()
+    me = await RestartableHost(nursery).start()
+    manager = PeerManager(me, reg, static_peers=[s_host.listen_addrs[0]], config=FAST, rng=random.Random(7),
+                          poll_interval=0.1, dial_timeout=3)
+    await nursery.start(manager.run)
+    assert manager.add_discovered([other.enr(), "garbage", "/ip4/1.2.3.4/tcp/1"], "test") == 1
+    await wait_for(lambda: {s_host.peer_id, x_host.peer_id} <= set(me.connected_peers()))
+
+    static.stop()
+    await wait_for(lambda: s_host.peer_id not in me.connected_peers())
+    # While it is down, redials fail (refused, or a handshake with the stopped host's lingering
+    # listener that leaves no connection) and back off.
+    await wait_for(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "failed"}) or 0) >= 1)
+    restarted = await static.start()
+    assert restarted.peer_id == s_host.peer_id
+    # the manager's own dial brings it back (py-libp2p's auto-connector waits 60 s after a disconnect)
+    ok_before = reg.get_sample_value("waku_peers_dials_total", {"outcome": "ok"}) or 0
+    await wait_for(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "ok"}) or 0) > ok_before)
+    await wait_for(lambda: restarted.peer_id in me.connected_peers())
+    assert x_host.peer_id in me.connected_peers()
+    assert reg.get_sample_value("waku_peer_store_size") == 2
+    assert reg.get_sample_value("waku_discovery_peers_total", {"source": "test", "result": "invalid"}) == 2
+
+
+async def test_prunes_above_maximum_but_keeps_static(nursery: trio.Nursery) -> None:
+    reg = CollectorRegistry()
+    me = await RestartableHost(nursery).start()
+    static = await RestartableHost(nursery).start()
+    others = [await RestartableHost(nursery).start() for _ in range(3)]
+    cfg = PolicyConfig(target=1, maximum=2, backoff_initial=0.2, flap_window=0.0)
+    manager = PeerManager(me, reg, static_peers=[static.listen_addrs[0]], config=cfg, poll_interval=0.1)
+    for o in others:  # inbound connections the manager did not ask for
+        await o.connect(me.listen_addrs[0])
+    await nursery.start(manager.run)
+    await wait_for(lambda: static.peer_id in me.connected_peers() and len(me.connected_peers()) <= 2)
+    await wait_for(lambda: (reg.get_sample_value("waku_peer_manager_pruned_total") or 0) >= 2)
+    assert static.peer_id in me.connected_peers()
+
+
+async def test_peer_exchange_feeds_the_manager(nursery: trio.Nursery) -> None:
+    # A bootstrap host serves PX with the ENR of a third host; the manager dials it.
+    reg = CollectorRegistry()
+    target_peer = RestartableHost(nursery)
+    t_host = await target_peer.start()
+    boot = await RestartableHost(nursery).start()
+    service = PeerExchangeService(CollectorRegistry(), enr_source=lambda: [target_peer.enr()])
+    boot.set_stream_handler(PEER_EXCHANGE, service.handle)
+    me = await RestartableHost(nursery).start()
+    px = PeerExchangeSource(me, PeerExchangeClient(me, reg), interval=0.2)
+    manager = PeerManager(me, reg, static_peers=[boot.listen_addrs[0]], config=FAST, poll_interval=0.1,
+                          discovery_sources=[px])
+    await nursery.start(manager.run)
+    await wait_for(lambda: t_host.peer_id in me.connected_peers())
+    assert reg.get_sample_value("waku_px_peers_received_total") >= 1
+    # once reached, its ENR becomes shareable (the node's PX service can serve manager.enrs)
+    await wait_for(lambda: [e.peer_id for e in manager.enrs()] == [t_host.peer_id])
