@@ -92,3 +92,19 @@ def test_fuzz_decoders(data: bytes) -> None:
             decode(data)
         except V2Error:
             pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, messages, st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4))
+def test_mutated_valid_frames_decode_or_raise_cleanly(r: FilterSubscribeRequest, m: WakuMessage,
+                                                      flips: list[tuple[int, int]]) -> None:
+    for frame in (r.encode(), MessagePush.of("/waku/2/rs/0/0", m).encode()):
+        buf = bytearray(frame)
+        for pos, val in flips:
+            if buf:
+                buf[pos % len(buf)] = val
+        for decode in (FilterSubscribeRequest.decode, MessagePush.decode):
+            try:
+                decode(bytes(buf))
+            except V2Error:
+                pass

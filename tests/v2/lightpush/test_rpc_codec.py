@@ -89,3 +89,20 @@ def test_fuzz_decoders(data: bytes) -> None:
             decode(data)
         except V2Error:
             pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(text, st.none() | text, messages, rpcs,
+       st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4))
+def test_mutated_valid_frames_decode_or_raise_cleanly(rid: str, topic: str | None, m: WakuMessage, rpc: PushRPC,
+                                                      flips: list[tuple[int, int]]) -> None:
+    for frame in (LightpushRequest.of(rid, topic, m).encode(), rpc.encode()):
+        buf = bytearray(frame)
+        for pos, val in flips:
+            if buf:
+                buf[pos % len(buf)] = val
+        for decode in (LightpushRequest.decode, PushRPC.decode):
+            try:
+                decode(bytes(buf))
+            except V2Error:
+                pass
