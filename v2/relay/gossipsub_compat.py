@@ -23,6 +23,11 @@ when upgrading (tests/v2/relay exercises each one).
   Fix: :meth:`WakuPubsub.notify_subscriptions` hands messages to the relay's counted sink.
 - self-delivery: own publishes reach own subscribers.
   Fix: skipped in the sink (nwaku's triggerSelf=false).
+- fault 7, remote crash: ``Pubsub.stream_handler`` catches stream and varint errors but not
+  protobuf's ``DecodeError``, so ONE undecodable RPC frame on the relay stream escaped into the
+  host's service manager and stopped the whole node (found by tests/v2/test_bad_input.py).
+  Fix: :meth:`WakuPubsub.stream_handler` resets the stream, drops the peer's pubsub state
+  (what the stock handler does for its own errors) and counts it via ``on_malformed_rpc``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
+from google.protobuf.message import DecodeError
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
@@ -88,6 +94,17 @@ class WakuPubsub(Pubsub):
         super().__init__(host, router, strict_signing=False, msg_id_constructor=waku_message_id, **kwargs)
         self._sink = sink
         self._own: set[int] = set()
+        self.on_malformed_rpc: Callable[[], None] | None = None
+
+    async def stream_handler(self, stream: Any) -> None:
+        """Fault 7: an undecodable RPC frame is the peer's problem, not a node crash."""
+        try:
+            await super().stream_handler(stream)
+        except DecodeError:
+            if self.on_malformed_rpc is not None:
+                self.on_malformed_rpc()
+            await stream.reset()
+            self._handle_dead_peer(stream.muxed_conn.peer_id)
 
     async def publish(self, topic_id: str | list[str], data: bytes) -> None:
         """Fault 3: a Waku relay message is data + topic, nothing else (StrictNoSign)."""

@@ -123,6 +123,7 @@ class Relay:
         )
         pubsub = WakuPubsub(self.host.libp2p_host, router, self._sink, seen_ttl=p.seen_ttl,
                             max_inbound_rpc_size=self.max_message_size + 64 * 1024)
+        pubsub.on_malformed_rpc = self.metrics.rejected.labels("malformed_rpc").inc
         self._router, self._pubsub = router, pubsub
         async with background_trio_service(pubsub), background_trio_service(router):
             await pubsub.wait_until_ready()
