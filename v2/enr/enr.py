@@ -228,6 +228,10 @@ class Enr:
             raise EnrError("record text too long")
         return cls.from_rlp(_b64url_decode(text[4:]))
 
+    def __hash__(self) -> int:
+        # Values may be RLP lists (unhashable); the signed bytes identify the record.
+        return hash(self.raw)
+
     def to_text(self) -> str:
         return "enr:" + _b64url_encode(self.raw)
 

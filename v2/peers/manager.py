@@ -65,7 +65,8 @@ class PeerManager:
         """``config`` overrides the policy defaults (its target/maximum win over the two arguments)."""
         self._host = host
         self._metrics = PeerMetrics.of(registry)
-        cfg = config if config is not None else PolicyConfig(target=target, maximum=maximum)
+        # nwaku's --max-connections may be set below the default target: the maximum wins.
+        cfg = config if config is not None else PolicyConfig(target=min(target, maximum), maximum=maximum)
         static: dict[str, list[str]] = {}
         for a in static_peers:
             pid, addr = split_peer_addr(a)  # a bad configured address is a startup error

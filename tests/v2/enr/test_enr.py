@@ -79,6 +79,14 @@ def test_circuit_address_gets_p2p_circuit_back() -> None:
     assert e.multiaddrs() == [f"/ip4/1.2.3.4/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{e.peer_id}"]
 
 
+def test_list_values_kept_and_hashable() -> None:
+    pub = PrivateKey(KEY).public_key.format(compressed=True)
+    raw = _resign([(b"eth", [[b"\x01\x02\x03\x04", b""]]), (b"id", b"v4"), (b"secp256k1", pub)])  # type: ignore[list-item]
+    e = Enr.from_rlp(raw)
+    assert e.get("eth") == [[b"\x01\x02\x03\x04", b""]] and e.raw == raw
+    assert {e, Enr.from_rlp(raw)} == {e}
+
+
 def test_rsv_and_lenient_shards() -> None:
     vec = bytearray(128)
     for shard in (0, 9, 1023):
@@ -101,7 +109,7 @@ async def test_peer_id_matches_libp2p_host(nursery: trio.Nursery) -> None:
 
 
 def _resign(pairs: list[tuple[bytes, bytes]], seq: int = 1, key: bytes = KEY) -> bytes:
-    content: list[bytes] = [seq.to_bytes(1, "big")]
+    content: list[object] = [seq.to_bytes(1, "big")]
     for k, v in pairs:
         content += [k, v]
     sig = PrivateKey(key).sign_recoverable(keccak256(rlp.encode(content)), hasher=None)[:64]

@@ -169,3 +169,18 @@ async def test_client_against_peer_without_px(nursery: trio.Nursery) -> None:
     with pytest.raises(PeerExchangeError) as exc:
         await PeerExchangeClient(b, timeout=5).request(a.peer_id, 3)
     assert exc.value.status == PxStatus.DIAL_FAILURE
+
+
+async def test_rate_limit_answers_429(nursery: trio.Nursery) -> None:
+    reg = CollectorRegistry()
+    service = PeerExchangeService(reg, enr_source=lambda: enrs(2), rate_limit=(2, 3600.0))
+    a, b = await start(nursery), await start(nursery)
+    a.set_stream_handler(PEER_EXCHANGE, service.handle)
+    await b.connect(a.listen_addrs[0])
+    client = PeerExchangeClient(b)
+    assert len(await client.request(a.peer_id, 5)) == 2
+    assert len(await client.request(a.peer_id, 5)) == 2
+    with pytest.raises(PeerExchangeError) as limited:
+        await client.request(a.peer_id, 5)
+    assert limited.value.status == PxStatus.TOO_MANY_REQUESTS
+    assert reg.get_sample_value("waku_px_errors_total", {"type": "rate_limited"}) == 1
