@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v protoc >/dev/null || { echo "install protobuf-compiler"; exit 1; }
 find v2 -name '*.proto' | while read -r p; do
-  protoc -I "$(dirname "$p")" --python_out="$(dirname "$p")" "$p"
+  protoc -I "$(dirname "$p")" --python_out="$(dirname "$p")" --pyi_out="$(dirname "$p")" "$p"
 done

@@ -34,6 +34,9 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q -e '.[dev]'
   rm -f .venv/.installed-*; touch "$stamp"
 fi
+# libp2p pulls in trio-typing, whose old `trio-stubs` would shadow trio 0.35's own inline types for
+# mypy (PEP 561: stub packages win), e.g. `trio.TaskStatus` "not defined".  Type-checking only.
+rm -rf .venv/lib/python*/site-packages/trio-stubs
 
 # Interop harnesses: one folder per third-party stack (their versions conflict with each other).
 for dir in tests/interop/js/*/; do

@@ -198,7 +198,7 @@ class Session:
                 raise ProtocolError("no shared capability", DisconnectReason.USELESS_PEER)
             self.snappy = hello.version >= 5 and self.hello.p2p_version >= 5
             self.state = State.READY
-            out, events = b"", [HelloReceived(hello, self.shared, self.snappy)]
+            out, events = b"", list[Event]([HelloReceived(hello, self.shared, self.snappy)])
             early, self._early = self._early, []
             for f in early:
                 more, ev = self._on_frame(f)

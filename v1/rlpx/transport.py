@@ -298,7 +298,8 @@ async def _establish(stream: trio.SocketStream, session: Session, metrics: RLPxM
                 deadline = float("inf")
             if isinstance(ev, MessageReceived):  # pipelined right behind the Hello
                 conn._send_ch.send_nowait((ev.code, ev.data, ev.size))
-        if session.state is State.READY:
+        state: State = session.state  # re-read: the events above moved it (mypy keeps the old narrowing)
+        if state is State.READY:
             break
     return conn
 

@@ -72,7 +72,8 @@ class WakuGossipSub(GossipSub):
         kwargs.setdefault("protocols", [WAKU_RELAY_CODEC])
         kwargs["spam_protection_enabled"] = False  # limiter: see the module table
         super().__init__(**kwargs)
-        self.mcache = WakuMessageCache(self.mcache.window_size, self.mcache.history_size)
+        stock: Any = getattr(self, "mcache")  # noqa: B009 (typed as Any: the base class is untyped)
+        self.mcache = WakuMessageCache(stock.window_size, stock.history_size)
 
     def add_peer(self, peer_id: ID, protocol_id: TProtocol | None) -> None:
         """Fault 1: treat Waku relay peers as gossipsub v1.1 peers (no IDONTWANT sent to them)."""
