@@ -2,11 +2,18 @@
 
 One row per election in a WAL database; acquire/renew is one ``BEGIN IMMEDIATE`` transaction;
 the epoch is the fencing token; expiry uses CLOCK_MONOTONIC (shared by all processes on one
-kernel, immune to NTP steps) and ``boot_id`` invalidates leases across reboots.  Fast path: the
-leader holds an ``flock`` on ``<db>.lock``; the kernel releases it when the leader dies, so a
-standby that gets the lock takes over at once instead of waiting for expiry.  A hung-but-alive
-leader keeps the lock, so takeover then falls back to expiry — and that leader steps down on its
-own deadline before the lease could be taken.
+kernel, immune to NTP steps) and ``boot_id`` invalidates leases across reboots.
+
+Fast path: the leader holds an ``flock`` on ``<db>.lock`` and records that in the row
+(``locked``).  The kernel releases the flock when the leader dies, so a standby that gets it while
+the row says "the holder has the flock" takes over at once instead of waiting for expiry.  A
+holder that took over by expiry (because a stopped zombie still held the flock) records
+``locked = 0``, and then the flock proves nothing until that holder gets it itself.
+
+After a long pause (SIGSTOP, VM freeze) the first thing the loop and the watchdog do is compare
+the local deadline with the clock: a lapsed term steps down (and drops the flock) before any
+renew is attempted, and a renew also needs an unexpired row, so a lapsed term is never
+resurrected: the next term gets a new epoch.
 """
 
 from __future__ import annotations
@@ -15,18 +22,27 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
-from failover.errors import FailoverError
+from failover.elector import ElectorCore, StepDown
 from failover.lease import LeaseRow, LeaseTiming, decide
 
-__all__ = ["SqliteElector", "boot_id"]
+if TYPE_CHECKING:
+    from failover.elector import Elector
+    from failover.metrics import FailoverMetrics
+
+__all__ = ["SqliteElector", "boot_id", "parse_failover_url"]
 
 log = logging.getLogger(__name__)
+
+FLOCK_POLL = 0.02  # standby: how often to try the dead leader's flock (the fast-path latency)
 
 
 def boot_id() -> str:
@@ -36,84 +52,99 @@ def boot_id() -> str:
         return "unknown"
 
 
-class SqliteElector:
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    outcome: str  # renew | take | wait
+    epoch: int | None
+    holder: str | None
+    holder_locked: bool
+    sent: float
+
+
+class SqliteElector(ElectorCore):
     def __init__(self, path: Path | str, identity: str, *, name: str = "bridge", timing: LeaseTiming | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.path = str(path)
-        self.identity = identity
-        self.name = name
+                 clock: Callable[[], float] = time.monotonic, metrics: FailoverMetrics | None = None,
+                 flock: bool = True) -> None:
         self.timing = timing or LeaseTiming()
         self.timing.check()
-        self.clock = clock
+        super().__init__(identity, safety=self.timing.safety, clock=clock, metrics=metrics)
+        self.path = str(path)
+        self.name = name
+        self.flock = flock
         self.boot = boot_id()
-        self.fencing_token: int | None = None
-        self.leader: str | None = None
-        self._deadline = 0.0
         self._lock_fd: int | None = None
+        self._fd_guard = threading.Lock()  # the fd is touched by the worker thread and the watchdog
         self._limiter = trio.CapacityLimiter(1)
-        self.changed = trio.Event()  # set (and replaced) on every change of our role
+        self._holder_locked = False
+        self._wake = trio.Event()
+        self._hold_until = -1.0
 
-    # --- the gate the pipeline checks before each publish ---
-
-    def is_leader(self) -> bool:
-        return self.fencing_token is not None and self.clock() < self._deadline - self.timing.safety
-
-    def is_active(self) -> bool:
-        return self.is_leader()
-
-    # --- storage ---
+    # --- storage (worker thread) ---
 
     def _connect(self) -> sqlite3.Connection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=self.timing.rpc_timeout, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT, epoch INTEGER NOT NULL,"
-                     " expires_at REAL NOT NULL, boot_id TEXT NOT NULL)")
+                     " expires_at REAL NOT NULL, boot_id TEXT NOT NULL, locked INTEGER NOT NULL DEFAULT 0)")
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(leases)")}
+        if "locked" not in cols:  # a file written by the first version of this elector
+            try:
+                conn.execute("ALTER TABLE leases ADD COLUMN locked INTEGER NOT NULL DEFAULT 0")
+            except sqlite3.OperationalError:  # another instance added it meanwhile
+                pass
         return conn
 
     def _try_flock(self) -> bool:
-        """Take the leader lock if free (non-blocking).  Free = no live leader holds it."""
-        if self._lock_fd is not None:
-            return True
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        """Take the leader lock if free (non-blocking).  Free = no live process holds it."""
+        if not self.flock:
             return False
-        self._lock_fd = fd
-        return True
+        with self._fd_guard:
+            if self._lock_fd is not None:
+                return True
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._lock_fd = fd
+            return True
 
     def _release_flock(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        with self._fd_guard:
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
-    def _attempt(self) -> tuple[str, int | None, str | None, float]:
-        """One acquire/renew transaction: (outcome, epoch, holder, send time)."""
+    def _attempt(self, token: int | None) -> _Attempt:
+        """One acquire/renew transaction for the term ``token`` (None: campaigning)."""
         sent = self.clock()
-        got_lock = self._try_flock()
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            r = conn.execute("SELECT holder, epoch, expires_at, boot_id FROM leases WHERE name = ?",
+            r = conn.execute("SELECT holder, epoch, expires_at, boot_id, locked FROM leases WHERE name = ?",
                              (self.name,)).fetchone()
-            row = LeaseRow(*r) if r else None
-            force = got_lock and row is not None and row.holder != self.identity
-            outcome, new = decide(row, self.identity, self.fencing_token, sent, self.boot, force=force)
+            row = LeaseRow(r[0], r[1], r[2], r[3], bool(r[4])) if r else None
+            # Try the flock only where it means something: as the holder (to record it) or when
+            # the row says the holder has it (so getting it proves the holder is gone).
+            leading = token is not None
+            meaningful = (leading or row is None or row.locked or row.holder is None or row.expires_at < sent)
+            have = self._try_flock() if meaningful else False
+            outcome, new = decide(row, self.identity, token, sent, self.boot, have_flock=have)
             if outcome in ("renew", "take"):
                 assert new is not None
-                conn.execute("INSERT OR REPLACE INTO leases (name, holder, epoch, expires_at, boot_id) "
-                             "VALUES (?, ?, ?, ?, ?)", (self.name, self.identity, new.epoch, sent + self.timing.ttl,
-                                                        self.boot))
+                conn.execute("INSERT OR REPLACE INTO leases (name, holder, epoch, expires_at, boot_id, locked) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             (self.name, self.identity, new.epoch, sent + self.timing.ttl, self.boot, int(have)))
                 conn.execute("COMMIT")
-                return outcome, new.epoch, self.identity, sent
+                return _Attempt(outcome, new.epoch, self.identity, have, sent)
             conn.execute("ROLLBACK")
-            if got_lock:
-                self._release_flock()
-            return "wait", None, row.holder if row else None, sent
-        except sqlite3.Error:
+            self._release_flock()  # a standby never keeps it: the holder may want it
+            assert row is not None
+            return _Attempt("wait", None, row.holder, row.locked, sent)
+        except BaseException:
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
@@ -125,8 +156,8 @@ class SqliteElector:
     def _clear(self, epoch: int) -> None:
         conn = self._connect()
         try:
-            conn.execute("UPDATE leases SET holder = NULL, expires_at = 0 WHERE name = ? AND holder = ? AND epoch = ?",
-                         (self.name, self.identity, epoch))
+            conn.execute("UPDATE leases SET holder = NULL, expires_at = 0, locked = 0 "
+                         "WHERE name = ? AND holder = ? AND epoch = ?", (self.name, self.identity, epoch))
         finally:
             conn.close()
         self._release_flock()
@@ -149,66 +180,99 @@ class SqliteElector:
 
     # --- the loop ---
 
-    def _notify(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()
+    def _on_lapse(self) -> None:
+        # The term is over locally; the flock must go too, or a standby could not use the fast path.
+        self._release_flock()
+
+    async def _flock_watch(self) -> None:
+        """Standby fast path: while the row says the holder has the flock, poll it (a non-blocking
+        syscall); getting it means the holder died, so wake the loop for an immediate takeover."""
+        while True:
+            await trio.sleep(FLOCK_POLL)
+            if (self.fencing_token is None and self._holder_locked and self.leader is not None
+                    and self._probe_flock()):
+                self._wake.set()
+
+    def _probe_flock(self) -> bool:
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # the attempt takes it again inside its transaction
+            return True
+        finally:
+            os.close(fd)
+
+    async def _loop(self) -> None:
+        ttl = self.timing.ttl
+        while True:
+            if self.lapsed():  # after a pause: step down before anything else, never renew first
+                self._step_down(StepDown.DEADLINE, "no successful renewal in time")
+                self._on_lapse()
+            token = self.fencing_token
+            if token is None and self.clock() < self._hold_until:  # resigned: let a standby have it
+                await trio.sleep(self._hold_until - self.clock())
+                continue
+            try:
+                a = await trio.to_thread.run_sync(self._attempt, token, limiter=self._limiter)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("failover backend error: %s", exc)
+                self._backend_error(type(exc).__name__)
+            else:
+                self._holder_locked = a.holder_locked
+                if token is not None and self.fencing_token != token:
+                    pass  # the watchdog ended this term while the attempt ran: its result is void
+                elif a.outcome == "renew":
+                    self._renewed(a.sent, ttl)
+                elif a.outcome == "take":
+                    if token is not None:
+                        self._step_down(StepDown.DEADLINE, "term lapsed")
+                    assert a.epoch is not None
+                    self._elected(a.epoch, a.sent, ttl)
+                elif token is not None:
+                    self._step_down(StepDown.LOST, f"lease held by {a.holder}")
+                if self.fencing_token is None:
+                    self.leader = a.holder if a.outcome == "wait" else None
+            # Standbys poll twice as often; the flock watch wakes them at once when a holder dies.
+            wake = self._wake = trio.Event()
+            with trio.move_on_after(self.timing.renew_interval if self.fencing_token is not None
+                                    else self.timing.renew_interval / 2):
+                await wake.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Campaign and renew forever; shielded resign on exit (graceful hand-over)."""
-        task_status.started()
+        """Campaign and renew until cancelled; then a shielded resign (graceful hand-over).
+        May be called again after it returned."""
         try:
-            while True:
-                was_leader = self.fencing_token is not None
-                try:
-                    outcome, epoch, holder, sent = await trio.to_thread.run_sync(self._attempt, limiter=self._limiter)
-                except (sqlite3.Error, OSError) as exc:
-                    log.warning("failover backend error: %s", exc)
-                    outcome, epoch, holder, sent = "error", None, self.leader, 0.0
-                self.leader = holder
-                if outcome in ("renew", "take"):
-                    self._deadline = sent + self.timing.ttl
-                    if outcome == "take" or not was_leader:
-                        self.fencing_token = epoch
-                        log.info("%s is now the active bridge (fencing token %s)", self.identity, epoch)
-                        self._notify()
-                elif was_leader and not self.is_leader():
-                    log.warning("%s lost leadership (%s)", self.identity, outcome)
-                    self.fencing_token = None
-                    self._release_flock()
-                    self._notify()
-                elif was_leader and outcome == "wait":  # someone else holds it now
-                    self.fencing_token = None
-                    self._release_flock()
-                    self._notify()
-                # Standbys poll twice as often: with the flock fast path that is the takeover latency.
-                leading = self.fencing_token is not None
-                await trio.sleep(self.timing.renew_interval if leading else self.timing.renew_interval / 2)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watchdog, self._on_lapse)
+                if self.flock:
+                    nursery.start_soon(self._flock_watch)
+                task_status.started()
+                await self._loop()
         finally:
             with trio.CancelScope(shield=True):
                 await self.resign()
 
     async def resign(self) -> None:
-        epoch, self.fencing_token = self.fencing_token, None
+        epoch = self.fencing_token
         if epoch is not None:
-            self._notify()
+            self._step_down(StepDown.RESIGN)
+            self._hold_until = self.clock() + self.timing.ttl
             try:
+                # Bounded by SQLite's busy timeout (rpc_timeout); the thread cannot be cancelled.
                 await trio.to_thread.run_sync(self._clear, epoch, limiter=self._limiter)
                 log.info("%s resigned (token %s)", self.identity, epoch)
             except (sqlite3.Error, OSError) as exc:
                 log.warning("resign failed: %s", exc)
+                self._backend_error(type(exc).__name__)
         self._release_flock()
 
 
-def parse_failover_url(spec: str | None, *, identity: str, data_dir: Path, ttl: float) -> SqliteElector | None:
-    """``sqlite:PATH``, ``none``, or None: ``<data dir>/failover.sqlite3``, shared by every instance
-    that uses the same data dir (each instance keeps its own state in ``<data dir>/<peer id>/``)."""
-    if spec == "none":
-        return None
-    timing = LeaseTiming.for_ttl(ttl)
-    if spec is None or spec == "sqlite:":
-        return SqliteElector(Path(data_dir) / "failover.sqlite3", identity, timing=timing)
-    if spec.startswith("sqlite:"):
-        return SqliteElector(Path(spec.removeprefix("sqlite:")), identity, timing=timing)
-    if spec.startswith("etcd://"):
-        raise FailoverError("the etcd backend is not built yet (issue: failover); use sqlite:PATH")
-    raise FailoverError(f"unknown failover backend {spec!r}")
+def parse_failover_url(spec: str | None, *, identity: str, data_dir: Path, ttl: float,
+                       metrics: FailoverMetrics | None = None) -> Elector | None:
+    """Moved to :func:`failover.elector.parse_failover_url` (kept for existing imports)."""
+    from failover.elector import parse_failover_url as parse
+
+    return parse(spec, identity=identity, data_dir=data_dir, ttl=ttl, metrics=metrics)
