@@ -5,6 +5,7 @@ keeps serving well-behaved peers throughout."""
 
 from __future__ import annotations
 
+import random
 import secrets
 import time
 from pathlib import Path
@@ -204,3 +205,39 @@ async def test_wrong_or_missing_cluster_is_disconnected(nursery: trio.Nursery,
     assert metric(node, "waku_metadata_rejected_peers_total", reason="no_cluster") == 1
     assert metric(node, "waku_metadata_rejected_peers_total", reason="query_failed") == 1
     await still_serving(nursery, node, "clusters")
+
+
+def _relay_frames() -> list[bytes]:
+    """Hostile gossipsub RPCs: random bytes, signed/seqno'd junk, subscription floods, absurd control."""
+    from libp2p.pubsub.pb import rpc_pb2  # test-only: builds RPCs the way a hostile peer would
+
+    rnd = random.Random(7)
+    junk = [rnd.randbytes(rnd.randint(1, 200)) for _ in range(3)]
+    publish = rpc_pb2.RPC(publish=[rpc_pb2.Message(
+        data=rnd.randbytes(50), topicIDs=[TOPIC], seqno=rnd.randbytes(20), from_id=rnd.randbytes(40),
+        signature=rnd.randbytes(10), key=rnd.randbytes(70))])
+    subs = rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid=f"/t/{i}") for i in range(300)])
+    control = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(
+        ihave=[rpc_pb2.ControlIHave(topicID=TOPIC, messageIDs=[rnd.randbytes(32)] * 50)],
+        iwant=[rpc_pb2.ControlIWant(messageIDs=[rnd.randbytes(3)] * 20)],
+        graft=[rpc_pb2.ControlGraft(topicID=TOPIC)], prune=[rpc_pb2.ControlPrune(topicID=TOPIC, backoff=2**63)]))
+    return [*junk, publish.SerializeToString(), subs.SerializeToString(), control.SerializeToString()]
+
+
+async def test_hostile_relay_rpcs(nursery: trio.Nursery, served: tuple[V2Node, Collector, V2Node]) -> None:
+    node, col, relay_peer = served
+    for frame in _relay_frames():
+        h = await peer_host(nursery)
+        await h.connect(node.listen_addrs[0])
+        s = await h.new_stream(node.peer_id, [RELAY])
+        try:
+            await s.write_lp(frame)
+        except StreamClosedError:
+            pass
+        await trio.sleep(0.05)
+    good = await relay_peer.publish(TOPIC, WakuMessage(b"after hostile rpcs", CONTENT, version=0,
+                                                       timestamp=time.time_ns()))
+    with trio.fail_after(10):
+        while not any(m.hash == good.hash for m in col.got):
+            await trio.sleep(0.05)
+    await still_serving(nursery, node, "hostile-relay")
