@@ -303,7 +303,15 @@ def make_txt_lookup(nameservers: Sequence[str] | None = None, *, port: int = 53,
     import dns.exception
     import dns.resolver
 
-    resolver = dns.resolver.Resolver(configure=nameservers is None)
+    try:
+        resolver = dns.resolver.Resolver(configure=nameservers is None)
+    except dns.exception.DNSException as exc:  # no /etc/resolv.conf: fail the lookups, not the node
+        problem = f"no resolver configuration: {exc}"
+
+        async def unconfigured(name: str) -> list[str]:
+            raise DnsLookupError(f"TXT {name}: {problem}")
+
+        return unconfigured
     if nameservers is not None:
         resolver.nameservers = list(nameservers)
         resolver.port = port

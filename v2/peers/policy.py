@@ -84,7 +84,13 @@ class PeerPolicy:
             p.addrs = list(dict.fromkeys([*addrs, *p.addrs]))
             return "updated"
         if len(self._peers) >= self.config.max_known:
-            return "full"
+            # Make room by forgetting the oldest idle discovered peer (discovery keeps offering
+            # fresh ones; an unbounded store is a memory leak fed by the network).
+            victim = next((q.peer_id for q in self._peers.values() if not q.static and q.connected_since is None),
+                          None)
+            if victim is None:
+                return "full"
+            del self._peers[victim]
         self._peers[peer_id] = PeerState(peer_id, list(addrs), source)
         return "new"
 

@@ -3,16 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
 
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.TXT
-import dns.rrset
 import pytest
 import trio
 from coincurve import PublicKey
@@ -21,6 +12,7 @@ from hypothesis import strategies as st
 
 from tests.helpers.net import LOOPBACK
 from tests.helpers.vectors import load_vectors
+from tests.v2.enr.dns_server import serve, zone_of
 from v2.enr.dns import (
     Branch,
     DnsDiscoveryError,
@@ -42,55 +34,7 @@ SIGNER = PublicKey(bytes.fromhex(VECTOR["public_key_uncompressed"])).format(comp
 GOOD_URL = str(EnrTreeUrl(SIGNER, DOMAIN))
 
 
-def zone_of(records: list[dict[str, object]] | Mapping[str, str], domain: str) -> dict[str, list[str]]:
-    items = records.items() if isinstance(records, Mapping) else [(r["name"], r["txt"]) for r in records]
-    return {(domain if name == "@" else f"{name}.{domain}").lower(): [str(txt)] for name, txt in items}
-
-
 VECTOR_ZONE = zone_of(VECTOR["records"], DOMAIN)
-
-
-class DnsServer:
-    """A tiny authoritative UDP server: exact-name TXT answers, NXDOMAIN otherwise."""
-
-    def __init__(self, zone: dict[str, list[str]]) -> None:
-        self.zone = zone
-        self.queries: list[str] = []
-        self.port = 0
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
-        with sock:
-            await sock.bind((LOOPBACK, 0))
-            self.port = sock.getsockname()[1]
-            task_status.started()
-            while True:
-                data, peer = await sock.recvfrom(4096)
-                try:
-                    query = dns.message.from_wire(data)
-                except Exception:
-                    continue  # a test server: ignore garbage
-                resp = dns.message.make_response(query)
-                resp.flags |= dns.flags.AA
-                q = query.question[0]
-                name = q.name.to_text().rstrip(".").lower()
-                self.queries.append(name)
-                if name in self.zone and q.rdtype == dns.rdatatype.TXT:
-                    rrset = dns.rrset.RRset(q.name, dns.rdataclass.IN, dns.rdatatype.TXT)
-                    for txt in self.zone[name]:
-                        raw = txt.encode()
-                        chunks = [raw[i:i + 255] for i in range(0, len(raw), 255)] or [b""]  # RFC 1035 strings
-                        rrset.add(dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks), 60)
-                    resp.answer.append(rrset)
-                elif name not in self.zone:
-                    resp.set_rcode(dns.rcode.NXDOMAIN)
-                await sock.sendto(resp.to_wire(), peer)
-
-
-async def serve(nursery: trio.Nursery, zone: dict[str, list[str]]) -> DnsServer:
-    server = DnsServer(zone)
-    await nursery.start(server.run)
-    return server
 
 
 # ---------------------------------------------------------------------- pure

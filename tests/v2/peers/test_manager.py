@@ -9,14 +9,16 @@ from collections.abc import Callable
 import trio
 from prometheus_client import CollectorRegistry
 
-from tests.helpers.net import free_ports
+from tests.helpers.net import LOOPBACK, free_ports
+from tests.v2.enr.dns_server import serve, zone_of
+from v2.enr.dns import make_tree, make_txt_lookup
 from v2.enr.enr import Enr, Waku2
 from v2.host import Host, HostConfig
 from v2.peer_exchange.client import PeerExchangeClient
 from v2.peer_exchange.protocol import PeerExchangeService
 from v2.peers.manager import PeerManager
 from v2.peers.policy import PolicyConfig
-from v2.peers.sources import PeerExchangeSource
+from v2.peers.sources import DnsDiscoverySource, PeerExchangeSource
 from v2.protocol_ids import PEER_EXCHANGE
 
 FAST = PolicyConfig(target=3, maximum=5, backoff_initial=0.2, static_backoff_max=0.5, backoff_max=1.0,
@@ -120,3 +122,21 @@ async def test_peer_exchange_feeds_the_manager(nursery: trio.Nursery) -> None:
     assert reg.get_sample_value("waku_px_peers_received_total") >= 1
     # once reached, its ENR becomes shareable (the node's PX service can serve manager.enrs)
     await wait_for(lambda: [e.peer_id for e in manager.enrs()] == [t_host.peer_id])
+
+
+async def test_dns_tree_feeds_the_manager(nursery: trio.Nursery) -> None:
+    # An enrtree on a real UDP DNS server lists two live hosts and one dead one.
+    reg = CollectorRegistry()
+    live = [RestartableHost(nursery) for _ in range(2)]
+    hosts = [await h.start() for h in live]
+    dead = RestartableHost(nursery)  # never started: its port refuses
+    url, zone = make_tree(secrets.token_bytes(32), "nodes.test", [h.enr() for h in [*live, dead]])
+    server = await serve(nursery, zone_of(zone, "nodes.test"))
+    source = DnsDiscoverySource(url, lookup_txt=make_txt_lookup([LOOPBACK], port=server.port, timeout=3),
+                                interval=3600)
+    me = await RestartableHost(nursery).start()
+    manager = PeerManager(me, reg, config=FAST, poll_interval=0.1, discovery_sources=[source])
+    await nursery.start(manager.run)
+    await wait_for(lambda: {h.peer_id for h in hosts} <= set(me.connected_peers()))
+    assert reg.get_sample_value("waku_discovery_peers_total", {"source": "dns:nodes.test", "result": "new"}) == 3
+    await wait_for(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "failed"}) or 0) >= 1)

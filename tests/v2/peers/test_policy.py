@@ -123,7 +123,11 @@ def test_store_bound_and_updates() -> None:
     add(p, "px", 2)
     assert p.add("px-0", ["/ip4/10.9.9.9/tcp/2/p2p/px-0"], "dns") == "updated"
     assert p.get("px-0").addrs[0] == "/ip4/10.9.9.9/tcp/2/p2p/px-0"  # type: ignore[union-attr]
-    assert p.add("new", ["/ip4/1.1.1.1/tcp/1/p2p/new"], "px") == "full"
+    p.connected("px-1", now=0)
+    assert p.add("new", ["/ip4/1.1.1.1/tcp/1/p2p/new"], "px") == "new"  # evicts idle px-0, the oldest
+    assert p.get("px-0") is None and p.get("px-1") is not None and len(p) == 2
+    p.connected("new", now=0)
+    assert p.add("newer", ["/ip4/1.1.1.2/tcp/1/p2p/newer"], "px") == "full"  # every known peer is in use
     assert len(p) == 2
 
 
