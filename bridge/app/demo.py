@@ -166,9 +166,12 @@ async def _demo(duration: float, rate: float, failover: bool) -> int:
                 if failover and not killed and now - start > duration / 2:
                     active = next((b for b in bridges if (s := b.status()) and s["role"] == "active"), None)
                     if active is not None:
-                        print(f"--- killing the active bridge {active.name} (SIGKILL) ---")
+                        token = (active.status() or {}).get("fencing_token")
+                        print(f"--- killing the active bridge {active.name} (SIGKILL, fencing token {token}) ---")
+                        t_kill = time.monotonic()
                         await trio.to_thread.run_sync(active.kill, signal.SIGKILL)
                         killed = True
+                        nursery.start_soon(_report_takeover, bridges, active, t_kill)
                 if now >= next_view:
                     _view(now - start, bridges, len(sent_v1), len(sent_v2), at_v1, at_v2)
                     next_view = now + 2
@@ -190,6 +193,22 @@ async def _demo(duration: float, rate: float, failover: bool) -> int:
           f"echoed {echoed}: "
           f"{'every message delivered exactly once' if ok else 'FAILED'}")
     return 0 if ok else 1
+
+
+async def _report_takeover(bridges: list[_BridgeProcess], dead: _BridgeProcess, t_kill: float) -> None:
+    """Show the failover: which standby took the lease, how fast, with which (higher) token."""
+    with trio.move_on_after(30):
+        while True:
+            for b in bridges:
+                if b is dead:
+                    continue
+                s = await trio.to_thread.run_sync(b.status)
+                if s is not None and s["role"] == "active":
+                    print(f"--- {b.name} took over {time.monotonic() - t_kill:.2f} s after the kill "
+                          f"(fencing token {s['fencing_token']}) ---", flush=True)
+                    return
+            await trio.sleep(0.05)
+    print(f"--- no standby took over within 30 s of killing {dead.name} ---", flush=True)
 
 
 def _view(t: float, bridges: list[_BridgeProcess], n1: int, n2: int, at_v1: dict[bytes, int],

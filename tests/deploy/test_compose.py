@@ -25,7 +25,8 @@ DEPLOY = ROOT / "deploy"
 
 # What an operator puts in deploy/.env; substituted as compose's interpolation would.
 ENV = {"WAKU_V1_STATICNODE": "enode://" + "ab" * 64 + "@v1-node.example:30303",
-       "WAKU_V2_STATICNODE": "/dns4/v2-node.example/tcp/60000/p2p/16Uiu2HAmAr8n1ibpLoMDKebcs1nwrvQN1ScwGP7ruJDjv5U3ZHLg",
+       "WAKU_V2_STATICNODE": "/dns4/v2-node.example/tcp/60000/p2p/"
+                             "16Uiu2HAmAr8n1ibpLoMDKebcs1nwrvQN1ScwGP7ruJDjv5U3ZHLg",
        "WAKU_BRIDGE_ADMIN_TOKEN": ""}
 
 

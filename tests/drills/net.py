@@ -160,12 +160,6 @@ class DrillNet:
                     return act[0]
                 await trio.sleep(0.1)
 
-    async def warm(self, uptime: float) -> None:
-        """Wait until every instance has been up for ``uptime`` s (a warm standby)."""
-        for b in self.bridges:
-            st = await trio.to_thread.run_sync(b.wait_status, lambda s: True)
-            await trio.sleep(max(0.0, uptime - float(st["uptime_s"])))
-
     async def wait_active(self, b: BridgeProc, timeout: float = 30.0) -> dict[str, Any]:
         with trio.fail_after(timeout):
             while True:
@@ -215,7 +209,8 @@ class DrillNet:
         batches = int(seconds * rate / per)
         for k in range(batches):
             now = int(time.time())
-            envs, marks = [], []
+            envs: list[Envelope] = []
+            marks: list[str] = []
             for _ in range(per):
                 m = self.ledger.marker("v1")
                 data = m + os.urandom(16)
@@ -225,8 +220,8 @@ class DrillNet:
                 marks.append(m.decode())
             await self.js_v1.request("send", peer=self._hub_peer, code=1, hex=encode_messages(envs).hex())
             sent = time.time()
-            for m in marks:
-                self.ledger.sent["v1_to_v2"][m] = sent
+            for mark in marks:
+                self.ledger.sent["v1_to_v2"][mark] = sent
             await trio.sleep_until(t0 + (k + 1) * per / rate)
 
     async def _send_v2(self, seconds: float, rate: float) -> None:
