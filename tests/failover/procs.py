@@ -100,6 +100,14 @@ def assert_one_active(cands: list[Candidate]) -> Candidate:
     return active[0]
 
 
+def _leads(c: Candidate) -> Callable[[], bool]:
+    return lambda: c.leader
+
+
+def _reported(c: Candidate, since: float = 0.0) -> Callable[[], bool]:
+    return lambda: bool(c.since(since) if since else c.states())
+
+
 def _acted_as_leader(events: list[dict[str, Any]]) -> bool:
     return any(e["event"] == "elected" or (e["event"] == "state" and e["leader"]) for e in events)
 
@@ -114,7 +122,7 @@ async def takeover_drill(nursery: trio.Nursery, url: str, sig: int, *, rounds: i
     try:
         for r in range(rounds):
             leader.send(sig)
-            await wait_for(lambda s=standby: s.leader, 15, f"round {r}: {standby.identity} to take over")
+            await wait_for(_leads(standby), 15, f"round {r}: {standby.identity} to take over")
             code = await trio.to_thread.run_sync(leader.proc.wait)
             if sig == signal.SIGTERM:
                 assert code == 0
@@ -124,7 +132,7 @@ async def takeover_drill(nursery: trio.Nursery, url: str, sig: int, *, rounds: i
             fresh = Candidate(url, leader.identity, **kw)  # the restarted instance joins as standby
             nursery.start_soon(fresh.pump)
             cands.append(fresh)
-            await wait_for(lambda f=fresh: bool(f.states()), 15, "the restarted candidate")
+            await wait_for(_reported(fresh), 15, "the restarted candidate")
             await trio.sleep(0.5)
             assert assert_one_active(cands) is standby
             assert standby.token == tokens[-1]
@@ -143,11 +151,11 @@ async def zombie_drill(nursery: trio.Nursery, url: str, *, rounds: int = 2, **kw
     try:
         for r in range(rounds):
             leader.send(signal.SIGSTOP)
-            await wait_for(lambda s=standby: s.leader, 15, f"round {r}: {standby.identity} to take over")
+            await wait_for(_leads(standby), 15, f"round {r}: {standby.identity} to take over")
             took = standby.token
             assert took is not None and took > tokens[-1]
             t_cont = leader.send(signal.SIGCONT)
-            await wait_for(lambda z=leader, t=t_cont: bool(z.since(t)), 5, "the zombie to report")
+            await wait_for(_reported(leader, t_cont), 5, "the zombie to report")
             first = leader.since(t_cont)[0]
             assert first["event"] in ("deadline", "lost") or (first["event"] == "state" and not first["leader"]), first
             await trio.sleep(1.0)

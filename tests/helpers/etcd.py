@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class EtcdMember:
     peer_port: int
     data_dir: Path
     initial_cluster: str
+    election_timeout_ms: int = 1000
     proc: subprocess.Popen[bytes] | None = None
     stopped: bool = False
     starts: int = field(default=0)
@@ -60,9 +62,10 @@ class EtcdMember:
                  "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                  "--initial-cluster", self.initial_cluster, "--initial-cluster-state", state,
-                 "--initial-cluster-token", f"t-{self.data_dir.parent.name}",
+                 "--initial-cluster-token", f"t-{zlib.crc32(self.initial_cluster.encode()):08x}",
                  # Small for tests: the leases' minimum TTL derives from these (specs/failover.md §1.2).
-                 "--heartbeat-interval", "100", "--election-timeout", "1000",
+                 "--heartbeat-interval", str(self.election_timeout_ms // 10),
+                 "--election-timeout", str(self.election_timeout_ms),
                  "--logger", "zap", "--log-level", "warn"],
                 stdout=log, stderr=log)
         finally:
@@ -109,7 +112,7 @@ class EtcdCluster:
         self.members = members
 
     @classmethod
-    def start(cls, tmp: Path, n: int = 1, *, wait: float = 20.0) -> EtcdCluster:
+    def start(cls, tmp: Path, n: int = 1, *, wait: float = 20.0, election_timeout_ms: int = 1000) -> EtcdCluster:
         ports = free_ports(2 * n)
         names = [f"m{i + 1}" for i in range(n)]
         initial = ",".join(f"{nm}=http://{LOOPBACK}:{ports[n + i]}" for i, nm in enumerate(names))
@@ -117,7 +120,7 @@ class EtcdCluster:
         for i, nm in enumerate(names):
             d = tmp / f"etcd-{nm}"
             d.mkdir(parents=True, exist_ok=True)
-            members.append(EtcdMember(nm, ports[i], ports[n + i], d / "data", initial))
+            members.append(EtcdMember(nm, ports[i], ports[n + i], d / "data", initial, election_timeout_ms))
         cluster = cls(members)
         try:
             for m in members:
