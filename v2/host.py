@@ -86,7 +86,7 @@ class ConnectionEvent:
     direction: str  # "inbound" | "outbound" | "unknown"
 
 
-class _ConnectionNotifee(INotifee):  # type: ignore[misc]
+class _ConnectionNotifee(INotifee):  # type: ignore[misc]  # libp2p is untyped
     """Forwards swarm connect/disconnect callbacks to a channel without ever blocking.
 
     py-libp2p awaits notifees inline on the connection path (swarm ``_notify``), so a slow

@@ -32,7 +32,7 @@ class Metadata:
 
 
 def encode_metadata(md: Metadata) -> bytes:
-    pb = metadata_pb2.WakuMetadata()  # type: ignore[attr-defined]
+    pb = metadata_pb2.WakuMetadata()
     if md.cluster_id is not None:
         pb.cluster_id = md.cluster_id
     pb.shards.extend(md.shards)
@@ -46,7 +46,7 @@ def encode_metadata(md: Metadata) -> bytes:
 def decode_metadata(data: bytes) -> Metadata:
     if len(data) > MAX_METADATA_SIZE:
         raise MetadataDecodeError(f"metadata of {len(data)} bytes exceeds {MAX_METADATA_SIZE}")
-    pb = metadata_pb2.WakuMetadata()  # type: ignore[attr-defined]
+    pb = metadata_pb2.WakuMetadata()
     try:
         pb.ParseFromString(data)
     except (DecodeError, RecursionError, ValueError) as exc:
