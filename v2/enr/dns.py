@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import trio
 from coincurve import PrivateKey, PublicKey
 
-from v2.enr.enr import Enr, EnrError, _b64url_decode, _b64url_encode, _verify, keccak256
+from v2.enr.enr import Enr, EnrError, b64url_decode, b64url_encode, keccak256, verify_signature
 from v2.errors import V2Error
 
 __all__ = [
@@ -117,7 +117,7 @@ class Root:
 
     def verify(self, public_key: bytes) -> bool:
         # go-ethereum and js-waku verify r‖s only (the recovery id byte is not checked).
-        return len(self.signature) in (64, 65) and _verify(
+        return len(self.signature) in (64, 65) and verify_signature(
             public_key, self.signature[:64], keccak256(self.signed_text.encode()))
 
 
@@ -139,7 +139,7 @@ def parse_root(txt: str) -> Root:
     if not m:
         raise DnsDiscoveryError(f"not an enrtree-root:v1 record: {txt[:80]!r}")
     try:
-        sig = _b64url_decode(m.group(4))
+        sig = b64url_decode(m.group(4))
     except EnrError:
         raise DnsDiscoveryError("root signature is not base64url") from None
     signed = txt.strip().split(" sig=", 1)[0]
@@ -370,6 +370,6 @@ def make_tree(private_key: bytes, domain: str, enrs: Iterable[Enr], *, links: It
     sk = PrivateKey(private_key)
     signed = f"enrtree-root:v1 e={e_root} l={l_root} seq={seq}"
     sig = sk.sign_recoverable(keccak256(signed.encode()), hasher=None)
-    zone["@"] = f"{signed} sig={_b64url_encode(sig)}"
+    zone["@"] = f"{signed} sig={b64url_encode(sig)}"
     url = EnrTreeUrl(sk.public_key.format(compressed=True), domain.lower())
     return str(url), zone

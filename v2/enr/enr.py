@@ -34,8 +34,11 @@ __all__ = [
     "RelayShards",
     "RlpItem",
     "Waku2",
+    "b64url_decode",
+    "b64url_encode",
     "keccak256",
     "peer_id_from_public_key",
+    "verify_signature",
 ]
 
 MAX_RECORD_SIZE = 300  # EIP-778 "the maximum encoded size of a node record is 300 bytes"
@@ -94,7 +97,8 @@ def _port(value: RlpItem | None) -> int | None:
     return int.from_bytes(value, "big")
 
 
-def _verify(public_key: bytes, signature: bytes, digest: bytes) -> bool:
+def verify_signature(public_key: bytes, signature: bytes, digest: bytes) -> bool:
+    """64-byte r‖s over a 32-byte digest; False (never an exception) for anything invalid."""
     try:
         der = cdata_to_der(deserialize_compact(signature))
         # libsecp256k1 rejects non-normalised (high-s) signatures, as go-ethereum does.
@@ -103,7 +107,7 @@ def _verify(public_key: bytes, signature: bytes, digest: bytes) -> bool:
         return False
 
 
-def _b64url_decode(text: str) -> bytes:
+def b64url_decode(text: str) -> bytes:
     if not re.fullmatch(r"[A-Za-z0-9_-]*={0,2}", text):
         raise EnrError("not base64url")
     body = text.rstrip("=")
@@ -113,7 +117,7 @@ def _b64url_decode(text: str) -> bytes:
         raise EnrError("not base64url") from None
 
 
-def _b64url_encode(data: bytes) -> str:
+def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
@@ -214,7 +218,7 @@ class Enr:
         pub = kv.get(b"secp256k1")
         if not isinstance(pub, bytes) or len(pub) != 33:
             raise EnrError("v4 records need a 33-byte secp256k1 key")
-        if len(sig) != 64 or not _verify(pub, sig, keccak256(rlp.encode(items[1:]))):
+        if len(sig) != 64 or not verify_signature(pub, sig, keccak256(rlp.encode(items[1:]))):
             raise EnrError("invalid signature")
         return cls(int.from_bytes(seq_b, "big"), tuple(pairs), sig, bytes(raw))
 
@@ -226,14 +230,14 @@ class Enr:
             raise EnrError("text form starts with 'enr:'")
         if len(text) > _MAX_TEXT_SIZE + 2:
             raise EnrError("record text too long")
-        return cls.from_rlp(_b64url_decode(text[4:]))
+        return cls.from_rlp(b64url_decode(text[4:]))
 
     def __hash__(self) -> int:
         # Values may be RLP lists (unhashable); the signed bytes identify the record.
         return hash(self.raw)
 
     def to_text(self) -> str:
-        return "enr:" + _b64url_encode(self.raw)
+        return "enr:" + b64url_encode(self.raw)
 
     def __str__(self) -> str:
         return self.to_text()

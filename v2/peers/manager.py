@@ -220,5 +220,10 @@ class PeerManager:
                 log.info("discovery %s: %s", src.name, exc)
                 await trio.sleep(min(src.interval, 30.0))
                 continue
+            except Exception:  # a bug in one source must not take the connection manager down
+                self._metrics.discovered.labels(src.name, "error").inc()
+                log.exception("discovery source %s failed", src.name)
+                await trio.sleep(min(src.interval, 30.0))
+                continue
             self.add_discovered(found, src.name)
             await trio.sleep(src.interval)
