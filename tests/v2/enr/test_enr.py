@@ -187,3 +187,24 @@ def test_fuzz_build_round_trip(seq: int, port: int, bits: int, shards: list[int]
     e = Enr.build(KEY, seq, ip="1.2.3.4", tcp=port, waku2=bits, cluster=3, shards=shards)
     d = Enr.from_rlp(e.raw)
     assert (d.seq, d.tcp, d.waku2, d.shards) == (seq, port, Waku2(bits), RelayShards(3, tuple(sorted(set(shards)))))
+
+
+# A record nwaku produced: the first TWN bootstrap node in waku-org/nwaku
+# waku/factory/networks_config.nim (decoded expectations from waku-v2.md §13).
+NWAKU_TWN_ENR = (
+    "enr:-QESuEB4Dchgjn7gfAvwB00CxTA-nGiyk-aALI-H4dYSZD3rUk7bZHmP8d2U6xDiQ2vZffpo45Jp7zKNdnwDUx6g4o6XAYJpZIJ2NIJpcIRA"
+    "4VDAim11bHRpYWRkcnO4XAArNiZub2RlLTAxLmRvLWFtczMud2FrdS5zYW5kYm94LnN0YXR1cy5pbQZ2XwAtNiZub2RlLTAxLmRvLWFtczMud2Fr"
+    "dS5zYW5kYm94LnN0YXR1cy5pbQYfQN4DgnJzkwABCAAAAAEAAgADAAQABQAGAAeJc2VjcDI1NmsxoQOvD3S3jUNICsrOILlmhENiWAMmMVlAl6-Q"
+    "8wRB7hidY4N0Y3CCdl-DdWRwgiMohXdha3UyDw"
+)
+
+
+def test_nwaku_fleet_record() -> None:
+    e = Enr.from_text(NWAKU_TWN_ENR)
+    assert (e.ip, e.tcp, e.udp) == ("64.225.80.192", 30303, 9000)
+    assert e.waku2 == Waku2.RELAY | Waku2.STORE | Waku2.FILTER | Waku2.LIGHTPUSH
+    assert e.shards == RelayShards(1, tuple(range(8)))
+    assert e.waku_multiaddrs == ["/dns4/node-01.do-ams3.waku.sandbox.status.im/tcp/30303",
+                                 "/dns4/node-01.do-ams3.waku.sandbox.status.im/tcp/8000/wss"]
+    assert all(a.endswith(f"/p2p/{e.peer_id}") for a in e.multiaddrs()) and len(e.multiaddrs()) == 3
+    assert Enr.from_rlp(e.raw).to_text() == NWAKU_TWN_ENR
