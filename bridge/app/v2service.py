@@ -1,7 +1,7 @@
 """``waku-bridge v2-node``: a standalone Waku v2 node with nwaku's flags and REST subset.
 
 REST (``--rest``): ``GET /debug/v1/info`` answers as nwaku does (``listenAddresses`` with
-``/p2p/<id>``, ``enrUri``), ``GET /health``; the metrics server (``--metrics-server``) serves
+``/p2p/<id>``, ``enrUri``), ``GET /debug/v1/version``, ``GET /health``; the metrics server (``--metrics-server``) serves
 ``/metrics`` and ``/health``.  On start the node prints one JSON line (peer id, listen addresses,
 ENR) on stdout and logs its full multiaddrs, so scripts and operators can dial it.
 """
@@ -61,6 +61,15 @@ def v2_node_config(cfg: AppConfig, key_hex: str, *, bridge_topics: bool = False,
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("waku-bridge")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 async def run_v2_node(cfg: AppConfig) -> None:
     from v2.node import V2Node
 
@@ -69,6 +78,9 @@ async def run_v2_node(cfg: AppConfig) -> None:
 
     async def info(_: Request) -> Response:
         return json_response(node.info())
+
+    async def version(_: Request) -> Response:
+        return json_response({"version": _version(), "agent": "waku-bridge"})
 
     async def health(_: Request) -> Response:
         # nwaku's /health: the node is up; relay readiness is reported alongside.
@@ -86,7 +98,8 @@ async def run_v2_node(cfg: AppConfig) -> None:
                                                                "/health": health}).run)
         if cfg.v2.rest:
             ports["rest"] = await nursery.start(HttpServer(cfg.v2.rest_address, cfg.v2.rest_port,
-                                                           {"/debug/v1/info": info, "/health": health}).run)
+                                                           {"/debug/v1/info": info, "/debug/v1/version": version,
+                                                            "/health": health}).run)
         for addr in node.listen_addrs:
             log.info("v2-node listening on %s", addr)
         log.info("v2-node ENR %s", node.enr)

@@ -3,11 +3,16 @@ five-node mesh with every message archived everywhere, the metadata handshake an
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 from prometheus_client import CollectorRegistry
 
@@ -16,8 +21,9 @@ from v2.core.message import WakuMessage
 from v2.host import Host, HostConfig
 from v2.metadata.rpc_codec import Metadata
 from v2.node import ReceivedMessage, V2Node, V2NodeConfig
-from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE, METADATA, RELAY, STORE_V3
+from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE, LIGHTPUSH_V3, METADATA, RELAY, STORE_V3
 
+ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "/waku/2/rs/0/0"
 CONTENT = "/test/1/node/proto"
 
@@ -135,3 +141,47 @@ async def test_identify_lists_every_mounted_protocol(nursery: trio.Nursery, tmp_
             await trio.sleep(0.05)
     info = a.info()
     assert info["listenAddresses"] == a.listen_addrs and str(info["enrUri"]).startswith("enr:")
+
+
+def _start_v2_node_process(tmp: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    tcp, ws, rest, metrics_port = free_ports(4)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge.app.cli", "v2-node", "--listen-address", "127.0.0.1", "--tcp-port", str(tcp),
+         "--websocket-port", str(ws), "--data-dir", str(tmp), "--store", "--filter", "--lightpush", "--rest",
+         "--rest-port", str(rest), "--metrics-server-port", str(metrics_port), "--nat", "extip:127.0.0.2"],
+        stdout=subprocess.PIPE, stderr=(tmp / "v2-node.log").open("w"), text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(10)
+        raise AssertionError(f"v2-node did not start: {(tmp / 'v2-node.log').read_text()[-4000:]}")
+    return proc, {**json.loads(line), "rest": f"http://127.0.0.1:{rest}", "metrics": f"http://127.0.0.1:{metrics_port}"}
+
+
+async def test_v2_node_command_rest_metrics_and_dial(nursery: trio.Nursery, tmp_path: Path) -> None:
+    from v2.enr.enr import Enr, Waku2
+
+    proc, out = await trio.to_thread.run_sync(_start_v2_node_process, tmp_path)
+    try:
+        assert all(f"/p2p/{out['peer_id']}" in a for a in out["listen_addrs"])
+        assert {METADATA, STORE_V3, FILTER_SUBSCRIBE, FILTER_PUSH, RELAY, LIGHTPUSH_V3} <= set(out["protocols"])
+        info = (await trio.to_thread.run_sync(lambda: httpx.get(out["rest"] + "/debug/v1/info", timeout=5))).json()
+        assert info["listenAddresses"] == out["listen_addrs"] and info["enrUri"] == out["enr"]
+        enr = Enr.from_text(info["enrUri"])
+        assert enr.peer_id == out["peer_id"] and enr.ip == "127.0.0.2"
+        assert enr.waku2 == Waku2.RELAY | Waku2.STORE | Waku2.FILTER | Waku2.LIGHTPUSH
+        assert any(a.endswith("/ws") for a in enr.waku_multiaddrs) and enr.shards is not None
+        health = await trio.to_thread.run_sync(lambda: httpx.get(out["rest"] + "/health", timeout=5))
+        assert health.status_code == 200 and health.json()["nodeHealth"] == "Ready"
+        ours = make_node()
+        await start(nursery, ours)
+        await ours.host.connect(out["listen_addrs"][-1])
+        with trio.fail_after(10):
+            while out["peer_id"] not in ours.peer_metadata:
+                await trio.sleep(0.05)
+        metrics = (await trio.to_thread.run_sync(lambda: httpx.get(out["metrics"] + "/metrics", timeout=5))).text
+        assert "waku_metadata_requests_total" in metrics and "waku_connected_peers" in metrics
+    finally:
+        proc.terminate()
+        assert await trio.to_thread.run_sync(proc.wait, 15) == 0
