@@ -181,7 +181,7 @@ class PeerManager:
             if p is None:
                 return
             last: Exception | None = None
-            for addr in p.addrs:
+            for addr in await self._resolve(p.addrs):
                 try:
                     await self._host.connect(addr, timeout=self._dial_timeout)
                 except DialError as exc:
@@ -202,6 +202,26 @@ class PeerManager:
         finally:
             self._dialing.discard(pid)
             self._kick.set()
+
+    async def _resolve(self, addrs: Sequence[str]) -> list[str]:
+        """Replace /dns4|dns6/<name> by the addresses it resolves to (py-libp2p 0.8.1's own dns
+        dialing failed even for localhost here); unresolvable names are dropped from this attempt."""
+        out: list[str] = []
+        for addr in addrs:
+            parts = addr.split("/")
+            if parts[1] not in ("dns4", "dns6"):
+                out.append(addr)
+                continue
+            family, proto = (trio.socket.AF_INET, "ip4") if parts[1] == "dns4" else (trio.socket.AF_INET6, "ip6")
+            try:
+                with trio.fail_after(self._dial_timeout):
+                    infos = await trio.socket.getaddrinfo(parts[2], int(parts[4]), family, trio.socket.SOCK_STREAM)
+            except (OSError, trio.TooSlowError, ValueError, UnicodeError) as exc:
+                log.debug("resolving %s: %s", parts[2], exc)
+                continue
+            for ip in dict.fromkeys(str(info[4][0]) for info in infos):
+                out.append("/".join(["", proto, ip, *parts[3:]]))
+        return out
 
     async def _prune(self, pid: str) -> None:
         try:

@@ -140,3 +140,15 @@ async def test_dns_tree_feeds_the_manager(nursery: trio.Nursery) -> None:
     await wait_for(lambda: {h.peer_id for h in hosts} <= set(me.connected_peers()))
     assert reg.get_sample_value("waku_discovery_peers_total", {"source": "dns:nodes.test", "result": "new"}) == 3
     await wait_for(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "failed"}) or 0) >= 1)
+
+
+async def test_dns4_addresses_are_resolved(nursery: trio.Nursery) -> None:
+    reg = CollectorRegistry()
+    peer = RestartableHost(nursery)
+    p_host = await peer.start()
+    me = await RestartableHost(nursery).start()
+    manager = PeerManager(me, reg, config=FAST, poll_interval=0.1)
+    await nursery.start(manager.run)
+    only_dns = Enr.build(peer.key, 1, multiaddrs=[f"/dns4/localhost/tcp/{peer.port}"])
+    assert manager.add_discovered([only_dns, f"/dns4/no-such-host.invalid/tcp/1/p2p/{p_host.peer_id}"], "t") == 1
+    await wait_for(lambda: p_host.peer_id in me.connected_peers())
