@@ -113,6 +113,7 @@ class ElectorCore:
         self._deadline_moved = trio.Event()
         if metrics is not None:
             metrics.role.set(0)
+            metrics.bind(self)
 
     # --- the gate ---
 
@@ -121,6 +122,12 @@ class ElectorCore:
 
     def is_active(self) -> bool:
         return self.is_leader()
+
+    def deadline_margin(self) -> float:
+        """Seconds until we step down unless a renewal succeeds (0 when not leading)."""
+        if self.fencing_token is None:
+            return 0.0
+        return max(0.0, self._deadline - self.safety - self.clock())
 
     def lapsed(self) -> bool:
         """We hold a term locally but its deadline passed: must step down before doing anything."""
@@ -210,6 +217,10 @@ class ElectorCore:
         if self.metrics is not None:
             self.metrics.errors.labels(kind).inc()
 
+    def _rpc_done(self, op: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc.labels(op).observe(seconds)
+
     async def _watchdog(self, on_lapse: Callable[[], None]) -> None:
         """Step down at ``deadline - safety`` even if the renew loop is stuck in an RPC.
 
@@ -230,27 +241,29 @@ class ElectorCore:
 
 
 def parse_failover_url(spec: str | None, *, identity: str, data_dir: Path | str, ttl: float,
-                       metrics: FailoverMetrics | None = None) -> Elector | None:
-    """Build the elector named by ``failover.backend``.
+                       renew_interval: float | None = None, rpc_timeout: float | None = None,
+                       safety: float | None = None, metrics: FailoverMetrics | None = None) -> Elector | None:
+    """Build the elector named by ``failover.backend`` (raises ConfigError on a bad URL or timing).
 
     ``none`` -> None (always active); None or ``sqlite:`` -> ``<data dir>/failover.sqlite3``
     (shared by every instance using that data dir); ``sqlite:PATH``; ``etcd://HOST:PORT[,HOST:PORT...]``
-    with an optional ``/NAME`` election name (default ``bridge``).
+    with an optional ``/NAME`` election name (default ``bridge``).  Timings left None derive from
+    the TTL per backend (``LeaseTiming.for_ttl`` / ``for_etcd``); the startup invariant
+    renew + 2 x rpc_timeout + safety < TTL is checked here, before anything runs.
     """
-    from failover.lease import LeaseTiming
+    from failover.lease import timing_for
 
     if spec == "none":
         return None
+    timing = timing_for(spec, ttl, renew_interval=renew_interval, rpc_timeout=rpc_timeout, safety=safety)
     if spec is None or spec.startswith("sqlite:"):
         from failover.sqlite_backend import SqliteElector
 
         path = Path(data_dir) / "failover.sqlite3" if spec in (None, "sqlite:") else Path(spec.removeprefix("sqlite:"))
-        return SqliteElector(path, identity, timing=LeaseTiming.for_ttl(ttl), metrics=metrics)
+        return SqliteElector(path, identity, timing=timing, metrics=metrics)
     if spec.startswith("etcd://"):
         from failover.etcd_backend import EtcdElector, parse_endpoints
 
         endpoints, name = parse_endpoints(spec)
-        if ttl != int(ttl):
-            raise ConfigError("failover.ttl", f"etcd lease TTLs are whole seconds, got {ttl:g}")
-        return EtcdElector(endpoints, identity, name=name, timing=LeaseTiming.for_etcd(int(ttl)), metrics=metrics)
+        return EtcdElector(endpoints, identity, name=name, timing=timing, metrics=metrics)
     raise ConfigError("failover.backend", f"unknown failover backend {spec!r}")

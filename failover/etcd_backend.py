@@ -330,11 +330,14 @@ class EtcdElector(ElectorCore):
     # --- RPCs ---
 
     async def _rpc(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        t0 = self.clock()
         try:
-            return await self.client.post(path, body)
+            resp = await self.client.post(path, body)
         except EtcdError as exc:
             self._backend_error("unavailable" if isinstance(exc, EtcdUnavailable) else "rpc")
             raise
+        self._rpc_done(path.rsplit("/", 1)[-1], self.clock() - t0)
+        return resp
 
     async def _range_prefix(self) -> tuple[list[KeyValue], int]:
         resp = await self._rpc("/v3/kv/range", {"key": b64(self.prefix), "range_end": b64(prefix_end(self.prefix)),

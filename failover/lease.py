@@ -9,11 +9,11 @@ successful renewal + TTL, so it always steps down before any other instance may 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bridge.errors import ConfigError
 
-__all__ = ["LeaseRow", "LeaseTiming", "decide"]
+__all__ = ["LeaseRow", "LeaseTiming", "decide", "timing_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,27 @@ class LeaseTiming:
         if self.ttl != int(self.ttl) or self.ttl < 2:
             raise ConfigError("failover.ttl", f"etcd lease TTLs are whole seconds >= 2, got {self.ttl:g}")
         self.check()
+
+
+def timing_for(backend: str | None, ttl: float, *, renew_interval: float | None = None,
+               rpc_timeout: float | None = None, safety: float | None = None) -> LeaseTiming:
+    """The checked timing for a ``failover.backend`` value: defaults derived from the TTL for that
+    backend, then the explicit overrides; raises ConfigError if the startup invariant fails."""
+    etcd = backend is not None and backend.startswith("etcd://")
+    if etcd:
+        if ttl != int(ttl) or ttl < 2:
+            raise ConfigError("failover.ttl", f"etcd lease TTLs are whole seconds >= 2, got {ttl:g}")
+        base = LeaseTiming.for_etcd(int(ttl))
+    else:
+        base = LeaseTiming.for_ttl(ttl)
+    overrides = {k: v for k, v in (("renew_interval", renew_interval), ("rpc_timeout", rpc_timeout),
+                                   ("safety", safety)) if v is not None}
+    timing = replace(base, **overrides)
+    if etcd:
+        timing.check_etcd()
+    else:
+        timing.check()
+    return timing
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,18 @@
-"""Failover metrics (names under waku_bridge_ so one dashboard row covers the instance)."""
+"""Failover metrics (names under waku_bridge_ so one dashboard row covers the instance).
+
+nwaku has no leader-election metrics, so these names are ours; deploy/prometheus/alerts.yml and
+the Grafana board use ``waku_bridge_role``, ``waku_bridge_leader_changes_total``,
+``waku_bridge_failover_errors_total`` and ``waku_bridge_fencing_token``.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from failover.elector import ElectorCore
 
 __all__ = ["FailoverMetrics"]
 
@@ -17,4 +27,16 @@ class FailoverMetrics:
         self.takeover = Histogram("waku_bridge_takeover_seconds", "From elected to live (pending bridged)",
                                   buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=registry)
         self.errors = Counter("waku_bridge_failover_errors", "Backend errors by kind", ["kind"], registry=registry)
-        self.step_downs = Counter("waku_bridge_step_downs", "Leadership lost, by reason", ["reason"], registry=registry)
+        self.step_downs = Counter("waku_bridge_step_downs", "Leadership lost, by reason (deadline: no renewal in "
+                                  "time; lost: the store says it is gone; resign; error)", ["reason"],
+                                  registry=registry)
+        self.rpc = Histogram("waku_bridge_failover_rpc_seconds", "Latency of successful backend operations "
+                             "(compare with failover.rpc_timeout)", ["op"],
+                             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2), registry=registry)
+        self.deadline_margin = Gauge("waku_bridge_failover_deadline_margin_seconds", "While active: seconds "
+                                     "until this instance steps down unless a renewal succeeds (0 on a standby)",
+                                     registry=registry)
+
+    def bind(self, elector: ElectorCore) -> None:
+        """Read the live deadline margin from ``elector`` at scrape time."""
+        self.deadline_margin.set_function(elector.deadline_margin)

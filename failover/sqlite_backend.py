@@ -215,12 +215,14 @@ class SqliteElector(ElectorCore):
             if token is None and self.clock() < self._hold_until:  # resigned: let a standby have it
                 await trio.sleep(self._hold_until - self.clock())
                 continue
+            t0 = self.clock()
             try:
                 a = await trio.to_thread.run_sync(self._attempt, token, limiter=self._limiter)
             except (sqlite3.Error, OSError) as exc:
                 log.warning("failover backend error: %s", exc)
                 self._backend_error(type(exc).__name__)
             else:
+                self._rpc_done("renew" if token is not None else "campaign", self.clock() - t0)
                 self._holder_locked = a.holder_locked
                 if token is not None and self.fencing_token != token:
                     pass  # the watchdog ended this term while the attempt ran: its result is void

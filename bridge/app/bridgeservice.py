@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 class BridgeService:
     def __init__(self, cfg: AppConfig, registry: CollectorRegistry | None = None) -> None:
+        from failover.elector import parse_failover_url
         from failover.metrics import FailoverMetrics
-        from failover.sqlite_backend import parse_failover_url
         from v1.node import V1Node
         from v2.node import V2Node
 
@@ -49,9 +49,12 @@ class BridgeService:
                                            on_flush=lambda r: self.metrics.aggregates_flushes.labels(r).inc())
         self.metrics.add_listener(self.aggregates.record)
         assert cfg.peer_id is not None
-        self.elector = parse_failover_url(cfg.failover.backend, identity=cfg.peer_id, data_dir=Path(cfg.data_dir),
-                                          ttl=cfg.failover.ttl)
         self.failover_metrics = FailoverMetrics(self.registry, cfg.peer_id)
+        # The elector keeps role, fencing token, leader changes, step-downs and backend errors.
+        self.elector = parse_failover_url(cfg.failover.backend, identity=cfg.peer_id, data_dir=Path(cfg.data_dir),
+                                          ttl=cfg.failover.ttl, renew_interval=cfg.failover.renew_interval,
+                                          rpc_timeout=cfg.failover.rpc_timeout, safety=cfg.failover.safety,
+                                          metrics=self.failover_metrics)
         self.gate: Any = self.elector if self.elector is not None else AlwaysActive()
         self.pipeline = Pipeline(
             self.v1, self.v2, self.dedup, self.metrics,
@@ -116,15 +119,10 @@ class BridgeService:
                 t0 = time.monotonic()
                 n = await self.pipeline.take_over()
                 self.failover_metrics.takeover.observe(time.monotonic() - t0)
-                self.failover_metrics.leader_changes.labels("elected").inc()
                 log.info("%s active: %d pending messages bridged on takeover", self.cfg.peer_id, n)
                 leading = True
             elif leading and not self.elector.is_leader():
-                self.failover_metrics.leader_changes.labels("lost").inc()
-                self.failover_metrics.step_downs.labels("resign" if self._resigning else "lease").inc()
                 leading = False
-            self.failover_metrics.role.set(1 if leading else 0)
-            self.failover_metrics.fencing_token.set(self.elector.fencing_token or 0)
             with trio.move_on_after(0.5):  # also re-check: leadership can lapse without an event
                 await changed.wait()
 

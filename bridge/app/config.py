@@ -225,6 +225,13 @@ def _failover(v: Any) -> str | None:
     raise ValueError(f"expected sqlite:PATH, etcd://HOST:PORT[,HOST:PORT...] or none, got {s!r}")
 
 
+def _failover_seconds(v: Any) -> float | None:
+    """Optional failover timing override (None: derived from the TTL for the backend)."""
+    if v is None or v == "":
+        return None
+    return _float_min(0.0, strict=True)(v)
+
+
 def _v1_topic(v: Any) -> str:
     s = _str(v).strip().lower().removeprefix("0x")
     if not re.fullmatch(r"[0-9a-f]{8}", s):
@@ -369,7 +376,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("failover.backend", _failover, None,
             "sqlite:PATH (default: a file in the data dir) | etcd://HOST:PORT[,HOST:PORT...] | none",
             _f("--failover")),
-    Setting("failover.ttl", _float_min(1.0), 10.0, "leader lease TTL (s)", _f("--failover-ttl")),
+    Setting("failover.ttl", _float_min(1.0), 10.0, "leader lease TTL (s); whole seconds for etcd",
+            _f("--failover-ttl")),
+    Setting("failover.renew_interval", _failover_seconds, None,
+            "lease renew / keepalive interval (s); default TTL/5 (sqlite), TTL/4 (etcd)", _f("--failover-renew")),
+    Setting("failover.rpc_timeout", _failover_seconds, None,
+            "timeout of one backend operation (s); default min(1, TTL/10) (sqlite), TTL/6 (etcd)",
+            _f("--failover-rpc-timeout")),
+    Setting("failover.safety", _failover_seconds, None,
+            "step down this long before the lease could expire (s); default max(0.2, TTL/10) (sqlite), "
+            "TTL/6 (etcd). Startup checks renew + 2 x rpc_timeout + safety < TTL", _f("--failover-safety")),
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}
@@ -444,6 +460,9 @@ class BridgeSection:
 class FailoverSection:
     backend: str | None
     ttl: float
+    renew_interval: float | None = None
+    rpc_timeout: float | None = None
+    safety: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,6 +570,15 @@ def load_config(
             values[s.key] = s.default
 
     # Cross-field rules.
+    if values["failover.backend"] != "none":
+        from failover.lease import timing_for  # the startup invariant renew + 2 x rpc + safety < TTL
+
+        try:
+            timing_for(values["failover.backend"], values["failover.ttl"],
+                       renew_interval=values["failover.renew_interval"], rpc_timeout=values["failover.rpc_timeout"],
+                       safety=values["failover.safety"])
+        except ConfigError as exc:
+            errors.append(exc)
     if values["bridge.dedup_window"] < values["bridge.ttl"] + values["bridge.max_skew"]:
         errors.append(ConfigError(
             "bridge.dedup_window",
