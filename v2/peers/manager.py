@@ -1,9 +1,10 @@
 """The connection manager: a thin trio shell around :class:`v2.peers.policy.PeerPolicy`.
 
-It watches the host's connections (py-libp2p 0.8.1 has no connection events we can subscribe to
-through :class:`v2.host.Host`, so it polls ``connected_peers()``), dials what the policy asks
-for with a deadline per attempt, prunes above the maximum, and runs each discovery source in its
-own task.  Discovered peers arrive as ENRs or ``/p2p/`` multiaddrs through :meth:`add_discovered`.
+It reconciles with the host's ``connected_peers()`` every ``poll_interval`` and whenever a
+connection event arrives (events only wake it: the list is the truth, as events can be dropped),
+dials what the policy asks for with a deadline per attempt, prunes above the maximum, and runs
+each discovery source in its own task.  Discovered peers arrive as ENRs or ``/p2p/`` multiaddrs
+through :meth:`add_discovered`.
 """
 
 from __future__ import annotations
@@ -138,7 +139,9 @@ class PeerManager:
     # ------------------------------------------------------------------ the loop
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        events = self._host.connection_events(capacity=256)
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._wake_on_connection_events, events)
             for src in self._sources:
                 nursery.start_soon(self._discover_loop, src)
             self.started.set()
@@ -151,6 +154,12 @@ class PeerManager:
                 with trio.move_on_after(wait):
                     await self._kick.wait()
                 self._kick = trio.Event()
+
+    async def _wake_on_connection_events(self, events: trio.MemoryReceiveChannel[object]) -> None:
+        # Events only wake the loop; connected_peers() stays the truth (a full channel drops events).
+        async with events:  # closing it on exit makes the host's notifee drop, not queue, for us
+            async for _ in events:
+                self._kick.set()
 
     def _step(self, nursery: trio.Nursery) -> None:
         now = self._clock()
