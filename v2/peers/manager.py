@@ -175,6 +175,8 @@ class PeerManager:
         for pid in self._policy.plan_prune(sorted(current - self._pruning)):
             self._pruning.add(pid)
             nursery.start_soon(self._prune, pid)
+        if len(self._enrs) > len(self._policy):  # forget the records of peers the policy forgot
+            self._enrs = {pid: e for pid, e in self._enrs.items() if self._policy.get(pid) is not None}
         self._metrics.peer_store_size.set(len(self._policy))
         by_source: dict[str, int] = {}
         for pid in current:
