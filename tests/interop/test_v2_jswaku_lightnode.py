@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from tests.helpers.jsproc import JsPeer
+from tests.helpers.jsproc import JsPeer, JsPeerError
 from tests.v2.test_node import TOPIC, make_node, metric, start
 from v2.core.message import WakuMessage, message_hash
 
@@ -76,5 +76,24 @@ async def test_js_waku_light_node_lightpush_store_filter(nursery: trio.Nursery, 
         assert ev["payload"] == later.payload.hex() and ev["contentTopic"] == CONTENT
         assert ev["pubsubTopic"] == TOPIC and ev["hash"] == message_hash(TOPIC, later).hex()
         assert int(ev["timestamp"]) == later.timestamp
+    finally:
+        await js.aclose()
+
+
+async def test_js_waku_light_node_on_another_cluster_is_disconnected(nursery: trio.Nursery) -> None:
+    s = make_node(store=True, filter=True, store_message_db_url="sqlite://:memory:")
+    await start(nursery, s)
+    js = await JsPeer.start(nursery, "waku-sdk", "lightnode.mjs", node_args=["--import", "./polyfill.mjs"])
+    try:
+        js_id = (await js.request("start", clusterId=1, numShardsInCluster=8))["peerId"]  # js-waku's TWN default
+        assert s.ws_addr is not None
+        try:  # js-waku itself does not check clusters on dial; identify may complete before we hang up
+            await js.request("dial", addr=s.ws_addr, protocols=["store"], timeoutMs=4000, timeout=30)
+        except JsPeerError:
+            pass
+        with trio.fail_after(10):
+            while metric(s, "waku_metadata_rejected_peers_total", reason="cluster_mismatch") < 1:
+                await trio.sleep(0.05)
+        assert js_id not in s.peer_metadata  # never kept (js-waku may redial; each time it is dropped again)
     finally:
         await js.aclose()
