@@ -8,8 +8,8 @@ resign gracefully.  Lines (``t`` = CLOCK_MONOTONIC, comparable across processes 
 * ``{"event": "state", "leader": bool, "token": int|null, "t": ...}`` whenever ``is_leader()`` or the
   token changes (polled every 5 ms: what a bridge's gate would see);
 * ``{"event": "elected"|"deadline"|"lost"|"resign"|"error", "token": ..., "t": ...}`` per change;
-* with ``--trace-renewals``: ``{"event": "renewed", "sent": ...}`` when the etcd lease's last
-  successful keepalive send time moves.
+* with ``--trace-renewals``: ``{"event": "renewed", "deadline": ...}`` when the active's local
+  deadline (send time of the last successful renewal + TTL) moves.
 """
 
 from __future__ import annotations
@@ -51,17 +51,15 @@ def build(url: str, identity: str, timing: LeaseTiming, *, flock: bool) -> Elect
 
 async def _follow(elector: Elector, trace: bool) -> None:
     last: tuple[bool, int | None] | None = None
-    sent = None
+    deadline = None
     while True:
         state = (elector.is_leader(), elector.fencing_token)
         if state != last:
             _emit(event="state", leader=state[0], token=state[1])
             last = state
-        if trace:
-            now_sent = getattr(elector, "lease_sent", None)
-            if now_sent != sent:
-                _emit(event="renewed", sent=now_sent)
-                sent = now_sent
+        if trace and elector.deadline != deadline and elector.deadline is not None:
+            deadline = elector.deadline
+            _emit(event="renewed", deadline=deadline)
         await trio.sleep(0.005)
 
 

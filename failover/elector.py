@@ -74,6 +74,9 @@ class Elector(Protocol):
     fencing_token: int | None
     changed: trio.Event
 
+    @property
+    def deadline(self) -> float | None: ...
+
     def is_leader(self) -> bool: ...
 
     def is_active(self) -> bool: ...
@@ -122,6 +125,11 @@ class ElectorCore:
 
     def is_active(self) -> bool:
         return self.is_leader()
+
+    @property
+    def deadline(self) -> float | None:
+        """Local lease deadline of the current term (send time of the last renewal + TTL)."""
+        return self._deadline if self.fencing_token is not None else None
 
     def deadline_margin(self) -> float:
         """Seconds until we step down unless a renewal succeeds (0 when not leading)."""

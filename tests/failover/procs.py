@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ import trio
 ROOT = Path(__file__).resolve().parents[2]
 STEP_DOWNS = ("deadline", "lost", "error", "resign")
 
-__all__ = ["ROOT", "STEP_DOWNS", "Candidate", "assert_one_active", "spawn_pair", "takeover_drill", "wait_for",
-           "zombie_drill"]
+__all__ = ["ROOT", "STEP_DOWNS", "Candidate", "Takeover", "assert_one_active", "spawn_pair", "takeover_drill",
+           "wait_for", "zombie_drill"]
 
 
 class Candidate:
@@ -112,8 +113,16 @@ def _acted_as_leader(events: list[dict[str, Any]]) -> bool:
     return any(e["event"] == "elected" or (e["event"] == "state" and e["leader"]) for e in events)
 
 
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    victim: Candidate
+    heir: Candidate
+    signalled: float
+    elected: float  # the heir's "elected" event
+
+
 async def takeover_drill(nursery: trio.Nursery, url: str, sig: int, *, rounds: int = 2,
-                         **kw: Any) -> list[int]:
+                         record: list[Takeover] | None = None, **kw: Any) -> list[int]:
     """Fault the active ``rounds`` times (a fresh candidate replaces each victim); the standby
     takes over each time with a higher token and exactly one instance is active afterwards."""
     leader, standby = await spawn_pair(nursery, url, **kw)
@@ -121,8 +130,11 @@ async def takeover_drill(nursery: trio.Nursery, url: str, sig: int, *, rounds: i
     tokens = [int(leader.token or 0)]
     try:
         for r in range(rounds):
-            leader.send(sig)
+            t_sig = leader.send(sig)
             await wait_for(_leads(standby), 15, f"round {r}: {standby.identity} to take over")
+            if record is not None:
+                elected = next(e["t"] for e in standby.since(t_sig) if e["event"] == "elected")
+                record.append(Takeover(leader, standby, t_sig, elected))
             code = await trio.to_thread.run_sync(leader.proc.wait)
             if sig == signal.SIGTERM:
                 assert code == 0

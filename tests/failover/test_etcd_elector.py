@@ -173,9 +173,10 @@ async def test_etcd_frozen_the_active_steps_down_before_the_server_could_expire(
             member.stop()
             await wait_for(lambda: not (a.leader or b.leader), 5, f"round {r}: the active to step down")
             down = next(e for e in active.since(t_stop) if e["event"] == "state" and not e["leader"])
-            last_ok = max(e["sent"] for e in active.events if e["event"] == "renewed" and e["t"] < down["t"])
-            # The server cannot expire the lease before last_ok + TTL (the keepalive left at last_ok):
-            assert down["t"] < last_ok + TTL
+            deadline = max(e["deadline"] for e in active.events if e["event"] == "renewed" and e["t"] < down["t"])
+            # deadline = send time of the last successful keepalive + TTL: the server cannot expire
+            # the lease earlier, and the active stopped acting before it.
+            assert down["t"] < deadline
             await trio.sleep(TTL + 0.5 - (time.monotonic() - t_stop))
             for c in (a, b):
                 assert not c.leader and not [e for e in c.since(t_stop) if e["event"] == "elected"]

@@ -13,7 +13,7 @@ import trio
 from bridge.errors import ConfigError
 from failover.lease import LeaseRow, LeaseTiming, decide
 from failover.sqlite_backend import SqliteElector
-from tests.failover.procs import takeover_drill, zombie_drill
+from tests.failover.procs import Takeover, takeover_drill, zombie_drill
 
 FAST = LeaseTiming(ttl=2.0, renew_interval=0.3, rpc_timeout=0.2, safety=0.3)
 TTL3: dict[str, Any] = {"ttl": 3.0, "renew": 0.5, "rpc_timeout": 0.5, "safety": 0.5}
@@ -92,8 +92,14 @@ async def test_upgrades_a_lease_file_without_the_locked_column(tmp_path: Path) -
 
 @pytest.mark.drill
 async def test_sigkill_is_replaced_in_milliseconds_via_flock(nursery: trio.Nursery, tmp_path: Path) -> None:
-    tokens = await takeover_drill(nursery, f"sqlite:{tmp_path / 'lease.sqlite3'}", signal.SIGKILL, **TTL3)
-    assert tokens == sorted(set(tokens))
+    record: list[Takeover] = []
+    tokens = await takeover_drill(nursery, f"sqlite:{tmp_path / 'lease.sqlite3'}", signal.SIGKILL,
+                                  extra=("--trace-renewals",), record=record, **TTL3)
+    assert tokens == sorted(set(tokens)) and len(record) == 2
+    for t in record:
+        # The fast path, not expiry: the heir was elected before the victim's lease could expire.
+        deadline = max(e["deadline"] for e in t.victim.events if e["event"] == "renewed")
+        assert t.elected < deadline - TTL3["safety"]
 
 
 @pytest.mark.drill
