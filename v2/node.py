@@ -80,6 +80,15 @@ class V2NodeConfig:
         topics = [str(PubsubTopic(self.cluster_id, s)) for s in self.shards]
         return tuple(dict.fromkeys([*topics, *self.extra_pubsub_topics]))
 
+    @property
+    def relay_shards(self) -> tuple[int, ...]:
+        """The shards we relay on our cluster (what metadata and the ENR announce)."""
+        if not self.relay:
+            return ()
+        shards = {PubsubTopic.parse(t).shard for t in self.pubsub_topics
+                  if PubsubTopic.parse(t).cluster == self.cluster_id}
+        return tuple(sorted(shards))
+
     def store_db_url(self) -> str:
         """``store_message_db_url`` with a relative SQLite path placed under ``data_dir``."""
         url = self.store_message_db_url
@@ -131,7 +140,7 @@ class V2Node:
         self.peer_metadata: dict[str, Metadata] = {}
         self._enr: Any = None
 
-        self.metadata = MetadataService(config.cluster_id, config.shards if config.relay else (), self.registry,
+        self.metadata = MetadataService(config.cluster_id, config.relay_shards, self.registry,
                                         idle_timeout=config.idle_stream_timeout)
         self.services: list[Any] = [self.metadata]
         self._sinks: list[MessageSink] = []
@@ -250,7 +259,7 @@ class V2Node:
         # Only what ip/tcp cannot say goes in ``multiaddrs``: the ws address js-waku dials (§13).
         maddrs = [f"/ip4/{ip}/tcp/{ws}/ws"] if ip is not None and ws is not None else []
         return Enr.build(c.nodekey, 1, ip=ip, tcp=tcp if ip is not None else None, waku2=bits,
-                         multiaddrs=maddrs, cluster=c.cluster_id, shards=c.shards if c.relay else ())
+                         multiaddrs=maddrs, cluster=c.cluster_id, shards=c.relay_shards)
 
     def _known_enrs(self) -> list[Any]:
         return list(self.peer_manager.enrs())
