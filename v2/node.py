@@ -191,7 +191,7 @@ class V2Node:
         c = self.config
         self.lightpush = LightpushService(self._lightpush_publish, self.registry, cluster_id=c.cluster_id,
                                           num_shards=c.num_shards_in_network, max_msg_size=c.max_msg_size,
-                                          shards=c.shards, on_accepted=self._lightpush_accepted,
+                                          shards=c.relay_shards or c.shards, on_accepted=self._lightpush_accepted,
                                           request_timeout=c.idle_stream_timeout)
         self.services.append(self.lightpush)
 
