@@ -108,6 +108,7 @@ class ElectorCore:
         self.metrics = metrics
         self.leader: str | None = None
         self.fencing_token: int | None = None
+        self.last_token: int | None = None  # of our latest term, kept after it ends
         self.changed = trio.Event()
         self.elected_at: float | None = None
         self._deadline = -math.inf
@@ -180,9 +181,16 @@ class ElectorCore:
                 self._observers.remove(ch)
 
     def _elected(self, token: int, sent: float, ttl: float) -> None:
-        if self.fencing_token is not None and token <= self.fencing_token:
-            raise FailoverError(f"fencing token went backwards: {token} after {self.fencing_token}")
-        self.fencing_token = token
+        if self.fencing_token is not None:
+            raise FailoverError(f"elected with token {token} while term {self.fencing_token} is still held")
+        if self.last_token is not None and token <= self.last_token:
+            # Only a reset store does this (a new etcd cluster, a deleted lease file).  The store
+            # is still the arbiter, so we lead, but loudly: fenced writes of older terms may
+            # now pass in a fresh store.
+            log.error("%s: fencing token went backwards (%s after %s): was the lease store reset?",
+                      self.identity, token, self.last_token)
+            self._backend_error("token_regressed")
+        self.fencing_token = self.last_token = token
         self.leader = self.identity
         self._set_deadline(sent + ttl)
         self.elected_at = self.clock()

@@ -6,12 +6,14 @@ import time
 
 import pytest
 import trio
+from prometheus_client import CollectorRegistry
 
 from bridge.app.config import ConfigErrors, load_config
 from bridge.errors import ConfigError
 from failover.elector import ElectorCore, StepDown
 from failover.errors import FailoverError
 from failover.lease import LeaseTiming, timing_for
+from failover.metrics import FailoverMetrics
 
 
 def test_timing_for_derives_and_checks() -> None:
@@ -61,11 +63,21 @@ def test_is_leader_only_before_deadline_minus_safety() -> None:
     assert not core.is_leader() and core.fencing_token is None and core._term is not None and core._term.lost.is_set()
     core._step_down(StepDown.LOST, "twice")  # idempotent
     core._elected(8, sent=clock.now, ttl=3.0)
-    with pytest.raises(FailoverError, match="backwards"):  # a token never repeats or goes back
-        core._elected(8, sent=clock.now, ttl=3.0)
+    with pytest.raises(FailoverError, match="still held"):  # one term at a time
+        core._elected(9, sent=clock.now, ttl=3.0)
     got = [changes.receive_nowait() for _ in range(3)]
     assert [(c.reason, c.active, c.token) for c in got] == [("elected", True, 7), ("lost", False, None),
                                                            ("elected", True, 8)]
+
+
+def test_a_token_going_backwards_is_counted() -> None:
+    reg = CollectorRegistry()
+    core = ElectorCore("A", safety=0.5, metrics=FailoverMetrics(reg, "A"))
+    core._elected(8, sent=time.monotonic(), ttl=3.0)
+    core._step_down(StepDown.LOST)
+    core._elected(3, sent=time.monotonic(), ttl=3.0)  # the store was reset: lead, but loudly
+    assert core.fencing_token == 3
+    assert reg.get_sample_value("waku_bridge_failover_errors_total", {"kind": "token_regressed"}) == 1
 
 
 async def test_watchdog_steps_down_when_renewals_stop() -> None:

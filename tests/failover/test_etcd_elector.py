@@ -15,7 +15,7 @@ import trio
 
 from bridge.errors import ConfigError
 from failover.elector import Elector, parse_failover_url
-from failover.etcd_backend import EtcdElector
+from failover.etcd_backend import EtcdElector, fenced_txn
 from failover.lease import LeaseTiming
 from failover.sqlite_backend import SqliteElector
 from tests.failover.procs import (
@@ -112,6 +112,29 @@ async def test_campaign_fencing_resign(etcd1: EtcdCluster) -> None:
         except (trio.WouldBlock, trio.EndOfChannel):
             break
     assert [c.reason for c in got] == ["elected", "resign"] and got[0].token == t2.token
+
+
+async def test_revoked_lease_is_fenced_and_the_active_steps_down(etcd1: EtcdCluster) -> None:
+    a = EtcdElector(etcd1.endpoints, "A", name=f"revoke{time.monotonic_ns()}", timing=FAST)
+    changes = a.observe()
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        with trio.fail_after(5):
+            term = await a.campaign()
+        key, lease = a.key, a.lease
+        assert key is not None and lease is not None
+        member = etcd1.members[0]
+        assert member.post("/v3/kv/txn", fenced_txn(key, term.token, [])).get("succeeded")
+        member.post("/v3/lease/revoke", {"ID": str(lease)})  # an operator, or the server expiring it
+        assert not member.post("/v3/kv/txn", fenced_txn(key, term.token, [])).get("succeeded")
+        with trio.fail_after(3):
+            await a.wait_lost()
+        assert (await changes.receive()).reason == "elected"
+        assert (await changes.receive()).reason == "lost"  # seen by the own-key watch, before any deadline
+        with trio.fail_after(5):
+            t2 = await a.campaign()  # re-campaigns with a new lease and a higher token
+        assert t2.token > term.token
+        n.cancel_scope.cancel()
 
 
 @pytest.mark.drill
