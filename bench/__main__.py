@@ -7,7 +7,7 @@ import json
 import platform
 import sys
 
-MODULES = ["v1_pow", "v1_node", "v2_store", "v2_relay", "failover_takeover"]
+MODULES = ["v1_pow", "v1_node", "v2_store", "v2_relay", "failover_takeover", "bridge_e2e"]
 
 
 def main() -> None:
