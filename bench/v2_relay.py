@@ -4,7 +4,9 @@
 dials the receiver over TCP (noise + yamux), waits until the receiver is in its mesh, then
 publishes N messages as fast as publish returns (our relay applies Q1 back-pressure; stock
 py-libp2p does not and drops on its 32-RPC queue).  The receiver reports how many distinct
-messages arrived and when; msg/s = received / (last arrival - first publish).
+messages arrived and when; msg/s = received / (last arrival - first publish).  Each payload
+carries its send time, so the receiver also reports latency (meaningful in the paced runs; in the
+unthrottled ones it is queueing time).
 
 "stock" is py-libp2p 0.8.1's GossipSub + Pubsub with its defaults (signing on, from+seqno message
 ids, 120 s heartbeat, the 10 msg/s per-peer spam limiter, the 32-slot subscription channel) and
@@ -32,7 +34,9 @@ __all__ = ["main"]
 ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "/waku/2/rs/0/0"
 CONTENT = "/bench/1/relay/proto"
-RUNS = [("ours", 300, 5000), ("ours", 10 * 1024, 2000), ("stock", 300, 2000), ("stock", 10 * 1024, 1000)]
+# (impl, payload bytes, messages, publish rate per second or 0 = as fast as publish returns)
+RUNS = [("ours", 300, 5000, 0), ("ours", 10 * 1024, 2000, 0), ("stock", 300, 2000, 0), ("stock", 10 * 1024, 1000, 0),
+        ("ours", 300, 1000, 200), ("stock", 300, 50, 5)]
 IDLE_END = 5.0  # the receiver reports once nothing arrived for this long
 RUN_TIMEOUT = 90.0
 
@@ -140,12 +144,14 @@ async def _receiver(impl: str, n: int) -> None:
     node: _Ours | _Stock = _Ours() if impl == "ours" else _Stock()
     seen: set[bytes] = set()
     times: list[float] = []
+    latencies: list[float] = []
 
     def on_msg(payload: bytes) -> None:
-        key = payload[:16]
+        key = payload[:8]
         if key not in seen:
             seen.add(key)
             times.append(time.time())
+            latencies.append(time.time_ns() / 1e6 - int.from_bytes(payload[8:16], "big") / 1e6)
 
     async with trio.open_nursery() as nursery:
         _emit({"addr": await node.start(nursery)})
@@ -156,12 +162,15 @@ async def _receiver(impl: str, n: int) -> None:
                 await trio.sleep(IDLE_END if not seen else 0.5)
                 if seen and len(seen) == last and time.time() - times[-1] > IDLE_END:
                     break
+        lat = sorted(latencies)
         _emit({"received": len(seen), "first": times[0] if times else None, "last": times[-1] if times else None,
-               "rss_mib": round(_rss_mib(), 1)})
+               "rss_mib": round(_rss_mib(), 1),
+               "p50_ms": round(lat[len(lat) // 2], 2) if lat else None,
+               "p99_ms": round(lat[min(len(lat) - 1, len(lat) * 99 // 100)], 2) if lat else None})
         nursery.cancel_scope.cancel()
 
 
-async def _sender(impl: str, n: int, size: int, addr: str) -> None:
+async def _sender(impl: str, n: int, size: int, rate: float, addr: str) -> None:
     node: _Ours | _Stock = _Ours() if impl == "ours" else _Stock()
     async with trio.open_nursery() as nursery:
         await node.start(nursery)
@@ -170,17 +179,20 @@ async def _sender(impl: str, n: int, size: int, addr: str) -> None:
             while not node.meshed():  # noqa: ASYNC110 (the router has no mesh event)
                 await trio.sleep(0.05)
         await trio.sleep(0.5)  # let the receiver's side of the mesh settle too
-        payloads = [i.to_bytes(8, "big") + os.urandom(size - 8) for i in range(n)]
+        fillers = [os.urandom(size - 16) for _ in range(n)]
         t0 = time.time()
-        for p in payloads:
-            await node.publish(p)
+        for i, filler in enumerate(fillers):
+            if rate:
+                await trio.sleep_until(trio.current_time() + max(0.0, t0 + i / rate - time.time()))
+            # seq ‖ send time (ns) ‖ filler: distinct payloads, and the latency without a shared clock API
+            await node.publish(i.to_bytes(8, "big") + time.time_ns().to_bytes(8, "big") + filler)
         t1 = time.time()
         _emit({"t0": t0, "t1": t1, "cpu_s": round(time.process_time(), 2)})
         await trio.to_thread.run_sync(sys.stdin.read)  # stay up until the run is over
         nursery.cancel_scope.cancel()
 
 
-def _run(impl: str, size: int, n: int) -> dict[str, Any]:
+def _run(impl: str, size: int, n: int, rate: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "bench.v2_relay"]
     recv = subprocess.Popen([*cmd, "_receiver", impl, str(n)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -189,7 +201,7 @@ def _run(impl: str, size: int, n: int) -> dict[str, Any]:
     try:
         assert recv.stdout is not None
         addr = json.loads(recv.stdout.readline())["addr"]
-        send = subprocess.Popen([*cmd, "_sender", impl, str(n), str(size), addr], stdin=subprocess.PIPE,
+        send = subprocess.Popen([*cmd, "_sender", impl, str(n), str(size), str(rate), addr], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
         assert send.stdout is not None
         sent = json.loads(send.stdout.readline())
@@ -202,22 +214,23 @@ def _run(impl: str, size: int, n: int) -> dict[str, Any]:
                 p.terminate()
                 p.wait(10)
     span = (got["last"] - sent["t0"]) if got["last"] else None
-    return {"impl": impl, "payload_bytes": size, "sent": n, "received": got["received"],
+    return {"impl": impl, "payload_bytes": size, "rate": rate or "max", "sent": n, "received": got["received"],
             "publish_msg_s": round(n / (sent["t1"] - sent["t0"]), 1),
             "delivered_msg_s": round(got["received"] / span, 1) if span else 0.0,
+            "latency_p50_ms": got["p50_ms"], "latency_p99_ms": got["p99_ms"],
             "sender_cpu_s": sent["cpu_s"], "receiver_rss_mib": got["rss_mib"]}
 
 
 def main() -> Iterable[dict[str, Any]]:
-    for impl, size, n in RUNS:
-        yield _run(impl, size, n)
+    for impl, size, n, rate in RUNS:
+        yield _run(impl, size, n, rate)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_receiver":
         trio.run(_receiver, sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_sender":
-        trio.run(_sender, sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        trio.run(_sender, sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
     else:
         for r in main():
             _emit(r)
