@@ -185,3 +185,30 @@ async def test_v2_node_command_rest_metrics_and_dial(nursery: trio.Nursery, tmp_
     finally:
         proc.terminate()
         assert await trio.to_thread.run_sync(proc.wait, 15) == 0
+
+
+async def test_lightpush_needs_a_relay_peer_and_feeds_the_node(nursery: trio.Nursery, tmp_path: Path) -> None:
+    from v2.lightpush.client import LightpushClient
+    from v2.lightpush.rpc_codec import LightpushStatus
+
+    s = make_node(tmp_path, lightpush=True)
+    s_col = await start(nursery, s)
+    light = make_node(relay=False)  # a light client: no relay, only asks
+    await start(nursery, light)
+    await light.host.connect(s.listen_addrs[0])
+    m = msg("pushed")
+    alone = await LightpushClient(light.host).push(s.peer_id, TOPIC, m)
+    assert alone.status_code == LightpushStatus.NO_PEERS_TO_RELAY  # nwaku: an isolated node refuses (505)
+    r = make_node()
+    r_col = await start(nursery, r)
+    await r.host.connect(s.listen_addrs[0])
+    with trio.fail_after(20):
+        while not s.relay.topic_peers(TOPIC):
+            await trio.sleep(0.05)
+    ok = await LightpushClient(light.host).push(s.peer_id, TOPIC, m)
+    assert ok.ok and ok.relay_peer_count == 1
+    with trio.fail_after(10):
+        while not r_col.got or not s_col.got or s.archive is None or s.archive.message_count < 1:
+            await trio.sleep(0.05)
+    assert r_col.got[0].message == m and r_col.got[0].origin == "relay"
+    assert s_col.got[0].message == m and s_col.got[0].origin == "lightpush" and s_col.got[0].peer == light.peer_id
