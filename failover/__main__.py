@@ -23,8 +23,9 @@ from pathlib import Path
 
 import trio
 
+from bridge.errors import ConfigError
 from failover.elector import Elector, LeaderChange, parse_failover_url
-from failover.lease import LeaseTiming
+from failover.lease import LeaseTiming, timing_for
 
 __all__ = ["main"]
 
@@ -69,7 +70,8 @@ async def _events(changes: trio.MemoryReceiveChannel[LeaderChange]) -> None:
 
 
 async def amain(args: argparse.Namespace) -> None:
-    timing = LeaseTiming(ttl=args.ttl, renew_interval=args.renew, rpc_timeout=args.rpc_timeout, safety=args.safety)
+    timing = timing_for(args.url, args.ttl, renew_interval=args.renew, rpc_timeout=args.rpc_timeout,
+                        safety=args.safety)
     elector = build(args.url, args.identity, timing, flock=not args.no_flock)
     elector_scope = trio.CancelScope()
     finished = trio.Event()
@@ -98,13 +100,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("url")
     p.add_argument("identity")
     p.add_argument("--ttl", type=float, default=10.0)
-    p.add_argument("--renew", type=float, default=2.5)
-    p.add_argument("--rpc-timeout", type=float, default=1.5)
-    p.add_argument("--safety", type=float, default=1.5)
+    p.add_argument("--renew", type=float, help="default: derived from the TTL for the backend")
+    p.add_argument("--rpc-timeout", type=float)
+    p.add_argument("--safety", type=float)
     p.add_argument("--no-flock", action="store_true", help="sqlite: no flock fast path (takeover by expiry)")
     p.add_argument("--trace-renewals", action="store_true")
     args = p.parse_args(argv)
-    trio.run(amain, args)
+    try:
+        trio.run(amain, args)
+    except ConfigError as exc:
+        raise SystemExit(f"python -m failover: {exc}") from None
 
 
 if __name__ == "__main__":
