@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from tests.drills.harness import BridgeProc
-from tests.drills.net import BRIDGE_TTL, DrillNet
+from tests.drills.net import DrillNet
 
 __all__ = ["Fault", "bridge_sigkill", "bridge_sigstop", "bridge_sigterm", "repeat_fault"]
 
@@ -97,10 +97,12 @@ async def repeat_fault(net: DrillNet, fault: Fault, *, reps: int = 2, burst: flo
         assert not problems, (problems[:10], res, [b.log_tail(2000) for b in net.bridges])
         await net.settle()
         if faults_bridge:
-            cold_until = time.monotonic() + BRIDGE_TTL + 1.0
+            cold_until = time.monotonic() + net.bridge_ttl + 1.0
         _, st = await net.one_active()
         history.append((str(st["peer_id"]), int(st["fencing_token"])))
         res["active_after"] = st["peer_id"]
+        if net.v1_send_failures or net.link_events:
+            res["ethereumjs_link"] = {"send_failures": net.v1_send_failures, "events": net.link_events[-4:]}
         res["sent"] = net.ledger.counts()
         results.append(res)
     for (p0, t0), (p1, t1) in itertools.pairwise(history):
