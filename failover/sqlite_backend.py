@@ -85,6 +85,10 @@ class SqliteElector(ElectorCore):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=self.timing.rpc_timeout, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
+        # No fsync per lease commit (WAL + NORMAL is still atomic; only a power loss can drop the
+        # last commits, and a reboot frees the lease via boot_id anyway): the write lock is held
+        # for microseconds, so a process frozen mid-renewal blocks the others far less often.
+        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT, epoch INTEGER NOT NULL,"
                      " expires_at REAL NOT NULL, boot_id TEXT NOT NULL, locked INTEGER NOT NULL DEFAULT 0)")
         cols = {r[1] for r in conn.execute("PRAGMA table_info(leases)")}

@@ -51,6 +51,9 @@ class Candidate:
         s = self.states()
         return s[-1]["token"] if s else None
 
+    def renewals(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == "renewed"]
+
     def elected(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == "elected"]
 
@@ -155,13 +158,20 @@ async def takeover_drill(nursery: trio.Nursery, url: str, sig: int, *, rounds: i
     return tokens
 
 
-async def zombie_drill(nursery: trio.Nursery, url: str, *, rounds: int = 2, **kw: Any) -> list[int]:
+async def zombie_drill(nursery: trio.Nursery, url: str, *, rounds: int = 2, after_renewal: bool = False,
+                       **kw: Any) -> list[int]:
     """SIGSTOP the active past its TTL, wait for the takeover, SIGCONT: the zombie's first act is
     to step down, it never acts as leader again, the new leader keeps its term (no flap)."""
     leader, standby = await spawn_pair(nursery, url, **kw)
     tokens = [int(leader.token or 0)]
     try:
         for r in range(rounds):
+            if after_renewal:
+                # Freeze right after a renewal committed, not inside its transaction: a process
+                # frozen while holding SQLite's write lock blocks every other instance until it
+                # continues (a documented limit of the sqlite backend, not what this drill tests).
+                n = len(leader.renewals())
+                await wait_for(lambda: len(leader.renewals()) > n, 5, "a renewal")  # noqa: B023
             leader.send(signal.SIGSTOP)
             await wait_for(_leads(standby), 15, f"round {r}: {standby.identity} to take over")
             took = standby.token

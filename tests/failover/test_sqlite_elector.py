@@ -118,7 +118,7 @@ async def test_sigterm_resigns_and_the_standby_takes_over(nursery: trio.Nursery,
 @pytest.mark.drill
 async def test_sigstop_zombie_steps_down_and_is_fenced(nursery: trio.Nursery, tmp_path: Path) -> None:
     db = tmp_path / "lease.sqlite3"
-    tokens = await zombie_drill(nursery, f"sqlite:{db}", **TTL3)
+    tokens = await zombie_drill(nursery, f"sqlite:{db}", after_renewal=True, extra=("--trace-renewals",), **TTL3)
     assert tokens == sorted(set(tokens))
     probe = SqliteElector(db, "probe", timing=FAST)
     assert not any(probe.fenced(t, lambda c: None) for t in tokens[:-1])  # every zombie term is fenced off
