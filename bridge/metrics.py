@@ -9,15 +9,15 @@ the share of *originated* traffic that comes from v2 (a v1->v2 transfer originat
 transfer on v2).  The windows are pure sliding counters with the time passed in; the gauges are
 set from them by :meth:`BridgeMetrics.refresh`, which the pipeline calls every second.
 
-Per-content-topic origin counts have a hard cardinality cap: the first ``topic_cap`` distinct
-topics get their own label, every later one is counted as ``other``.  A label, once given, is
-kept for the life of the process: moving a topic in and out of a "top N" would make its counter
-restart and break ``rate()``.  Under a steady mix the busiest topics appear first, and the exact
-per-topic ranking lives in the persisted hourly aggregates (``waku-bridge report``).
+Per-content-topic origin counts have a hard cardinality cap: the ``topic_cap`` busiest topics
+(re-ranked every minute on recent volume, see :class:`TopicCap`) get their own label, every
+other topic is counted as ``other``.  The exact per-topic history lives in the persisted hourly
+aggregates (``waku-bridge report``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable
 
@@ -77,22 +77,66 @@ class RateWindow:
 
 
 class TopicCap:
-    """At most ``cap`` distinct labels; every topic beyond them is :data:`OTHER` (pure)."""
+    """The top ``cap`` content topics by recent volume get their own label; the rest are :data:`OTHER`.
 
-    def __init__(self, cap: int) -> None:
+    Pure (time passed in).  Counts are kept for at most ``4 * cap`` candidate topics with the
+    space-saving rule (a new topic replaces the least-counted candidate and inherits its count),
+    so memory is bounded whatever the network sends.  While labels are free, topics are admitted
+    as they come; every ``rerank_every`` seconds the labelled set becomes the top ``cap``
+    candidates and the counts are halved, so the set follows recent traffic: a burst of junk
+    topics at start-up cannot hold the labels once real traffic arrives.  :meth:`rerank`
+    returns the topics that lost their label (their series are removed; Prometheus' ``rate()``
+    treats a topic that comes back as a counter reset).
+    """
+
+    def __init__(self, cap: int, *, rerank_every: float = 60.0) -> None:
         self.cap = cap
+        self.rerank_every = rerank_every
+        self._max_candidates = max(4 * cap, cap + 8)
+        self._counts: dict[str, float] = {}
         self._known: set[str] = set()
+        self._next_rerank: float | None = None
 
     def __len__(self) -> int:
         return len(self._known)
 
+    def _count(self, topic: str) -> None:
+        if topic in self._counts:
+            self._counts[topic] += 1
+            return
+        floor = 0.0
+        if len(self._counts) >= self._max_candidates:
+            victim = min((t for t in self._counts if t not in self._known), key=self._counts.__getitem__,
+                         default=None)
+            if victim is None:  # every candidate is labelled (cap >= candidates): nothing to displace
+                return
+            floor = self._counts.pop(victim)
+        self._counts[topic] = floor + 1
+
     def label(self, topic: str) -> str:
+        if topic == OTHER:
+            return OTHER
+        self._count(topic)
         if topic in self._known:
             return topic
-        if len(self._known) < self.cap and topic != OTHER:
+        if len(self._known) < self.cap:
             self._known.add(topic)
             return topic
         return OTHER
+
+    def due(self, now: float) -> bool:
+        if self._next_rerank is None:
+            self._next_rerank = now + self.rerank_every
+        return now >= self._next_rerank
+
+    def rerank(self, now: float) -> list[str]:
+        """Make the labelled set the current top ``cap``; returns the topics that lost their label."""
+        self._next_rerank = now + self.rerank_every
+        top = sorted(self._counts, key=lambda t: (-self._counts[t], t))[:self.cap]
+        evicted = sorted(self._known - set(top))
+        self._known = set(top)
+        self._counts = {t: c / 2 for t, c in self._counts.items() if c / 2 >= 0.5 or t in self._known}
+        return evicted
 
 
 def v2_share(v1_count: float, v2_count: float) -> float | None:
@@ -153,7 +197,12 @@ class BridgeMetrics:
             listener(direction, content_topic, size, now)
 
     def refresh(self, now: float) -> None:
-        """Update the window gauges (called every second)."""
+        """Update the window gauges (called every second) and re-rank the labelled topics."""
+        if self._topics.due(now):
+            for topic in self._topics.rerank(now):
+                for origin in ("v1", "v2"):
+                    with contextlib.suppress(KeyError):  # a series only exists once counted
+                        self.topic_messages.remove(topic, origin)
         for (d, w), win in self._windows.items():
             self.rate.labels(d, w).set(win.rate(now))
         for w, share in self.shares(now).items():

@@ -86,6 +86,47 @@ def test_topic_cardinality_cap() -> None:
     assert cap.label(OTHER) == OTHER and len(cap) == 0
 
 
+def topic_labels(reg: CollectorRegistry) -> set[str]:
+    return {s.labels["topic"] for metric in reg.collect() if metric.name == "waku_bridge_topic_messages"
+            for s in metric.samples if s.name.endswith("_total")}
+
+
+def test_topic_labels_follow_the_busiest_topics() -> None:
+    """A burst of junk topics at start-up takes the free labels, then loses them to real traffic."""
+    reg = CollectorRegistry()
+    m = BridgeMetrics(reg, topic_cap=2)
+    m.refresh(T0)  # arms the re-rank clock (every 60 s)
+    for i in range(100):  # 100 one-off topics: bounded candidates, 2 labels
+        m.transfer(V2_TO_V1, f"/waku/1/0x{i:08x}/rfc26", 1, 0.0, T0)
+    assert len(topic_labels(reg)) == 3
+    busy = ["/waku/1/0x000000aa/rfc26", "/waku/1/0x000000bb/rfc26"]
+    for k in range(50):
+        for t in busy:
+            m.transfer(V1_TO_V2, t, 1, 0.0, T0 + 1 + k)
+    assert topic_labels(reg) - {OTHER} == {"/waku/1/0x00000000/rfc26", "/waku/1/0x00000001/rfc26"}
+    m.refresh(T0 + 59)
+    assert topic_labels(reg) - {OTHER} == {"/waku/1/0x00000000/rfc26", "/waku/1/0x00000001/rfc26"}
+    m.refresh(T0 + 60)  # re-rank: the busy topics take the labels, the junk series are removed
+    assert topic_labels(reg) == {OTHER}
+    m.transfer(V1_TO_V2, busy[0], 1, 0.0, T0 + 61)  # their series start with their next message
+    m.transfer(V1_TO_V2, busy[1], 1, 0.0, T0 + 61)
+    assert topic_labels(reg) == {OTHER, *busy}
+    assert sample(reg, "waku_bridge_topic_messages_total", topic=busy[0], origin="v1") == 1
+    assert sample(reg, "waku_bridge_topic_messages_total", topic=OTHER, origin="v1") == 100
+    assert len(m._topics._counts) <= 8 + 2 * 4  # bounded candidate set
+
+
+@given(st.lists(st.integers(0, 30), max_size=300), st.integers(1, 5))
+def test_topic_cap_never_exceeds_its_cap(topics: list[int], cap: int) -> None:
+    c = TopicCap(cap, rerank_every=10)
+    c.due(0)
+    for i, t in enumerate(topics):
+        c.label(f"t{t}")
+        if c.due(i):
+            c.rerank(i)
+        assert len(c) <= cap and len(c._counts) <= max(4 * cap, cap + 8)
+
+
 def test_listener_sees_every_transfer() -> None:
     m = BridgeMetrics(CollectorRegistry())
     got: list[tuple[str, str, int, float]] = []
