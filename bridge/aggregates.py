@@ -5,8 +5,10 @@ topics still originate on v1).  Every transfer is added to an in-memory :class:`
 (pure: ``now`` passed in); :class:`AggregatesWriter` flushes it every ``flush_interval`` seconds
 and, shielded, on shutdown into ``aggregates.sqlite3`` through one worker thread (WAL), the same
 way the dedup ledger is written.  Rows are upserted (``count = count + new``), so flushes from
-successive runs of the same instance add up.  Retention is bounded (default 400 days: a year and
-a month, enough to compare against the same month last year).
+successive runs of the same instance add up; a kill -9 loses at most the counts of the last
+``flush_interval`` (the messages themselves are unaffected: dedup is write-ahead).  Retention
+is bounded (default 400 days: a year and a month, enough to compare against the same month last
+year).
 
 Cardinality: content topics come from the network, so an hour keeps at most ``max_topics``
 distinct topics; later ones in that hour are folded into :data:`bridge.metrics.OTHER`.

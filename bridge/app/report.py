@@ -19,7 +19,16 @@ from pathlib import Path
 from bridge.aggregates import AGGREGATES_FILE, HourlyRow, read_hourly
 from bridge.report import build_report, render_json, render_table, window_start
 
-__all__ = ["find_aggregates", "run_report"]
+__all__ = ["REPORT_HELP", "find_aggregates", "run_report"]
+
+REPORT_HELP = (
+    "Migration report from the hourly aggregates each bridge instance persists in its data dir: "
+    "per UTC day (the last --days, today partial) the messages and bytes that originated on each "
+    "network and the v2 share (v2-originated / all originated); per content topic over those days: "
+    "v2-only = at least one message originated on v2 and none on v1, v1-only = the reverse, "
+    "mixed = both.  Instances under --data-dir are summed (with active/standby only the active one "
+    "bridges).  Exit 0 ok, 1 no aggregates found, 2 bad usage."
+)
 
 
 def find_aggregates(data_dir: Path) -> list[Path]:
