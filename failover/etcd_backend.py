@@ -379,6 +379,9 @@ class EtcdElector(ElectorCore):
             if ttl <= 0:
                 self._end(StepDown.LOST, "lease expired on the server")
                 return
+            if ttl < self.ttl:  # the server keeps it for less than we assume: never over-trust it
+                self._end(StepDown.ERROR, f"keepalive granted {ttl} s < TTL {self.ttl} s")
+                return
             self.lease_sent = max(self.lease_sent, sent)
             if self.fencing_token is not None:
                 self._renewed(sent, self.ttl)
