@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.errors import ConfigError
 from failover.lease import LeaseRow, LeaseTiming, decide
@@ -122,3 +124,25 @@ async def test_sigstop_zombie_steps_down_and_is_fenced(nursery: trio.Nursery, tm
     assert tokens == sorted(set(tokens))
     probe = SqliteElector(db, "probe", timing=FAST)
     assert not any(probe.fenced(t, lambda c: None) for t in tokens[:-1])  # every zombie term is fenced off
+
+
+rows = st.one_of(st.none(), st.builds(LeaseRow, st.sampled_from([None, "A", "B"]), st.integers(1, 5),
+                                      st.floats(0, 20), st.sampled_from(["b", "old"]), st.booleans()))
+
+
+@given(rows, st.sampled_from(["A", "B"]), st.one_of(st.none(), st.integers(1, 5)), st.floats(0, 20), st.booleans())
+def test_decide_never_takes_a_live_lease_and_always_bumps_the_epoch(row: LeaseRow | None, me: str, mine: int | None,
+                                                                    now: float, flock: bool) -> None:
+    outcome, new = decide(row, me, mine, now, "b", have_flock=flock)
+    if row is None:
+        assert outcome == "take" and new is not None and new.epoch == 1
+        return
+    live_other = row.holder not in (None, me) and row.expires_at >= now and row.boot_id == "b"
+    if outcome == "take":
+        assert new is not None and new.epoch == row.epoch + 1 and new.holder == me
+        if live_other:
+            assert flock and row.locked  # only the dead holder's released flock may cut a lease short
+    elif outcome == "renew":
+        assert row.holder == me and mine == row.epoch and row.expires_at >= now and new == row
+    else:
+        assert new is None and (live_other or (row.holder == me and row.expires_at >= now))
