@@ -20,6 +20,9 @@ from libp2p import new_host
 from libp2p.abc import INotifee
 from libp2p.crypto.secp256k1 import create_new_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.network.auto_connector import AutoConnector
+from libp2p.network.config import ConnectionConfig
+from libp2p.network.connection_pruner import ConnectionPruner
 from libp2p.network.stream.exceptions import StreamClosed, StreamEOF, StreamError, StreamReset
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -123,13 +126,51 @@ class _ConnectionNotifee(INotifee):  # type: ignore[misc]  # libp2p is untyped
         pass
 
 
+class _NoAutoConnector(AutoConnector):  # type: ignore[misc]  # libp2p is untyped
+    """py-libp2p 0.8.1 workaround: its swarm always runs an AutoConnector that dials any peer in
+    the peerstore (every address we ever dialled or learned) to reach the midpoint of its
+    watermarks (~200 connections by default), on a timer and after every disconnect.  That
+    redials peers our PeerManager pruned or that metadata rejected (waku-v2.md §12), behind the
+    manager's back.  No ConnectionConfig value turns it off without also making the pruner cut
+    everything (both read the same watermarks), so it is replaced by one that never starts:
+    every entry point returns early while ``_started`` is False.  Connections are the peer
+    manager's job alone (v2/peers/)."""
+
+    async def start(self) -> None:
+        pass
+
+    async def maybe_connect(self) -> None:
+        pass
+
+
+class _NoConnectionPruner(ConnectionPruner):  # type: ignore[misc]  # libp2p is untyped
+    """py-libp2p 0.8.1 workaround: its ConnectionPruner closes connections above its
+    ``high_watermark`` by its own tag scores, which knows nothing of static peers or of the only
+    relay peer on a shard; our PeerManager prunes instead (v2/peers/policy.py)."""
+
+    async def start(self) -> None:
+        pass
+
+    async def maybe_prune_connections(self) -> None:
+        pass
+
+
+# How long Host.run's exit may spend closing listeners and connections (shielded from the
+# cancellation that stopped it).
+_CLOSE_TIMEOUT = 5.0
+
+
 class HostConfig:
     def __init__(self, node_key: bytes, listen_address: str = "0.0.0.0", tcp_port: int = 60000,
-                 websocket_port: int | None = 8000) -> None:
+                 websocket_port: int | None = 8000, connection_limit: int = 300) -> None:
+        """``connection_limit`` is py-libp2p's own hard cap (it refuses connections beyond it,
+        before any handshake work); the peer manager's ``maximum`` (nwaku --max-connections)
+        sits well below it and is what normally bounds the node."""
         self.node_key = node_key
         self.listen_address = listen_address
         self.tcp_port = tcp_port
         self.websocket_port = websocket_port
+        self.connection_limit = connection_limit
 
     def listen_addrs(self) -> list[str]:
         addrs = [f"/ip4/{self.listen_address}/tcp/{self.tcp_port}"]
@@ -138,11 +179,35 @@ class HostConfig:
         return addrs
 
 
+async def _resolve(addr: str) -> list[str]:
+    """``/dns4|dns6/<name>/...`` -> the ``/ip4|ip6/<address>/...`` forms it resolves to; other
+    addresses unchanged.  We resolve ourselves: py-libp2p 0.8.1's own dns dialling failed even
+    for ``localhost`` here.  Raises DialError when the name does not resolve."""
+    parts = addr.split("/")
+    if len(parts) < 3 or parts[1] not in ("dns4", "dns6"):
+        return [addr]
+    family, proto = (trio.socket.AF_INET, "ip4") if parts[1] == "dns4" else (trio.socket.AF_INET6, "ip6")
+    port = int(parts[4]) if len(parts) > 4 and parts[3] == "tcp" and parts[4].isdigit() else None
+    try:
+        infos = await trio.socket.getaddrinfo(parts[2], port, family, trio.socket.SOCK_STREAM)
+    except (OSError, ValueError, UnicodeError) as exc:
+        raise DialError(f"resolving {parts[2]!r} in {addr}: {exc}") from None
+    return ["/".join(["", proto, ip, *parts[3:]]) for ip in dict.fromkeys(str(i[4][0]) for i in infos)]
+
+
 class Host:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         self._addrs = [multiaddr.Multiaddr(a) for a in config.listen_addrs()]
-        self._h = new_host(key_pair=create_new_key_pair(config.node_key), listen_addrs=self._addrs)
+        # Watermarks at the hard cap with min/low 0: even the inbound slot reservation py-libp2p
+        # keeps for its auto-connector (max - min) goes to real peers.
+        limits = ConnectionConfig(max_connections=config.connection_limit, min_connections=0, low_watermark=0,
+                                  high_watermark=config.connection_limit)
+        self._h = new_host(key_pair=create_new_key_pair(config.node_key), listen_addrs=self._addrs,
+                           connection_config=limits)
+        swarm = self._h.get_network()
+        swarm.auto_connector = _NoAutoConnector(swarm, auto_connect_interval=limits.auto_connect_interval)
+        swarm.connection_pruner = _NoConnectionPruner(swarm)
         self.peer_id = str(self._h.get_id())
         self.started = trio.Event()
 
@@ -157,10 +222,40 @@ class Host:
         return [str(a) for a in self._h.get_addrs()]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with self._h.run(listen_addrs=self._addrs):
-            self.started.set()
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with self._h.run(listen_addrs=self._addrs):
+                try:
+                    self.started.set()
+                    task_status.started()
+                    await trio.sleep_forever()
+                finally:
+                    await self._close_network()  # while the swarm's service still runs
+        finally:
+            await self._close_network()  # again, for a run that failed while listening
+
+    async def _close_network(self) -> None:
+        """Close every listener, then every connection; shielded and bounded.
+
+        py-libp2p 0.8.1 workaround: listeners run in their own trio *system* task, which the
+        cancellation that stops us never reaches, and the swarm's own shutdown closes them
+        with unshielded awaits that that same cancellation aborts at once.  The socket then
+        stays open: peers complete noise handshakes against a stopped node and their
+        ``connect()`` returns with no connection behind it.  ``listener.close()`` is idempotent.
+        """
+        swarm = self._h.get_network()
+        with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+            for key, listener in list(swarm.listeners.items()):
+                try:
+                    await listener.close()
+                except Exception as exc:
+                    log.debug("closing listener %s: %s", key, exc)
+                swarm.listeners.pop(key, None)
+            for peer, conns in list(swarm.connections.items()):
+                for conn in list(conns):
+                    try:
+                        await conn.close()
+                    except Exception as exc:
+                        log.debug("closing connection to %s: %s", peer, exc)
 
     def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
         async def adapter(inner: Any) -> None:
@@ -175,18 +270,46 @@ class Host:
         self._h.set_stream_handler(TProtocol(protocol_id), adapter)
 
     async def connect(self, addr: str, timeout: float = 10.0) -> str:
-        """Dial a ``.../p2p/<id>`` multiaddr; returns the peer id."""
+        """Dial a ``.../p2p/<id>`` multiaddr (``/ip4``, ``/ip6``, ``/dns4``, ``/dns6``); returns the
+        peer id once a connection is registered.  ``timeout`` bounds the whole call, name
+        resolution included; a name's addresses are tried in turn."""
+        try:
+            with trio.fail_after(timeout):
+                targets = await _resolve(addr)
+                last: DialError | None = None
+                for target in targets:
+                    try:
+                        return await self._connect_one(target)
+                    except DialError as exc:
+                        last = exc
+                raise last if last is not None else DialError(f"{addr}: resolved to no address")
+        except trio.TooSlowError:
+            raise DialError(f"dial {addr} timed out") from None
+
+    async def _connect_one(self, addr: str) -> str:
         try:
             info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
         except Exception as exc:  # py-libp2p raises assorted types for a bad address
             raise DialError(f"bad multiaddr {addr!r}: {exc}") from None
+        swarm = self._h.get_network()
+        # py-libp2p 0.8.1 workaround: a peer whose addresses all failed sits in the swarm's
+        # "negative cache" for 60 s, and every dial to it fails at once meanwhile, which would
+        # override the peer manager's backoff (a restarted static peer would stay unreachable
+        # for a minute).  When to redial is the manager's decision: clear it before and after.
+        swarm.unblock_peer(info.peer_id)
         try:
-            with trio.fail_after(timeout):
-                await self._h.connect(info)
-        except trio.TooSlowError:
-            raise DialError(f"dial {addr} timed out") from None
+            await self._h.connect(info)
+        except trio.Cancelled:
+            raise
         except Exception as exc:
             raise DialError(f"dial {addr}: {exc}") from None
+        finally:
+            swarm.unblock_peer(info.peer_id)
+        if info.peer_id not in swarm.connections:
+            # py-libp2p 0.8.1 returns normally when the remote completed the handshake but the
+            # connection was not kept (e.g. a remote whose swarm has stopped while its listener
+            # lingers, or its own limit); no connection is a failed dial.
+            raise DialError(f"dial {addr}: handshake done but no connection kept")
         return str(info.peer_id)
 
     async def new_stream(self, peer: str, protocols: Sequence[str], timeout: float = 10.0) -> Stream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -61,3 +62,78 @@ async def test_limits_and_errors(nursery: trio.Nursery) -> None:
         await b.connect(f"/ip4/127.0.0.1/tcp/{free_ports(1)[0]}/p2p/{nobody}", timeout=3)
     with pytest.raises(DialError):
         await b.connect("/ip4/127.0.0.1/tcp/1", timeout=3)  # no /p2p part
+
+
+async def stoppable(nursery: trio.Nursery, host: Host) -> trio.CancelScope:
+    """Run ``host`` under its own cancel scope (cancel it to stop just that host)."""
+    scope = trio.CancelScope()
+
+    async def runner(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with scope:
+            await host.run(task_status=task_status)
+
+    await nursery.start(runner)
+    return scope
+
+
+async def test_stopped_host_refuses_connections(nursery: trio.Nursery) -> None:
+    a = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", *free_ports(2)))
+    b = await start(nursery)
+    scope = await stoppable(nursery, a)
+    addrs = a.listen_addrs
+    for addr in addrs:
+        assert await b.connect(addr) == a.peer_id
+    scope.cancel()
+    await wait_until(lambda: a.peer_id not in b.connected_peers())
+    for addr in addrs:
+        port = int(addr.split("/")[4])
+        with pytest.raises(OSError):  # the listening socket itself is gone (tcp and ws)
+            await (await trio.open_tcp_stream("127.0.0.1", port)).aclose()
+        with pytest.raises(DialError):
+            await b.connect(addr, timeout=5)
+    assert a.peer_id not in b.connected_peers()
+
+
+async def test_dials_dns4_names(nursery: trio.Nursery) -> None:
+    a, b = await start(nursery), await start(nursery)
+    tcp_port = a.config.tcp_port
+    assert await b.connect(f"/dns4/localhost/tcp/{tcp_port}/p2p/{a.peer_id}") == a.peer_id
+    assert a.peer_id in b.connected_peers()
+    with pytest.raises(DialError):
+        await b.connect(f"/dns4/no-such-host.invalid/tcp/{tcp_port}/p2p/{a.peer_id}", timeout=5)
+
+
+async def test_libp2p_never_dials_on_its_own(nursery: trio.Nursery) -> None:
+    # py-libp2p's AutoConnector would dial every peerstore entry not recently disconnected: here
+    # ``late`` (learned from a dial that failed while it was down) as soon as we drop ``b``.
+    a, b = await start(nursery), await start(nursery)
+    late = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", free_ports(1)[0], None))
+    late_addr = f"/ip4/127.0.0.1/tcp/{late.config.tcp_port}/p2p/{late.peer_id}"
+    with pytest.raises(DialError):
+        await a.connect(late_addr, timeout=3)  # down: the address lands in a's peerstore
+    await nursery.start(late.run)
+    await a.connect(b.listen_addrs[0])
+    await a.disconnect(b.peer_id)  # py-libp2p schedules an auto-connect round on every disconnect
+    await wait_until(lambda: b.peer_id not in a.connected_peers())
+    # ... and its periodic round; run one to completion (it awaits its dials) to be sure.
+    await a.libp2p_host.get_network().auto_connector.maybe_connect()
+    await trio.sleep(0.5)  # let any dial that was started anyway register
+    assert a.connected_peers() == []
+    assert a.peer_id not in late.connected_peers() and a.peer_id not in b.connected_peers()
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
+    with trio.fail_after(timeout):
+        while not cond():
+            await trio.sleep(0.05)
+
+
+async def test_redial_right_after_a_failed_dial(nursery: trio.Nursery) -> None:
+    # py-libp2p's 60 s negative cache must not override the peer manager's own backoff.
+    a = await start(nursery)
+    late = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", free_ports(1)[0], None))
+    addr = f"/ip4/127.0.0.1/tcp/{late.config.tcp_port}/p2p/{late.peer_id}"
+    with pytest.raises(DialError):
+        await a.connect(addr, timeout=3)
+    await nursery.start(late.run)
+    assert await a.connect(addr, timeout=5) == late.peer_id
