@@ -13,7 +13,9 @@ crosses in each direction.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +42,7 @@ from v2.node import V2Node, V2NodeConfig
 TOPIC = bytes.fromhex("1a2b3c4d")
 CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
 PUBSUB = "/waku/2/rs/0/0"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def envelope(data: bytes, now: float, ttl: int = 30) -> Envelope:
@@ -185,3 +188,9 @@ async def test_bad_input_on_both_sides_is_counted_and_the_bridge_keeps_bridging(
     await stopped.wait()
     rows = read_hourly(tmp_path / "A" / "aggregates.sqlite3")
     assert {(r.topic, r.origin, r.count) for r in rows} == {(CONTENT, "v1", 1), (CONTENT, "v2", 1)}
+    # ... which the report command reads: the one topic carried traffic from both sides
+    out = await trio.run_process([sys.executable, "-m", "bridge.app.cli", "report", "--data-dir", str(tmp_path),
+                                  "--days", "1", "--format", "json"], capture_stdout=True, cwd=ROOT,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+    doc = json.loads(out.stdout)
+    assert doc["total"]["v1_messages"] == doc["total"]["v2_messages"] == 1 and doc["mixed"] == [CONTENT]
