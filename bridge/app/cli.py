@@ -165,7 +165,10 @@ def _parser() -> argparse.ArgumentParser:
     kg.add_argument("--tcp-port", type=int, default=60000)
     kg.set_defaults(func=cmd_keygen)
 
-    rp = sub.add_parser("report", help="migration report from the persisted hourly aggregates")
+    from bridge.app.report import REPORT_HELP
+
+    rp = sub.add_parser("report", help="migration report from the persisted hourly aggregates",
+                        description=REPORT_HELP)
     rp.add_argument("--data-dir", default="./data")
     rp.add_argument("--format", choices=("table", "json"), default="table")
     rp.add_argument("--days", type=int, default=30)
