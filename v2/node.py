@@ -215,9 +215,11 @@ class V2Node:
             from v2.peer_exchange.client import PeerExchangeClient
 
             sources.append(PeerExchangeSource(self.host, PeerExchangeClient(self.host, self.registry)))
+        served = self.config.pubsub_topics if self.config.relay else ()
         self.peer_manager = PeerManager(self.host, self.registry, static_peers=self.config.staticnodes,
                                         maximum=self.config.max_connections, discovery_sources=sources,
-                                        cluster_id=self.config.cluster_id)
+                                        cluster_id=self.config.cluster_id,
+                                        relay_peers=lambda: {t: self.relay.topic_peers(t) for t in served})
 
     # -- public surface ------------------------------------------------------------------------
 

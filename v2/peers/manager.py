@@ -1,10 +1,12 @@
 """The connection manager: a thin trio shell around :class:`v2.peers.policy.PeerPolicy`.
 
-It reconciles with the host's ``connected_peers()`` every ``poll_interval`` and whenever a
-connection event arrives (events only wake it: the list is the truth, as events can be dropped),
-dials what the policy asks for with a deadline per attempt, prunes above the maximum, and runs
-each discovery source in its own task.  Discovered peers arrive as ENRs or ``/p2p/`` multiaddrs
-through :meth:`add_discovered`.
+It reacts to the host's connection events (a new connection is recorded, with its arrival
+order, and the maximum enforced at once; a lost static peer is redialled at once) and also
+reconciles with ``connected_peers()``, which stays the truth, on every wake-up and at least
+every ``poll_interval`` (a slow safety poll: a full event channel drops events).  It dials what
+the policy asks for with a deadline per attempt, prunes above the maximum, and runs each
+discovery source in its own task.  Discovered peers arrive as ENRs or ``/p2p/`` multiaddrs
+through :meth:`add_discovered`.  The host resolves ``/dns4``/``/dns6`` addresses itself.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import trio
@@ -21,13 +23,17 @@ from prometheus_client import CollectorRegistry
 from v2.enr.enr import Enr
 from v2.enr.maddr import MultiaddrError, encode_multiaddr
 from v2.errors import V2Error
-from v2.host import DialError, Host
+from v2.host import ConnectionEvent, DialError, Host
 from v2.peers.metrics import PeerMetrics
 from v2.peers.policy import STATIC, PeerPolicy, PolicyConfig
 
-__all__ = ["DiscoverySource", "PeerManager", "dialable", "split_peer_addr"]
+__all__ = ["DiscoverySource", "PeerManager", "RelayPeers", "dialable", "split_peer_addr"]
 
 log = logging.getLogger(__name__)
+
+
+# Each pubsub topic we relay -> the peers relaying it with us (protects the last one from pruning).
+RelayPeers = Callable[[], Mapping[str, Collection[str]]]
 
 
 class DiscoverySource(Protocol):
@@ -61,9 +67,10 @@ class PeerManager:
     def __init__(self, host: Host, registry: CollectorRegistry, *, static_peers: Sequence[str] = (),
                  target: int = 10, maximum: int = 50, discovery_sources: Sequence[DiscoverySource] = (),
                  config: PolicyConfig | None = None, rng: random.Random | None = None,
-                 cluster_id: int | None = None, poll_interval: float = 1.0, dial_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """``config`` overrides the policy defaults (its target/maximum win over the two arguments)."""
+                 cluster_id: int | None = None, poll_interval: float = 10.0, dial_timeout: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic, relay_peers: RelayPeers | None = None) -> None:
+        """``config`` overrides the policy defaults (its target/maximum win over the two arguments).
+        ``relay_peers`` (the relay's view) keeps the last relay peer of a topic we serve unpruned."""
         self._host = host
         self._metrics = PeerMetrics.of(registry)
         # nwaku's --max-connections may be set below the default target: the maximum wins.
@@ -78,6 +85,7 @@ class PeerManager:
         self._poll = poll_interval
         self._dial_timeout = dial_timeout
         self._clock = clock
+        self._relay_peers = relay_peers
         self._enrs: dict[str, Enr] = {}
         self._dialing: set[str] = set()
         self._pruning: set[str] = set()
@@ -155,11 +163,24 @@ class PeerManager:
                     await self._kick.wait()
                 self._kick = trio.Event()
 
-    async def _wake_on_connection_events(self, events: trio.MemoryReceiveChannel[object]) -> None:
-        # Events only wake the loop; connected_peers() stays the truth (a full channel drops events).
+    async def _wake_on_connection_events(self, events: trio.MemoryReceiveChannel[ConnectionEvent]) -> None:
         async with events:  # closing it on exit makes the host's notifee drop, not queue, for us
-            async for _ in events:
+            async for ev in events:
+                self._on_event(ev)
                 self._kick.set()
+
+    def _on_event(self, ev: ConnectionEvent) -> None:
+        """Record the change now (arrival order decides pruning); the next step acts on it.
+        Checked against ``connected_peers()``: events are queued, a peer may hold several
+        connections, and the one that closed need not be its last."""
+        now = self._clock()
+        live = ev.peer in self._host.connected_peers()
+        if ev.connected and live and ev.peer not in self._connected:
+            self._connected.add(ev.peer)
+            self._policy.connected(ev.peer, now)
+        elif not ev.connected and not live and ev.peer in self._connected:
+            self._connected.discard(ev.peer)
+            self._policy.disconnected(ev.peer, now)
 
     def _step(self, nursery: trio.Nursery) -> None:
         now = self._clock()
@@ -172,7 +193,8 @@ class PeerManager:
         for pid in self._policy.plan_dials(current, self._dialing, now):
             self._dialing.add(pid)
             nursery.start_soon(self._dial, pid)
-        for pid in self._policy.plan_prune(sorted(current - self._pruning)):
+        relay = self._relay_peers() if self._relay_peers is not None else {}
+        for pid in self._policy.plan_prune(sorted(current - self._pruning), relay):
             self._pruning.add(pid)
             nursery.start_soon(self._prune, pid)
         if len(self._enrs) > len(self._policy):  # forget the records of peers the policy forgot
@@ -192,19 +214,15 @@ class PeerManager:
             if p is None:
                 return
             last: Exception | None = None
-            for addr in await self._resolve(p.addrs):
+            for addr in p.addrs:
                 try:
                     await self._host.connect(addr, timeout=self._dial_timeout)
                 except DialError as exc:
                     last = exc
                     continue
-                if pid not in self._host.connected_peers():
-                    # py-libp2p 0.8.1 can complete a handshake with a stopped host's still-open
-                    # listener and return without a connection: that is a failed dial.
-                    last = DialError(f"{addr}: handshake done but no connection kept")
-                    continue
                 self._metrics.dials.labels("ok").inc()
                 self._policy.dial_succeeded(pid, self._clock())
+                self._connected.add(pid)
                 return
             self._metrics.dials.labels("failed").inc()
             delay = self._policy.dial_failed(pid, self._clock())
@@ -213,26 +231,6 @@ class PeerManager:
         finally:
             self._dialing.discard(pid)
             self._kick.set()
-
-    async def _resolve(self, addrs: Sequence[str]) -> list[str]:
-        """Replace /dns4|dns6/<name> by the addresses it resolves to (py-libp2p 0.8.1's own dns
-        dialing failed even for localhost here); unresolvable names are dropped from this attempt."""
-        out: list[str] = []
-        for addr in addrs:
-            parts = addr.split("/")
-            if parts[1] not in ("dns4", "dns6"):
-                out.append(addr)
-                continue
-            family, proto = (trio.socket.AF_INET, "ip4") if parts[1] == "dns4" else (trio.socket.AF_INET6, "ip6")
-            try:
-                with trio.fail_after(self._dial_timeout):
-                    infos = await trio.socket.getaddrinfo(parts[2], int(parts[4]), family, trio.socket.SOCK_STREAM)
-            except (OSError, trio.TooSlowError, ValueError, UnicodeError) as exc:
-                log.debug("resolving %s: %s", parts[2], exc)
-                continue
-            for ip in dict.fromkeys(str(info[4][0]) for info in infos):
-                out.append("/".join(["", proto, ip, *parts[3:]]))
-        return out
 
     async def _prune(self, pid: str) -> None:
         try:

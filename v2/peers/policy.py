@@ -8,7 +8,12 @@ Rules (nwaku peer_manager and js-waku's connection manager, waku-v2.md §16, sim
 - a failed dial backs off exponentially per peer, with jitter so that many nodes restarted
   together do not redial in lock-step; a connection that drops within ``flap_window`` counts as
   a failure (a peer that accepts and then kicks us must not be hammered);
-- above ``maximum`` connections the surplus is pruned from the most represented source first.
+- above ``maximum`` connections the surplus is pruned: never a static peer, never a peer whose
+  loss would leave a pubsub topic we relay without any relay peer; among the rest, peers that
+  relay none of our topics go first (light clients, peers on other shards: nwaku v0.36 drops
+  relay peers with no common shard too), then inbound strangers before peers we chose to dial,
+  newest connection first (a burst of newcomers must not push out the peers the node has
+  settled on; nwaku prunes its surplus inbound relay peers likewise).
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import math
 import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = ["INBOUND", "STATIC", "PeerPolicy", "PeerState", "PolicyConfig"]
 
 STATIC = "static"
 INBOUND = "inbound"  # a connected peer we never dialled (source of peers unknown to the store)
+_NO_TOPICS: Final[Mapping[str, Collection[str]]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,8 @@ class PeerPolicy:
         self._rng = rng
         self._peers: dict[str, PeerState] = {
             pid: PeerState(pid, list(addrs), STATIC, static=True) for pid, addrs in static_peers.items()}
+        # When each currently connected peer (known or not) connected: newest are pruned first.
+        self._arrived: dict[str, float] = {}
 
     # ------------------------------------------------------------------ store
 
@@ -101,12 +110,14 @@ class PeerPolicy:
     # ------------------------------------------------------------------ events
 
     def connected(self, peer_id: str, now: float) -> None:
+        self._arrived.setdefault(peer_id, now)
         p = self._peers.get(peer_id)
         if p is not None and p.connected_since is None:
             p.connected_since = now
             p.ever_connected = True
 
     def disconnected(self, peer_id: str, now: float) -> None:
+        self._arrived.pop(peer_id, None)
         p = self._peers.get(peer_id)
         if p is None or p.connected_since is None:
             return
@@ -174,21 +185,43 @@ class PeerPolicy:
             slots -= 1
         return out
 
-    def plan_prune(self, connected: Sequence[str]) -> list[str]:
-        """Peers to disconnect so that at most ``maximum`` stay; never a static peer."""
+    def plan_prune(self, connected: Sequence[str],
+                   relay_peers: Mapping[str, Collection[str]] = _NO_TOPICS) -> list[str]:
+        """Peers to disconnect so that at most ``maximum`` stay, in pruning order.
+
+        ``relay_peers`` maps each pubsub topic we relay to the peers relaying it with us.  Never
+        a static peer, never the last connected relay peer of such a topic (counted as the plan
+        goes: two peers alone on a shard are not both pruned); see the module docstring.
+        """
         excess = len(connected) - self.config.maximum
         if excess <= 0:
             return []
-        groups: dict[str, list[str]] = {}
-        for pid in connected:
-            p = self._peers.get(pid)
-            if p is not None and p.static:
-                continue
-            groups.setdefault(self._source(pid), []).append(pid)
+        here = set(connected)
+        topics_of: dict[str, list[str]] = {}
+        left: dict[str, int] = {}
+        for topic, peers in relay_peers.items():
+            members = here.intersection(peers)
+            left[topic] = len(members)
+            for pid in members:
+                topics_of.setdefault(pid, []).append(topic)
+        never = float("inf")  # a peer whose arrival we missed counts as the newest
+
+        def order(pid: str) -> tuple[bool, bool, float]:
+            chosen = self._source(pid) != INBOUND
+            return pid in topics_of, chosen, -self._arrived.get(pid, never)
+
+        candidates = sorted((pid for pid in dict.fromkeys(connected)
+                             if not (pid in self._peers and self._peers[pid].static)), key=order)
         out: list[str] = []
-        while excess > 0 and any(groups.values()):
-            src = max((s for s in groups if groups[s]), key=lambda s: (len(groups[s]), s))
-            out.append(groups[src].pop())  # the most recently listed of the largest group
+        for pid in candidates:
+            if excess <= 0:
+                break
+            mine = topics_of.get(pid, [])
+            if any(left[t] <= 1 for t in mine):
+                continue  # the only relay peer left on a topic we serve
+            for t in mine:
+                left[t] -= 1
+            out.append(pid)
             excess -= 1
         return out
 

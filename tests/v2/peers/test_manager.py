@@ -1,7 +1,9 @@
 """The connection manager over real hosts on 127.0.0.1 (no timing assertions: poll with deadlines)."""
+# The tests wait on conditions with deadlines; none asserts how long anything took.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import secrets
 from collections.abc import Callable
@@ -13,7 +15,7 @@ from tests.helpers.net import LOOPBACK, free_ports
 from tests.v2.enr.dns_server import serve, zone_of
 from v2.enr.dns import make_tree, make_txt_lookup
 from v2.enr.enr import Enr, Waku2
-from v2.host import Host, HostConfig
+from v2.host import DialError, Host, HostConfig
 from v2.peer_exchange.client import PeerExchangeClient
 from v2.peer_exchange.protocol import PeerExchangeService
 from v2.peers.manager import PeerManager
@@ -21,6 +23,8 @@ from v2.peers.policy import PolicyConfig
 from v2.peers.sources import DnsDiscoverySource, PeerExchangeSource
 from v2.protocol_ids import PEER_EXCHANGE
 
+# The safety poll is far longer than any test: connection events and timers drive everything.
+SLOW = 600.0
 FAST = PolicyConfig(target=3, maximum=5, backoff_initial=0.2, static_backoff_max=0.5, backoff_max=1.0,
                     flap_window=0.0)
 
@@ -69,19 +73,19 @@ async def test_static_peer_kept_across_restart(nursery: trio.Nursery) -> None:
     x_host = await other.start()
     me = await RestartableHost(nursery).start()
     manager = PeerManager(me, reg, static_peers=[s_host.listen_addrs[0]], config=FAST, rng=random.Random(7),
-                          poll_interval=0.1, dial_timeout=3)
+                          poll_interval=SLOW, dial_timeout=3)
     await nursery.start(manager.run)
     assert manager.add_discovered([other.enr(), "garbage", "/ip4/1.2.3.4/tcp/1"], "test") == 1
     await wait_for(lambda: {s_host.peer_id, x_host.peer_id} <= set(me.connected_peers()))
 
     static.stop()
     await wait_for(lambda: s_host.peer_id not in me.connected_peers())
-    # While it is down, redials fail (refused, or a handshake with the stopped host's lingering
-    # listener that leaves no connection) and back off.
+    # While it is down, redials are refused (its listener closed with it) and back off.
     await wait_for(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "failed"}) or 0) >= 1)
     restarted = await static.start()
     assert restarted.peer_id == s_host.peer_id
-    # the manager's own dial brings it back (py-libp2p's auto-connector waits 60 s after a disconnect)
+    # the manager's own dial brings it back (py-libp2p's auto-connector is off, its negative
+    # dial cache cleared: neither helps nor blocks)
     ok_before = reg.get_sample_value("waku_peers_dials_total", {"outcome": "ok"}) or 0
     await wait_for(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "ok"}) or 0) > ok_before)
     await wait_for(lambda: restarted.peer_id in me.connected_peers())
@@ -96,7 +100,7 @@ async def test_prunes_above_maximum_but_keeps_static(nursery: trio.Nursery) -> N
     static = await RestartableHost(nursery).start()
     others = [await RestartableHost(nursery).start() for _ in range(3)]
     cfg = PolicyConfig(target=1, maximum=2, backoff_initial=0.2, flap_window=0.0)
-    manager = PeerManager(me, reg, static_peers=[static.listen_addrs[0]], config=cfg, poll_interval=0.1)
+    manager = PeerManager(me, reg, static_peers=[static.listen_addrs[0]], config=cfg, poll_interval=SLOW)
     for o in others:  # inbound connections the manager did not ask for
         await o.connect(me.listen_addrs[0])
     await nursery.start(manager.run)
@@ -115,7 +119,7 @@ async def test_peer_exchange_feeds_the_manager(nursery: trio.Nursery) -> None:
     boot.set_stream_handler(PEER_EXCHANGE, service.handle)
     me = await RestartableHost(nursery).start()
     px = PeerExchangeSource(me, PeerExchangeClient(me, reg), interval=0.2)
-    manager = PeerManager(me, reg, static_peers=[boot.listen_addrs[0]], config=FAST, poll_interval=0.1,
+    manager = PeerManager(me, reg, static_peers=[boot.listen_addrs[0]], config=FAST, poll_interval=SLOW,
                           discovery_sources=[px])
     await nursery.start(manager.run)
     await wait_for(lambda: t_host.peer_id in me.connected_peers())
@@ -135,7 +139,7 @@ async def test_dns_tree_feeds_the_manager(nursery: trio.Nursery) -> None:
     source = DnsDiscoverySource(url, lookup_txt=make_txt_lookup([LOOPBACK], port=server.port, timeout=3),
                                 interval=3600)
     me = await RestartableHost(nursery).start()
-    manager = PeerManager(me, reg, config=FAST, poll_interval=0.1, discovery_sources=[source])
+    manager = PeerManager(me, reg, config=FAST, poll_interval=SLOW, discovery_sources=[source])
     await nursery.start(manager.run)
     await wait_for(lambda: {h.peer_id for h in hosts} <= set(me.connected_peers()))
     assert reg.get_sample_value("waku_discovery_peers_total", {"source": "dns:nodes.test", "result": "new"}) == 3
@@ -147,8 +151,54 @@ async def test_dns4_addresses_are_resolved(nursery: trio.Nursery) -> None:
     peer = RestartableHost(nursery)
     p_host = await peer.start()
     me = await RestartableHost(nursery).start()
-    manager = PeerManager(me, reg, config=FAST, poll_interval=0.1)
+    manager = PeerManager(me, reg, config=FAST, poll_interval=SLOW)
     await nursery.start(manager.run)
     only_dns = Enr.build(peer.key, 1, multiaddrs=[f"/dns4/localhost/tcp/{peer.port}"])
     assert manager.add_discovered([only_dns, f"/dns4/no-such-host.invalid/tcp/1/p2p/{p_host.peer_id}"], "t") == 1
     await wait_for(lambda: p_host.peer_id in me.connected_peers())
+
+
+async def test_newcomers_pruned_first_on_connection_events(nursery: trio.Nursery) -> None:
+    reg = CollectorRegistry()
+    me = await RestartableHost(nursery).start()
+    static = await RestartableHost(nursery).start()
+    old, newcomer, relay_peer = [await RestartableHost(nursery).start() for _ in range(3)]
+    cfg = PolicyConfig(target=0, maximum=3, flap_window=0.0)
+    topic = "/waku/2/rs/0/0"
+    manager = PeerManager(me, reg, static_peers=[static.listen_addrs[0]], config=cfg, poll_interval=SLOW,
+                          relay_peers=lambda: {topic: [relay_peer.peer_id]})  # its only relay peer
+    await nursery.start(manager.run)
+    await wait_for(lambda: static.peer_id in me.connected_peers())
+    await old.connect(me.listen_addrs[0])
+    await wait_for(lambda: reg.get_sample_value("waku_peer_manager_connected", {"source": "inbound"}) == 1)
+    await newcomer.connect(me.listen_addrs[0])
+    await relay_peer.connect(me.listen_addrs[0])  # 4 > 3: the newest non-relay stranger goes
+    await wait_for(lambda: (reg.get_sample_value("waku_peer_manager_pruned_total") or 0) >= 1)
+    await wait_for(lambda: newcomer.peer_id not in me.connected_peers())
+    assert set(me.connected_peers()) == {static.peer_id, old.peer_id, relay_peer.peer_id}
+    assert reg.get_sample_value("waku_peer_manager_pruned_total") == 1
+
+
+async def test_pruned_peer_is_not_redialled_behind_the_managers_back(nursery: trio.Nursery) -> None:
+    # A discovered peer we dialled, then pruned above the maximum, stays disconnected: nothing
+    # in py-libp2p (auto-connector, negative cache) dials it again on its own.
+    reg = CollectorRegistry()
+    me = await RestartableHost(nursery).start()
+    dialled = RestartableHost(nursery)
+    d_host = await dialled.start()
+    manager = PeerManager(me, reg, config=PolicyConfig(target=1, maximum=1, flap_window=0.0), poll_interval=SLOW)
+    await nursery.start(manager.run)
+    manager.add_discovered([dialled.enr()], "test")
+    await wait_for(lambda: d_host.peer_id in me.connected_peers())
+    stranger = await RestartableHost(nursery).start()
+    with contextlib.suppress(DialError):  # pruned so fast its connect() may see no connection
+        await stranger.connect(me.listen_addrs[0])  # newest inbound stranger: pruned first
+    await wait_for(lambda: (reg.get_sample_value("waku_peer_manager_pruned_total") or 0) >= 1)
+    await wait_for(lambda: stranger.peer_id not in me.connected_peers())
+    await me.disconnect(d_host.peer_id)  # as the manager's prune would; now below target
+    # the manager redials it (the disconnect event, not the poll, wakes it)
+    await wait_for(lambda: reg.get_sample_value("waku_peers_dials_total", {"outcome": "ok"}) == 2)
+    await wait_for(lambda: d_host.peer_id in me.connected_peers())
+    # the swarm's own redial machinery, run once to completion, dials nobody
+    await me.libp2p_host.get_network().auto_connector.maybe_connect()
+    assert stranger.peer_id not in me.connected_peers()

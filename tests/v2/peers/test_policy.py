@@ -105,17 +105,40 @@ def test_flapping_peer_backs_off() -> None:
     assert p.plan_dials([], [], now=13) == ["S0"]
 
 
-def test_prune_never_static_and_most_represented_source_first() -> None:
+def test_prune_never_static_and_newcomers_first() -> None:
     p = policy(static=2, target=2, maximum=5)
     a = add(p, "a", 4)
-    b = add(p, "b", 1)
-    connected = ["S0", "S1", *a, *b, "stranger"]  # 8 connected, maximum 5
+    connected = ["S0", "S1", *a, "stranger", "late"]  # 8 connected, maximum 5
+    for t, pid in enumerate(connected):
+        p.connected(pid, now=t)
     pruned = p.plan_prune(connected)
-    assert len(pruned) == 3 and not {"S0", "S1"} & set(pruned)
-    assert sum(x in a for x in pruned) >= 2
+    # inbound strangers before peers we dialled, newest first; never static
+    assert pruned == ["late", "stranger", "a-3"]
     # only static peers above the maximum: nothing to prune
     q = policy(static=4, target=1, maximum=2)
     assert q.plan_prune(["S0", "S1", "S2", "S3"]) == []
+
+
+def test_prune_non_relay_peers_first_and_never_the_last_relay_peer_of_a_topic() -> None:
+    p = policy(target=1, maximum=2)
+    ours = add(p, "dns", 2)  # dialled by us, but they relay nothing we serve
+    for t, pid in enumerate(["r0", "r1", "only1", *ours, "light"]):
+        p.connected(pid, now=t)
+    relay = {"/waku/2/rs/1/0": ["r0", "r1", "gone"], "/waku/2/rs/1/1": ["only1"]}
+    connected = ["r0", "r1", "only1", *ours, "light"]
+    pruned = p.plan_prune(connected, relay)
+    assert pruned == ["light", "dns-1", "dns-0", "r1"]  # 6 -> 2: r0 and only1 stay
+    # two peers alone on a shard are never both pruned, whatever the maximum says
+    q = policy(target=0, maximum=0)
+    assert len(q.plan_prune(["x", "y"], {"t": ["x", "y"]})) == 1
+    # a peer whose arrival was missed (dropped event) counts as the newest
+    r = policy(target=0, maximum=1)
+    r.connected("old", now=5)
+    assert r.plan_prune(["old", "unseen"]) == ["unseen"]
+    r.disconnected("old", now=6)
+    r.connected("old", now=7)  # a reconnect is a new arrival
+    r.connected("unseen", now=6.5)
+    assert r.plan_prune(["old", "unseen"]) == ["old"]
 
 
 def test_store_bound_and_updates() -> None:
@@ -155,7 +178,12 @@ def test_invariants(static: int, target: int, groups: list[tuple[str, int]], n_c
     discovered = [x for x in plan if not p.get(x).static]  # type: ignore[union-attr]
     assert len(discovered) <= max(0, target - len(connected))
     assert {f"S{i}" for i in range(static)} - set(connected) <= set(plan)
+    relay = {f"t{k}": connected[k::3] for k in range(3)}  # every connected peer relays one topic
+    for t, pid in enumerate(connected):
+        p.connected(pid, now=t)
     pruned = p.plan_prune(connected)
-    assert not any(x.startswith("S") for x in pruned)
+    assert not any(x.startswith("S") for x in pruned) and len(pruned) == len(set(pruned))
     statics_connected = sum(x.startswith("S") for x in connected)
     assert len(connected) - len(pruned) <= max(maximum, statics_connected)
+    kept = set(connected) - set(p.plan_prune(connected, relay))
+    assert all(kept & set(peers) for peers in relay.values() if peers)  # no served topic left bare
