@@ -61,6 +61,9 @@ class V2NodeConfig:
     store_message_db_url: str = "sqlite://store.sqlite3"  # relative paths: under ``data_dir``
     store_message_retention_policy: str = "time:172800"
     filter: bool = False
+    filter_subscription_timeout: float = 300.0  # s without a ping (waku-v2.md §9 limits)
+    filter_max_peers_to_serve: int = 1000
+    filter_max_criteria: int = 1000  # per subscriber
     lightpush: bool = False
     peer_exchange: bool = False
     dns_discovery_url: str | None = None
@@ -182,7 +185,10 @@ class V2Node:
     def _mount_filter(self) -> None:
         from v2.filter.protocol import FilterService
 
-        self.filter = FilterService(self.host, self.registry, request_timeout=self.config.idle_stream_timeout)
+        c = self.config
+        self.filter = FilterService(self.host, self.registry, request_timeout=c.idle_stream_timeout,
+                                    subscription_timeout=c.filter_subscription_timeout,
+                                    max_peers=c.filter_max_peers_to_serve, max_criteria_per_peer=c.filter_max_criteria)
         self.services.append(self.filter)
 
     def _mount_lightpush(self) -> None:

@@ -339,6 +339,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("v2.store_message_retention_policy", _retention, "time:172800", "time:<s> | capacity:<n> | none",
             _f("--store-message-retention-policy", groups=(B, V2N))),
     Setting("v2.filter", _bool, False, "mount the filter v2 service", _f("--filter", groups=(B, V2N))),
+    Setting("v2.filter_subscription_timeout", _int_in(1, 604_800), 300,
+            "s a filter subscription lives without a ping (nwaku: 300)",
+            _f("--filter-subscription-timeout", groups=(B, V2N))),
+    Setting("v2.filter_max_peers_to_serve", _int_in(1, 1_000_000), 1000,
+            "filter subscribers served at once (nwaku: 1000)", _f("--filter-max-peers-to-serve", groups=(B, V2N))),
+    Setting("v2.filter_max_criteria", _int_in(1, 1_000_000), 1000,
+            "(pubsub topic, content topic) criteria per filter subscriber (nwaku: 1000)",
+            _f("--filter-max-criteria", groups=(B, V2N))),
     Setting("v2.lightpush", _bool, False, "mount lightpush v3 + v2 services", _f("--lightpush", groups=(B, V2N))),
     Setting("v2.peer_exchange", _bool, True, "mount peer exchange", _f("--peer-exchange", groups=(B, V2N))),
     Setting("v2.dns_discovery_url", _opt_str, None, "enrtree:// URL to discover peers from",
@@ -432,6 +440,9 @@ class V2Section:
     store_message_db_url: str
     store_message_retention_policy: str
     filter: bool
+    filter_subscription_timeout: int
+    filter_max_peers_to_serve: int
+    filter_max_criteria: int
     lightpush: bool
     peer_exchange: bool
     dns_discovery_url: str | None

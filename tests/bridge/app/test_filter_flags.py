@@ -1,0 +1,75 @@
+"""nwaku's filter limit flags reach the FilterService of a running node (waku-v2.md §9, §18)."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from pathlib import Path
+
+import pytest
+import trio
+from prometheus_client import CollectorRegistry
+
+from bridge.app.config import ConfigErrors, add_flags, load_config
+from bridge.app.v2service import v2_node_config
+from tests.helpers.net import free_ports
+from v2.filter.client import FilterClient
+from v2.filter.rpc_codec import FilterStatus
+from v2.host import Host, HostConfig
+from v2.metadata.protocol import MetadataService
+from v2.node import V2Node
+
+PS = "/waku/2/rs/0/0"
+
+
+def _flags(group: str, argv: list[str]) -> dict[str, object]:
+    p = argparse.ArgumentParser()
+    add_flags(p, group)
+    ns = vars(p.parse_args(argv))
+    ns.pop("config", None)
+    return ns
+
+
+def test_defaults_are_nwakus_and_flags_parse() -> None:
+    cfg = load_config(None, {}, env={})
+    assert (cfg.v2.filter_subscription_timeout, cfg.v2.filter_max_peers_to_serve, cfg.v2.filter_max_criteria) == (
+        300, 1000, 1000)
+    for group in ("bridge", "v2-node"):
+        cfg = load_config(None, _flags(group, ["--filter-subscription-timeout", "60", "--filter-max-peers-to-serve",
+                                               "7", "--filter-max-criteria", "3"]), env={})
+        assert (cfg.v2.filter_subscription_timeout, cfg.v2.filter_max_peers_to_serve,
+                cfg.v2.filter_max_criteria) == (60, 7, 3)
+    env = {"WAKU_BRIDGE_V2_FILTER_MAX_CRITERIA": "0", "WAKU_BRIDGE_V2_FILTER_SUBSCRIPTION_TIMEOUT": "x"}
+    with pytest.raises(ConfigErrors) as err:
+        load_config(None, {}, env=env)
+    assert {e.key for e in err.value.errors} >= {"v2.filter_max_criteria", "v2.filter_subscription_timeout"}
+
+
+async def _client(nursery: trio.Nursery) -> tuple[Host, FilterClient]:
+    h = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", free_ports(1)[0], None))
+    md = MetadataService(0, (0,), CollectorRegistry())  # the node drops peers without metadata
+    h.set_stream_handler(md.protocol_ids[0], md.handle)
+    client = FilterClient(h)
+    await nursery.start(h.run)
+    return h, client
+
+
+async def test_limits_reach_the_running_filter_service(nursery: trio.Nursery, tmp_path: Path) -> None:
+    tcp, ws = free_ports(2)
+    argv = ["--filter", "true", "--tcp-port", str(tcp), "--websocket-port", str(ws), "--listen-address",
+            "127.0.0.1", "--filter-subscription-timeout", "42", "--filter-max-peers-to-serve", "1",
+            "--filter-max-criteria", "2"]
+    cfg = load_config(None, _flags("v2-node", argv), env={})
+    node_cfg = v2_node_config(cfg, secrets.token_bytes(32).hex(), data_dir=tmp_path)
+    node = V2Node(node_cfg, CollectorRegistry())
+    assert (node.filter.table.ttl, node.filter.table.max_peers, node.filter.table.max_criteria_per_peer) == (
+        42.0, 1, 2)
+    await nursery.start(node.run)
+    (h1, c1), (h2, c2) = await _client(nursery), await _client(nursery)
+    for h in (h1, h2):
+        await h.connect(node.listen_addrs[0])
+    too_many = await c1.subscribe(node.peer_id, PS, ["/a/1/x/proto", "/a/1/y/proto", "/a/1/z/proto"])
+    assert too_many.status_code == FilterStatus.SERVICE_UNAVAILABLE  # 3 criteria > 2
+    assert (await c1.subscribe(node.peer_id, PS, ["/a/1/x/proto", "/a/1/y/proto"])).ok
+    second = await c2.subscribe(node.peer_id, PS, ["/a/1/x/proto"])
+    assert second.status_code == FilterStatus.SERVICE_UNAVAILABLE  # one subscriber served at most
