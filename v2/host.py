@@ -271,8 +271,10 @@ class Host:
 
     async def connect(self, addr: str, timeout: float = 10.0) -> str:
         """Dial a ``.../p2p/<id>`` multiaddr (``/ip4``, ``/ip6``, ``/dns4``, ``/dns6``); returns the
-        peer id once a connection is registered.  ``timeout`` bounds the whole call, name
-        resolution included; a name's addresses are tried in turn."""
+        peer id once the handshake completed.  ``timeout`` bounds the whole call, name
+        resolution included; a name's addresses are tried in turn.  The remote may close the
+        connection at once (nwaku does on a metadata mismatch): callers that need it check
+        ``connected_peers()``."""
         try:
             with trio.fail_after(timeout):
                 targets = await _resolve(addr)
@@ -305,11 +307,6 @@ class Host:
             raise DialError(f"dial {addr}: {exc}") from None
         finally:
             swarm.unblock_peer(info.peer_id)
-        if info.peer_id not in swarm.connections:
-            # py-libp2p 0.8.1 returns normally when the remote completed the handshake but the
-            # connection was not kept (e.g. a remote whose swarm has stopped while its listener
-            # lingers, or its own limit); no connection is a failed dial.
-            raise DialError(f"dial {addr}: handshake done but no connection kept")
         return str(info.peer_id)
 
     async def new_stream(self, peer: str, protocols: Sequence[str], timeout: float = 10.0) -> Stream:

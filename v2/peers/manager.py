@@ -220,6 +220,11 @@ class PeerManager:
                 except DialError as exc:
                     last = exc
                     continue
+                if pid not in self._host.connected_peers():
+                    # The peer accepted and closed at once (e.g. it rejected our metadata): a
+                    # failed dial, backed off like any other.
+                    last = DialError(f"{addr}: connection closed by the peer right away")
+                    continue
                 self._metrics.dials.labels("ok").inc()
                 self._policy.dial_succeeded(pid, self._clock())
                 self._connected.add(pid)
