@@ -158,6 +158,7 @@ class _NoConnectionPruner(ConnectionPruner):  # type: ignore[misc]  # libp2p is 
 # How long Host.run's exit may spend closing listeners and connections (shielded from the
 # cancellation that stopped it).
 _CLOSE_TIMEOUT = 5.0
+_CONN_CLOSE_TIMEOUT = 0.5  # a live peer answers a ws close frame well within this
 
 
 class HostConfig:
@@ -234,28 +235,45 @@ class Host:
             await self._close_network()  # again, for a run that failed while listening
 
     async def _close_network(self) -> None:
-        """Close every listener, then every connection; shielded and bounded.
+        """Close every connection, then every listener; shielded and bounded.
 
         py-libp2p 0.8.1 workaround: listeners run in their own trio *system* task, which the
         cancellation that stops us never reaches, and the swarm's own shutdown closes them
         with unshielded awaits that that same cancellation aborts at once.  The socket then
         stays open: peers complete noise handshakes against a stopped node and their
-        ``connect()`` returns with no connection behind it.  ``listener.close()`` is idempotent.
+        ``connect()`` returns with no connection behind it.
+
+        Connections go first, each with its own short deadline: a WebSocket close waits,
+        unbounded, for the peer's close frame (trio-websocket), and the ws listener closes its
+        connections before its socket, so one silent peer would otherwise keep the socket
+        open.  A close cut short still closes the underlying stream.  Both are idempotent.
         """
         swarm = self._h.get_network()
+
+        async def close_conn(peer: Any, conn: Any) -> None:
+            with trio.move_on_after(_CONN_CLOSE_TIMEOUT):
+                try:
+                    await conn.close()
+                except Exception as exc:
+                    log.debug("closing connection to %s: %s", peer, exc)
+
         with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                for peer, conns in list(swarm.connections.items()):
+                    for conn in list(conns):
+                        nursery.start_soon(close_conn, peer, conn)
+                # The ws listener's own list of raw connections (0.8.1 ``WebsocketListener.
+                # _connections``): closing the swarm connection leaves those open, and the
+                # listener would close them one by one, unbounded, before its socket.
+                for listener in list(swarm.listeners.values()):
+                    for raw in list(getattr(listener, "_connections", {}).values()):
+                        nursery.start_soon(close_conn, "ws", raw)
             for key, listener in list(swarm.listeners.items()):
                 try:
                     await listener.close()
                 except Exception as exc:
                     log.debug("closing listener %s: %s", key, exc)
                 swarm.listeners.pop(key, None)
-            for peer, conns in list(swarm.connections.items()):
-                for conn in list(conns):
-                    try:
-                        await conn.close()
-                    except Exception as exc:
-                        log.debug("closing connection to %s: %s", peer, exc)
 
     def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
         async def adapter(inner: Any) -> None:
