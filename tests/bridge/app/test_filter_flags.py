@@ -66,8 +66,9 @@ async def test_limits_reach_the_running_filter_service(nursery: trio.Nursery, tm
         42.0, 1, 2)
     await nursery.start(node.run)
     (h1, c1), (h2, c2) = await _client(nursery), await _client(nursery)
+    tcp_addr = next(a for a in node.listen_addrs if "/ws" not in a)  # the clients speak TCP only
     for h in (h1, h2):
-        await h.connect(node.listen_addrs[0])
+        await h.connect(tcp_addr)
     too_many = await c1.subscribe(node.peer_id, PS, ["/a/1/x/proto", "/a/1/y/proto", "/a/1/z/proto"])
     assert too_many.status_code == FilterStatus.SERVICE_UNAVAILABLE  # 3 criteria > 2
     assert (await c1.subscribe(node.peer_id, PS, ["/a/1/x/proto", "/a/1/y/proto"])).ok
