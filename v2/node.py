@@ -34,7 +34,7 @@ from v2.metadata.protocol import MetadataService
 from v2.metadata.rpc import Verdict, judge
 from v2.metadata.rpc_codec import Metadata
 from v2.metrics import V2Metrics
-from v2.protocol_ids import FILTER_PUSH, IDENTIFY, PING, RELAY
+from v2.protocol_ids import FILTER_PUSH, IDENTIFY, PING, RELAY, STORE_V3
 from v2.relay.protocol import PublishError, Relay, RelayMessage
 from v2.stream import Stream
 
@@ -136,10 +136,13 @@ class V2Node:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = V2Metrics(self.registry)
         ws = config.websocket_port if config.websocket_support else None
-        self.host = Host(HostConfig(config.nodekey, config.listen_address, config.tcp_port, ws))
+        # py-libp2p's hard cap stays well above the peer manager's maximum, which prunes.
+        self.host = Host(HostConfig(config.nodekey, config.listen_address, config.tcp_port, ws,
+                                    connection_limit=max(300, 2 * config.max_connections)))
         self.relay = Relay(self.host, self.registry, max_message_size=config.max_msg_size)
         self._send, self._recv = trio.open_memory_channel[ReceivedMessage](config.inbound_capacity)
         self.started = trio.Event()
+        self.started_at: float | None = None  # wall clock when run() was up (the archive's gap-free since)
         self.peer_metadata: dict[str, Metadata] = {}
         self._enr: Any = None
 
@@ -284,6 +287,10 @@ class V2Node:
     def peers(self) -> list[str]:
         return self.host.connected_peers()
 
+    def store_peers(self) -> list[str]:
+        """Connected peers whose identify lists store v3 (history sources, e.g. at a bridge takeover)."""
+        return [p for p in self.host.connected_peers() if STORE_V3 in self.host.peer_protocols(p)]
+
     def relay_peers(self, pubsub_topic: str) -> list[str]:
         return self.relay.topic_peers(pubsub_topic)
 
@@ -323,6 +330,7 @@ class V2Node:
             await nursery.start(self.peer_manager.run)
             log.info("waku v2 node %s listening: %s", self.peer_id, " ".join(self.listen_addrs))
             log.info("waku v2 node protocols: %s", " ".join(self.protocols()))
+            self.started_at = time.time()
             self.started.set()
             task_status.started()
 
