@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 
 import trio
 
+from v2.codec import VarintError, decode_uvarint, encode_uvarint
 from v2.errors import V2Error
 
 __all__ = ["FrameTooLarge", "Stream", "StreamClosedError", "StreamTimeout", "encode_uvarint"]
@@ -27,18 +28,6 @@ class StreamTimeout(StreamClosedError):
 
 class FrameTooLarge(V2Error):
     pass
-
-
-def encode_uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 class Stream(ABC):
@@ -75,21 +64,18 @@ class Stream(ABC):
 
     async def read_lp(self, max_size: int, timeout: float = 10.0) -> bytes | None:
         with trio.move_on_after(timeout) as scope:
-            length = shift = 0
-            i = 0
             while True:
-                if not await self._fill(i + 1):
-                    if i == 0 and not self._buf:
+                try:
+                    head = decode_uvarint(self._buf, max_bytes=10)
+                except VarintError:
+                    raise FrameTooLarge("varint length prefix too long") from None
+                if head is not None:
+                    break
+                if not await self._fill(len(self._buf) + 1):
+                    if not self._buf:
                         return None  # clean EOF before a message
                     raise StreamClosedError("EOF inside a length prefix")
-                b = self._buf[i]
-                length |= (b & 0x7F) << shift
-                i += 1
-                if not b & 0x80:
-                    break
-                shift += 7
-                if i >= 10:
-                    raise FrameTooLarge("varint length prefix too long")
+            length, i = head
             if length > max_size:
                 raise FrameTooLarge(f"message of {length} bytes exceeds {max_size}")
             if not await self._fill(i + length):

@@ -14,6 +14,7 @@ from functools import cached_property
 
 from google.protobuf.message import DecodeError
 
+from v2.codec import encode_uvarint
 from v2.core.proto import message_pb2
 from v2.errors import V2Error
 
@@ -27,24 +28,12 @@ class MessageDecodeError(V2Error):
     """Bytes that are not an acceptable WakuMessage."""
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _key(field: int, wire: int) -> bytes:
-    return _varint(field << 3 | wire)
+    return encode_uvarint(field << 3 | wire)
 
 
 def _bytes_field(field: int, value: bytes) -> bytes:
-    return _key(field, 2) + _varint(len(value)) + value
+    return _key(field, 2) + encode_uvarint(len(value)) + value
 
 
 def _zigzag64(n: int) -> int:
@@ -71,15 +60,15 @@ class WakuMessage:
     def _encoded(self) -> bytes:
         out = _bytes_field(1, self.payload) + _bytes_field(2, self.content_topic.encode())
         if self.version is not None:
-            out += _key(3, 0) + _varint(self.version)
+            out += _key(3, 0) + encode_uvarint(self.version)
         if self.timestamp is not None:
-            out += _key(10, 0) + _varint(_zigzag64(self.timestamp))
+            out += _key(10, 0) + encode_uvarint(_zigzag64(self.timestamp))
         if self.meta is not None:
             out += _bytes_field(11, self.meta)
         if self.rate_limit_proof is not None:
             out += _bytes_field(21, self.rate_limit_proof)
         if self.ephemeral is not None:
-            out += _key(31, 0) + _varint(int(self.ephemeral))
+            out += _key(31, 0) + encode_uvarint(int(self.ephemeral))
         return out
 
     def encode(self) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from v2.codec import VarintError, decode_uvarint, encode_uvarint
 from v2.errors import V2Error
 
 __all__ = [
@@ -71,27 +72,14 @@ def b58decode(text: str) -> bytes:
     return b"\0" * pad + body
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
-    n = shift = 0
-    for i in range(pos, min(pos + 9, len(data))):
-        b = data[i]
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return n, i + 1
-        shift += 7
-    raise MultiaddrError("truncated or overlong varint")
+    try:
+        head = decode_uvarint(data, pos, max_bytes=9)  # multiformats/unsigned-varint: at most 9 bytes
+    except VarintError:
+        head = None
+    if head is None:
+        raise MultiaddrError("truncated or overlong varint")
+    return head
 
 
 def encode_multiaddr(text: str) -> bytes:
@@ -108,7 +96,7 @@ def encode_multiaddr(text: str) -> bytes:
         if name not in _BY_NAME:
             raise MultiaddrError(f"unsupported multiaddr protocol {name!r}")
         code, size = _BY_NAME[name]
-        out += _uvarint(code)
+        out += encode_uvarint(code)
         i += 1
         if size == 0:
             continue
@@ -128,12 +116,12 @@ def encode_multiaddr(text: str) -> bytes:
                 out += port.to_bytes(2, "big")
             elif name in ("p2p", "ipfs"):
                 mh = b58decode(value)
-                out += _uvarint(len(mh)) + mh
+                out += encode_uvarint(len(mh)) + mh
             else:
                 raw = value.encode("utf-8")
                 if not raw:
                     raise ValueError("empty name")
-                out += _uvarint(len(raw)) + raw
+                out += encode_uvarint(len(raw)) + raw
         except (ValueError, ipaddress.AddressValueError) as exc:
             raise MultiaddrError(f"bad {name} value {value!r}: {exc}") from None
     if not out:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
+from v2.codec import optional, parse, require
 from v2.core.message import MessageDecodeError, WakuMessage
 from v2.errors import V2Error
 
@@ -63,13 +62,6 @@ class FilterStatus(IntEnum):
     PEER_DIAL_FAILURE = 504
 
 
-def _parse(msg: Any, data: bytes) -> None:
-    try:
-        msg.ParseFromString(data)
-    except (DecodeError, ValueError, UnicodeDecodeError) as exc:  # invalid UTF-8 in a string is a ValueError
-        raise FilterDecodeError(f"not a {type(msg).__name__}: {exc}") from None
-
-
 @dataclass(frozen=True, slots=True)
 class FilterSubscribeRequest:
     request_id: str
@@ -86,17 +78,14 @@ class FilterSubscribeRequest:
 
     @classmethod
     def decode(cls, data: bytes) -> FilterSubscribeRequest:
-        m = pb.FilterSubscribeRequest()
-        _parse(m, data)
-        if not m.HasField("request_id"):
-            raise FilterDecodeError("request_id missing")
+        m = parse(pb.FilterSubscribeRequest(), data, FilterDecodeError)
+        require(m, FilterDecodeError, "request_id")
         raw_type = m.filter_subscribe_type  # absent decodes as SUBSCRIBER_PING (0), as in nwaku
         try:
             kind = FilterSubscribeType(raw_type)
         except ValueError:
             raise FilterDecodeError(f"unknown filter_subscribe_type {raw_type}") from None
-        return cls(m.request_id, kind, m.pubsub_topic if m.HasField("pubsub_topic") else None,
-                   tuple(m.content_topics))
+        return cls(m.request_id, kind, optional(m, "pubsub_topic"), tuple(m.content_topics))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +106,9 @@ class FilterSubscribeResponse:
 
     @classmethod
     def decode(cls, data: bytes) -> FilterSubscribeResponse:
-        m = pb.FilterSubscribeResponse()
-        _parse(m, data)
-        if not m.HasField("request_id"):
-            raise FilterDecodeError("request_id missing")
-        if not m.HasField("status_code"):
-            raise FilterDecodeError("status_code missing")
-        return cls(m.request_id, m.status_code, m.status_desc if m.HasField("status_desc") else None)
+        m = parse(pb.FilterSubscribeResponse(), data, FilterDecodeError)
+        require(m, FilterDecodeError, "request_id", "status_code")
+        return cls(m.request_id, m.status_code, optional(m, "status_desc"))
 
 
 def encode_message_push(pubsub_topic: str, message_data: bytes) -> bytes:
@@ -146,12 +131,9 @@ class MessagePush:
 
     @classmethod
     def decode(cls, data: bytes) -> MessagePush:
-        m = pb.MessagePush()
-        _parse(m, data)
-        if not m.HasField("waku_message"):
-            raise FilterDecodeError("waku_message missing")
-        if not m.HasField("pubsub_topic"):  # js-waku drops such pushes, nwaku fails to decode them
-            raise FilterDecodeError("pubsub_topic missing")
+        m = parse(pb.MessagePush(), data, FilterDecodeError)
+        # pubsub_topic: js-waku drops pushes without it, nwaku fails to decode them
+        require(m, FilterDecodeError, "waku_message", "pubsub_topic")
         try:
             msg = WakuMessage.decode(m.waku_message)
         except MessageDecodeError as exc:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
+from v2.codec import optional, parse, require
 from v2.core.message import MessageDecodeError, WakuMessage
 from v2.errors import V2Error
 
@@ -53,13 +52,6 @@ class LightpushStatus(IntEnum):
     NO_PEERS_TO_RELAY = 505
 
 
-def _parse(msg: Any, data: bytes) -> None:
-    try:
-        msg.ParseFromString(data)
-    except (DecodeError, ValueError, UnicodeDecodeError) as exc:
-        raise LightpushDecodeError(f"not a {type(msg).__name__}: {exc}") from None
-
-
 def _message(data: bytes) -> WakuMessage:
     try:
         return WakuMessage.decode(data)
@@ -86,14 +78,9 @@ class LightpushRequest:
 
     @classmethod
     def decode(cls, data: bytes) -> LightpushRequest:
-        m = pb.LightpushRequest()
-        _parse(m, data)
-        if not m.HasField("request_id"):
-            raise LightpushDecodeError("request_id missing")
-        if not m.HasField("message"):
-            raise LightpushDecodeError("message missing")
-        return cls(m.request_id, m.pubsub_topic if m.HasField("pubsub_topic") else None,
-                   _message(m.message), m.message)
+        m = parse(pb.LightpushRequest(), data, LightpushDecodeError)
+        require(m, LightpushDecodeError, "request_id", "message")
+        return cls(m.request_id, optional(m, "pubsub_topic"), _message(m.message), m.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +100,9 @@ class LightpushResponse:
 
     @classmethod
     def decode(cls, data: bytes) -> LightpushResponse:
-        m = pb.LightpushResponse()
-        _parse(m, data)
-        if not m.HasField("request_id"):
-            raise LightpushDecodeError("request_id missing")
-        if not m.HasField("status_code"):
-            raise LightpushDecodeError("status_code missing")
-        return cls(m.request_id, m.status_code, m.status_desc if m.HasField("status_desc") else None,
-                   m.relay_peer_count if m.HasField("relay_peer_count") else None)
+        m = parse(pb.LightpushResponse(), data, LightpushDecodeError)
+        require(m, LightpushDecodeError, "request_id", "status_code")
+        return cls(m.request_id, m.status_code, optional(m, "status_desc"), optional(m, "relay_peer_count"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,21 +141,15 @@ class PushRPC:
 
     @classmethod
     def decode(cls, data: bytes) -> PushRPC:
-        m = pb.PushRPC()
-        _parse(m, data)
-        if not m.HasField("request_id"):
-            raise LightpushDecodeError("request_id missing")
+        m = parse(pb.PushRPC(), data, LightpushDecodeError)
+        require(m, LightpushDecodeError, "request_id")
         request = response = None
         if m.HasField("request"):
             r = m.request
-            if not r.HasField("pubsub_topic"):
-                raise LightpushDecodeError("request.pubsub_topic missing")
-            if not r.HasField("message"):
-                raise LightpushDecodeError("request.message missing")
+            require(r, LightpushDecodeError, "pubsub_topic", "message", prefix="request.")
             request = PushRequest(r.pubsub_topic, _message(r.message), r.message)
         if m.HasField("response"):
             s = m.response
-            if not s.HasField("is_success"):
-                raise LightpushDecodeError("response.is_success missing")
-            response = PushResponse(s.is_success, s.info if s.HasField("info") else None)
+            require(s, LightpushDecodeError, "is_success", prefix="response.")
+            response = PushResponse(s.is_success, optional(s, "info"))
         return cls(m.request_id, request, response)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from google.protobuf.message import DecodeError
-
+from v2.codec import optional, parse
 from v2.errors import V2Error
 from v2.metadata.proto import metadata_pb2
 
@@ -46,12 +45,8 @@ def encode_metadata(md: Metadata) -> bytes:
 def decode_metadata(data: bytes) -> Metadata:
     if len(data) > MAX_METADATA_SIZE:
         raise MetadataDecodeError(f"metadata of {len(data)} bytes exceeds {MAX_METADATA_SIZE}")
-    pb = metadata_pb2.WakuMetadata()
-    try:
-        pb.ParseFromString(data)
-    except (DecodeError, RecursionError, ValueError) as exc:
-        raise MetadataDecodeError(f"undecodable metadata: {exc}") from None
-    cluster = pb.cluster_id if pb.HasField("cluster_id") else None
+    pb = parse(metadata_pb2.WakuMetadata(), data, MetadataDecodeError, "undecodable metadata")
+    cluster = optional(pb, "cluster_id")
     if cluster is not None and cluster > 0xFFFF:
         raise MetadataDecodeError(f"cluster id {cluster} out of range")
     shards = tuple(pb.shards_packed) if len(pb.shards_packed) else tuple(pb.shards)

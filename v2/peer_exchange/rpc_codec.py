@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from google.protobuf.message import DecodeError
-
+from v2.codec import optional, parse
 from v2.errors import V2Error
 from v2.peer_exchange import peer_exchange_pb2 as pb
 
@@ -63,12 +62,7 @@ class PxResponse:
 
 
 def _parse(data: bytes) -> pb.PeerExchangeRPC:
-    rpc = pb.PeerExchangeRPC()
-    try:
-        rpc.ParseFromString(bytes(data))
-    except (DecodeError, RecursionError, ValueError) as exc:
-        raise PxCodecError(f"not a PeerExchangeRPC: {exc}") from None
-    return rpc
+    return parse(pb.PeerExchangeRPC(), data, PxCodecError)
 
 
 def encode_request(num_peers: int) -> bytes:
@@ -105,4 +99,4 @@ def decode_response(data: bytes) -> PxResponse:
     # Without a status, nwaku infers one from the presence of peers (peers predating the extension).
     inferred = PxStatus.SUCCESS if enrs else PxStatus.SERVICE_UNAVAILABLE
     status = r.status_code if r.HasField("status_code") else inferred
-    return PxResponse(int(status), r.status_desc if r.HasField("status_desc") else None, enrs)
+    return PxResponse(int(status), optional(r, "status_desc"), enrs)

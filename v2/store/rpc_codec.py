@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from google.protobuf.message import DecodeError
-
+from v2.codec import optional, parse, require
 from v2.core.message import MessageDecodeError, WakuMessage
 from v2.store import rpc_pb2
 from v2.store.common import StoreError
@@ -105,29 +104,21 @@ def encode_query(q: StoreQuery) -> bytes:
     return pb.SerializeToString(deterministic=True)
 
 
-def _parse(pb: rpc_pb2.StoreQueryRequest | rpc_pb2.StoreQueryResponse, data: bytes, what: str) -> None:
-    try:
-        pb.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError) as exc:  # RuntimeError: upb's recursion limit
-        raise StoreDecodeError(f"not a {what}: {exc}") from None
-
-
 def decode_query(data: bytes) -> StoreQuery:
-    pb = rpc_pb2.StoreQueryRequest()
-    _parse(pb, data, "StoreQueryRequest")
+    pb = parse(rpc_pb2.StoreQueryRequest(), data, StoreDecodeError)
     if not pb.HasField("request_id"):
         raise StoreDecodeError("StoreQueryRequest: request_id (1) missing")
     return StoreQuery(
         request_id=pb.request_id,
         include_data=pb.include_data,
-        pubsub_topic=pb.pubsub_topic if pb.HasField("pubsub_topic") else None,
+        pubsub_topic=optional(pb, "pubsub_topic"),
         content_topics=tuple(pb.content_topics),
-        time_start=pb.time_start if pb.HasField("time_start") else None,
-        time_end=pb.time_end if pb.HasField("time_end") else None,
+        time_start=optional(pb, "time_start"),
+        time_end=optional(pb, "time_end"),
         message_hashes=tuple(pb.message_hashes),
-        pagination_cursor=pb.pagination_cursor if pb.HasField("pagination_cursor") else None,
+        pagination_cursor=optional(pb, "pagination_cursor"),
         pagination_forward=pb.pagination_forward,
-        pagination_limit=pb.pagination_limit if pb.HasField("pagination_limit") else None,
+        pagination_limit=optional(pb, "pagination_limit"),
     )
 
 
@@ -145,26 +136,22 @@ def encode_response(r: StoreResponse) -> bytes:
 
 
 def decode_response(data: bytes) -> StoreResponse:
-    pb = rpc_pb2.StoreQueryResponse()
-    _parse(pb, data, "StoreQueryResponse")
-    for field in ("request_id", "status_code", "status_desc"):
-        if not pb.HasField(field):
-            raise StoreDecodeError(f"StoreQueryResponse: {field} missing")
+    pb = parse(rpc_pb2.StoreQueryResponse(), data, StoreDecodeError)
+    require(pb, StoreDecodeError, "request_id", "status_code", "status_desc", prefix="StoreQueryResponse: ")
     items = []
     for i, kv in enumerate(pb.messages):
-        if not kv.HasField("message_hash"):
-            raise StoreDecodeError(f"StoreQueryResponse: messages[{i}].message_hash missing")
-        body = kv.message if kv.HasField("message") else None
+        require(kv, StoreDecodeError, "message_hash", prefix=f"StoreQueryResponse: messages[{i}].")
+        body = optional(kv, "message")
         if body is not None:
             try:
                 WakuMessage.decode(body)
             except MessageDecodeError as exc:
                 raise StoreDecodeError(f"StoreQueryResponse: messages[{i}].message: {exc}") from None
-        items.append(KeyValue(kv.message_hash, body, kv.pubsub_topic if kv.HasField("pubsub_topic") else None))
+        items.append(KeyValue(kv.message_hash, body, optional(kv, "pubsub_topic")))
     return StoreResponse(
         request_id=pb.request_id,
         status_code=pb.status_code,
         status_desc=pb.status_desc,
         messages=tuple(items),
-        pagination_cursor=pb.pagination_cursor if pb.HasField("pagination_cursor") else None,
+        pagination_cursor=optional(pb, "pagination_cursor"),
     )
