@@ -167,6 +167,11 @@ class BridgeMetrics:
         self.pending = Gauge("waku_bridge_pending", "Messages seen on one side, translation not yet seen (standby)",
                              registry=r)
         self.dedup_entries = Gauge("waku_bridge_dedup_entries", "Keys in the dedup ledger", registry=r)
+        self.takeover_skipped = Counter("waku_bridge_takeover_skipped",
+                                        "Pending messages not bridged on takeover, by reason", ["reason"], registry=r)
+        self.takeover_history_queries = Counter("waku_bridge_takeover_history_queries",
+                                                "Sink history queries at takeover, per source, by result",
+                                                ["result"], registry=r)
         self.pow_above_target = Gauge("waku_bridge_v1_peer_pow_above_target",
                                       "Connected v1 peers requiring more PoW than we mine for", registry=r)
         self.aggregates_flushes = Counter("waku_bridge_aggregates_flushes",

@@ -10,7 +10,25 @@ post that comes back to us from v1 has the key of the original v2 message, and v
 
 Warm standby: while the gate says we are not active, nothing is published; messages are
 remembered as *pending* until their translation is seen arriving on the other side (the active
-bridged them).  :meth:`Pipeline.take_over` bridges what is still pending and within its TTL.
+bridged them).  :meth:`Pipeline.take_over` bridges what is still pending and within its TTL, after
+two checks that keep a takeover from making an echo (specs/failover.md §7.5: publish what is "not
+in the dedup cache, the ledger or a sink history query"):
+
+* *Echo grace.*  A pending v1→v2 item may be the v1 translation of a v2 message that the old active
+  bridged and whose v2 original has not reached us yet (the v1 copy won the race).  Items younger
+  than ``echo_grace_s`` stay pending until the grace has passed (:meth:`Pipeline.release_held`);
+  the original's arrival clears them as it does on a standby.
+* *Sink history.*  A standby that was down missed v2 messages; on reconnect its v1 peers re-offer
+  their pools, which hold the v1 translations of those messages, and it cannot tell them from v1
+  originals.  Before bridging pending v1→v2 items we ask the v2 side's history (an injected
+  :data:`SinkHistory`: our own archive and connected store peers) for their content topics and
+  timestamps; a stored message with the item's dedup key already exists on v2: it is skipped.
+
+Not applied: "skip pending items received well before the active's last visible bridging" (the
+standby tracking the active's progress on the sink).  It assumes the active received every item we
+did, in the same order, and bridged it unless it was a duplicate; with several v1 peers, a link
+that dropped on the active only, or a publish that failed there, the item was never bridged and the
+rule would lose it (tests/bridge/test_pipeline.py pins the case).
 """
 
 from __future__ import annotations
@@ -18,20 +36,37 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
 
 from bridge.dedup import DedupStore
 from bridge.metrics import V1_TO_V2, V2_TO_V1, BridgeMetrics
+from bridge.payload import wrap_unencrypted
 from bridge.policy import Policy
-from bridge.translate import NS, Drop, DropReason, Unsealed, V1ToV2, seal, v1_to_v2, v2_to_v1
+from bridge.topics import InvalidTopic, NotBridgeable, v1_topic_of
+from bridge.translate import NS, Drop, DropReason, Unsealed, V1ToV2, dedup_key, seal, v1_to_v2, v2_to_v1
 from v1.waku.envelope import Envelope
 from v2.core.message import WakuMessage
 
-__all__ = ["AlwaysActive", "Gate", "Pipeline", "PipelineConfig", "V1Side", "V2Side"]
+__all__ = [
+    "MAX_HISTORY_TOPICS",
+    "AlwaysActive",
+    "Gate",
+    "HistoryRequest",
+    "HistoryResult",
+    "Pipeline",
+    "PipelineConfig",
+    "SinkHistory",
+    "V1Side",
+    "V2Side",
+    "history_requests",
+    "sink_key",
+]
+
+MAX_HISTORY_TOPICS = 10  # content topics per store query (nwaku's limit, waku-v2.md §7)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +87,61 @@ class Gate(Protocol):
     def is_active(self) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """One sink history query: messages on ``pubsub_topic`` with one of ``content_topics`` and
+    ``time_start <= timestamp < time_end`` (ns), as a store v3 query expresses it."""
+
+    pubsub_topic: str
+    content_topics: tuple[str, ...]  # at most MAX_HISTORY_TOPICS
+    time_start: int
+    time_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    messages: tuple[WakuMessage, ...] = ()
+    sources: int = 0  # how many history sources were asked
+    failures: tuple[str, ...] = ()  # one short reason per source that did not answer in full
+
+
+SinkHistory = Callable[[HistoryRequest, float], Awaitable[HistoryResult]]
+"""``history(request, deadline)``: what the v2 side's history holds for ``request``, from every
+source that can answer (``deadline`` is a ``trio.current_time()`` value: return by then with what
+arrived, a source that did not finish listed in ``failures``)."""
+
+
+def sink_key(msg: WakuMessage) -> bytes | None:
+    """The dedup key a stored v2 message has (that of its v2->v1 translation); None if it has no
+    v1 form.  Same rule as :func:`bridge.translate.v2_to_v1`, without the time checks."""
+    try:
+        topic = v1_topic_of(msg.content_topic)
+    except (NotBridgeable, InvalidTopic):
+        return None
+    return dedup_key(topic, msg.payload if msg.version == 1 else wrap_unencrypted(msg.payload))
+
+
+def history_requests(items: Iterable[V1ToV2]) -> list[HistoryRequest]:
+    """Queries covering ``items``: per pubsub topic, content topics in batches of at most
+    :data:`MAX_HISTORY_TOPICS`, each batch over [earliest, latest + 1 s) of its items' timestamps.
+
+    A v1->v2 item's timestamp is the envelope's creation second; the v2 message it may be the
+    translation of has a timestamp in that second (v2_to_v1 floors ns to s), and a translation of
+    a v1 original has exactly it: the window is exact, no slack needed."""
+    by_topic: dict[str, dict[str, list[int]]] = {}
+    for it in items:
+        ts = it.message.timestamp or 0
+        by_topic.setdefault(it.pubsub_topic, {}).setdefault(it.message.content_topic, []).append(ts)
+    out = []
+    for pubsub, topics in sorted(by_topic.items()):
+        names = sorted(topics)
+        for i in range(0, len(names), MAX_HISTORY_TOPICS):
+            batch = names[i:i + MAX_HISTORY_TOPICS]
+            stamps = [t for n in batch for t in topics[n]]
+            out.append(HistoryRequest(pubsub, tuple(batch), min(stamps), max(stamps) + NS))
+    return out
+
+
 class AlwaysActive:
     def is_active(self) -> bool:
         return True
@@ -68,7 +158,9 @@ class PipelineConfig:
     pow_budget_s: float = 2.0
     hashes_per_s: float = 1_000_000.0  # measured (docs/performance.md): turns the budget into a nonce cap
     max_pending: int = 100_000
-    echo_grace_s: float = 2.0  # hold v2 messages that look bridged from v1 (see on_message)
+    echo_grace_s: float = 2.0  # hold v2 messages that look bridged from v1 (see on_message), and
+    # pending v1->v2 items at takeover (see take_over)
+    history_deadline_s: float = 3.0  # the sink history lookup at takeover, all queries together
 
 
 @dataclass(slots=True)
@@ -77,12 +169,13 @@ class _Pending:
     expires: float
     sent_at: float
     item: V1ToV2 | Unsealed
+    received_at: float = field(default=0.0)
 
 
 class Pipeline:
     def __init__(self, v1: V1Side, v2: V2Side, dedup: DedupStore, metrics: BridgeMetrics, config: PipelineConfig,
                  *, policy: Policy | None = None, gate: Gate | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 history: SinkHistory | None = None, clock: Callable[[], float] = time.time) -> None:
         self.v1 = v1
         self.v2 = v2
         self.dedup = dedup
@@ -90,6 +183,7 @@ class Pipeline:
         self.config = config
         self.policy = policy or Policy()
         self.gate = gate or AlwaysActive()
+        self.history = history
         self.clock = clock
         self.pending: OrderedDict[bytes, _Pending] = OrderedDict()
         self._mine_limiter = trio.CapacityLimiter(1)
@@ -117,7 +211,7 @@ class Pipeline:
         return False
 
     def _hold(self, key: bytes, direction: str, item: V1ToV2 | Unsealed, expires: float, sent_at: float) -> None:
-        self.pending[key] = _Pending(direction, expires, sent_at, item)
+        self.pending[key] = _Pending(direction, expires, sent_at, item, self.clock())
         while len(self.pending) > self.config.max_pending:
             self.pending.popitem(last=False)
             self._drop(DropReason.STANDBY_EXPIRED, "pending set full")
@@ -217,16 +311,71 @@ class Pipeline:
 
     # --- standby / takeover ---
 
+    def _held(self, p: _Pending, now: float) -> bool:
+        """Within the echo grace: a v1->v2 item whose v2 original may still be on its way."""
+        return p.direction == V1_TO_V2 and p.received_at + self.config.echo_grace_s > now
+
     async def take_over(self) -> int:
-        """Bridge every pending message still within its TTL, oldest first; returns how many."""
+        """Bridge what is pending, oldest first; returns how many were bridged.
+
+        Expired items are dropped; v1->v2 items within the echo grace stay pending for
+        :meth:`release_held`; v1->v2 items found in the sink's history are skipped (they exist on
+        v2 already).  Items stay in ``pending`` until their turn comes, so an original that arrives
+        meanwhile still clears its entry."""
         now = self.clock()
-        items = sorted(self.pending.items(), key=lambda kv: kv[1].sent_at)
-        self.pending.clear()
-        self.metrics.pending.set(0)
+        return await self._bridge_pending([k for k, p in self.pending.items() if not self._held(p, now)], now)
+
+    def held_until(self) -> float | None:
+        """When the next item held by the echo grace comes due (None: nothing held)."""
+        dues = [p.received_at + self.config.echo_grace_s for p in self.pending.values() if p.direction == V1_TO_V2]
+        return min(dues) if dues else None
+
+    async def release_held(self) -> int:
+        """Bridge the held items whose grace has passed, with the same checks as :meth:`take_over`."""
+        if not self.gate.is_active():
+            return 0
+        now = self.clock()
+        return await self._bridge_pending(
+            [k for k, p in self.pending.items() if p.direction == V1_TO_V2 and not self._held(p, now)], now)
+
+    async def finish_takeover(self) -> int:
+        """After :meth:`take_over`: release the held items as they come due, while active;
+        returns how many were bridged.  At most ``echo_grace_s`` long."""
         done = 0
-        for _key, p in items:
+        while self.gate.is_active():
+            due = self.held_until()
+            if due is None:
+                break
+            await trio.sleep(max(0.0, due - self.clock()))
+            done += await self.release_held()
+        return done
+
+    async def _bridge_pending(self, keys: Sequence[bytes], now: float) -> int:
+        candidates = []
+        for k in keys:
+            p = self.pending.get(k)
+            if p is None:
+                continue
             if p.expires <= now:
+                del self.pending[k]
                 self._drop(DropReason.STANDBY_EXPIRED)
+                continue
+            candidates.append((k, p))
+        self.metrics.pending.set(len(self.pending))
+        in_history = await self._in_sink_history([p.item for _, p in candidates if isinstance(p.item, V1ToV2)])
+        done = 0
+        for key, p in sorted(candidates, key=lambda kp: kp[1].sent_at):
+            if self.pending.pop(key, None) is None:
+                continue  # its translation arrived while we looked (counted as a duplicate then)
+            self.metrics.pending.set(len(self.pending))
+            if key in in_history:
+                self.metrics.takeover_skipped.labels("in_sink_history").inc()
+                if not self.dedup.seen(key):
+                    await self.dedup.add(key)
+                continue
+            if not self.gate.is_active():  # leadership went while we looked: keep it for the next one
+                self.pending[key] = p
+                self.metrics.pending.set(len(self.pending))
                 continue
             if isinstance(p.item, V1ToV2):
                 await self._publish_v2(p.item)
@@ -234,6 +383,44 @@ class Pipeline:
                 await self._post_v1(p.item)
             done += 1
         return done
+
+    async def _in_sink_history(self, items: list[V1ToV2]) -> set[bytes]:
+        """The keys of ``items`` that the sink's history holds.  Bounded by ``history_deadline_s``
+        in total; a query that fails or runs out of time is counted and treated as "not found"
+        (we then bridge: a duplicate is better than a loss, §7.7)."""
+        if self.history is None or not items:
+            return set()
+        wanted = {it.key for it in items}
+        found: set[bytes] = set()
+        history = self.history
+        deadline = trio.current_time() + self.config.history_deadline_s
+
+        async def one(req: HistoryRequest) -> None:
+            try:
+                res = await history(req, deadline)
+            except Exception as exc:  # a broken lookup must not stop the takeover
+                log.warning("sink history query failed: %s", exc)
+                self.metrics.takeover_history_queries.labels("failed").inc()
+                return
+            for reason in res.failures:
+                log.info("sink history source failed: %s", reason)
+            self.metrics.takeover_history_queries.labels("ok").inc(max(0, res.sources - len(res.failures)))
+            self.metrics.takeover_history_queries.labels("failed").inc(len(res.failures))
+            for m in res.messages:
+                k = sink_key(m)
+                if k in wanted:
+                    found.add(k)
+
+        requests = history_requests(items)
+        # A grace of 0.5 s past the deadline for the lookup to return what it has; then cut.
+        with trio.move_on_at(deadline + 0.5) as scope:
+            async with trio.open_nursery() as nursery:
+                for req in requests:
+                    nursery.start_soon(one, req)
+        if scope.cancelled_caught:
+            self.metrics.takeover_history_queries.labels("timeout").inc()
+            log.warning("sink history lookup cut at its deadline (%.1f s)", self.config.history_deadline_s)
+        return found
 
     def expire_pending(self, now: float) -> None:
         dead = [k for k, p in self.pending.items() if p.expires <= now]

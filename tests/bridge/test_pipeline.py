@@ -4,6 +4,7 @@ driven through its own ports (in-memory V1/V2 sides), to pin down dedup, loops a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,18 @@ from prometheus_client import CollectorRegistry
 
 from bridge.dedup import DedupStore
 from bridge.metrics import BridgeMetrics, RateWindow, TopicCap
-from bridge.pipeline import Pipeline, PipelineConfig
+from bridge.pipeline import (
+    MAX_HISTORY_TOPICS,
+    HistoryRequest,
+    HistoryResult,
+    Pipeline,
+    PipelineConfig,
+    SinkHistory,
+    history_requests,
+    sink_key,
+)
 from bridge.policy import Policy
-from bridge.translate import NS
+from bridge.translate import NS, V1ToV2, v1_to_v2
 from v1.waku.envelope import Envelope
 from v1.waku.pow import mine_smallest_nonce
 from v2.core.message import WakuMessage
@@ -58,13 +68,44 @@ class Gate:
         return self.active
 
 
-async def make(tmp: Path, name: str, active: bool = True, **kw: Any) -> tuple[Pipeline, V1Port, V2Port, Gate]:
+async def make(tmp: Path, name: str, active: bool = True, *, clock: Callable[[], float] = time.time,
+               history: SinkHistory | None = None, **kw: Any) -> tuple[Pipeline, V1Port, V2Port, Gate]:
     v1, v2, gate = V1Port(), V2Port(), Gate(active)
     dedup = DedupStore(tmp / f"{name}.sqlite3", window=600, capacity=10_000)
     await dedup.open()
     p = Pipeline(v1, v2, dedup, BridgeMetrics(CollectorRegistry()), PipelineConfig(cluster_id=1, num_shards=8, **kw),
-                 gate=gate)
+                 gate=gate, clock=clock, history=history)
     return p, v1, v2, gate
+
+
+class Clock:
+    """Injected time: starts at the wall clock (envelopes and timestamps are wall-clock based)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class History:
+    """A sink history holding ``messages``; records what it was asked."""
+
+    messages: list[WakuMessage] = field(default_factory=list)
+    asked: list[HistoryRequest] = field(default_factory=list)
+    fail: bool = False
+    hang: bool = False
+
+    async def __call__(self, req: HistoryRequest, deadline: float) -> HistoryResult:
+        self.asked.append(req)
+        if self.fail:
+            raise OSError("store peer unreachable")
+        if self.hang:
+            await trio.sleep_forever()
+        hits = tuple(m for m in self.messages if m.content_topic in req.content_topics
+                     and req.time_start <= (m.timestamp or 0) < req.time_end)
+        return HistoryResult(hits, 1)
 
 
 def env(data: bytes, now: float | None = None) -> Envelope:
@@ -132,7 +173,8 @@ async def test_restart_does_not_bridge_twice(tmp_path: Path) -> None:
 
 
 async def test_standby_tracks_pending_and_takes_over(tmp_path: Path) -> None:
-    s, s1, s2, gate = await make(tmp_path, "s", active=False)
+    clock = Clock()
+    s, s1, s2, gate = await make(tmp_path, "s", active=False, clock=clock)
     e1, e2 = env(b"bridged by the active"), env(b"lost by the active")
     m1 = wmsg(b"v2 side")
     await s.on_envelope(e1)
@@ -145,6 +187,7 @@ async def test_standby_tracks_pending_and_takes_over(tmp_path: Path) -> None:
     await s.on_message(a2.published[0][1])
     assert len(s.pending) == 2
     gate.active = True
+    clock.now += 2.5  # past the echo grace
     assert await s.take_over() == 2
     assert [m.payload for _, m in s2.published] == [b"lost by the active"]
     assert [x.data for x in s1.posted] == [b"v2 side"]
@@ -231,3 +274,176 @@ async def test_echo_grace_holds_translations_until_the_original_arrives(tmp_path
         n.cancel_scope.cancel()
     assert b1.posted == []  # no new envelope with B's TTL went to v1
     assert [m.encode() for _, m in b2.published] == [translation.encode()]
+
+
+def skipped(p: Pipeline, reason: str = "in_sink_history") -> float:
+    return p.metrics.takeover_skipped.labels(reason)._value.get()
+
+
+def history_queries(p: Pipeline, result: str) -> float:
+    return p.metrics.takeover_history_queries.labels(result)._value.get()
+
+
+async def translated_by_active(tmp: Path, m: WakuMessage) -> Envelope:
+    """What the (old) active posted to v1 for the v2 message ``m``."""
+    a, a1, _, _ = await make(tmp, f"active-{m.payload.hex()[:8]}")
+    await a.on_message(m)
+    (e,) = a1.posted
+    return e
+
+
+async def test_takeover_holds_young_v1_items_until_the_echo_grace_passed(tmp_path: Path) -> None:
+    """The race at takeover: the old active's v1 translation of a v2 message reached us before the
+    v2 original; taking over at once would bridge it back to v2 as a new message."""
+    clock = Clock()
+    s, s1, s2, gate = await make(tmp_path, "s", active=False, clock=clock, echo_grace_s=2.0)
+    m = wmsg(b"v2 original, slow to reach the standby")
+    echo = await translated_by_active(tmp_path, m)
+    original = env(b"a genuine v1 message")
+    await s.on_envelope(echo)
+    await s.on_envelope(original)
+    clock.now += 0.5
+    gate.active = True
+    assert await s.take_over() == 0  # both are younger than the grace: held, not dropped
+    assert s2.published == [] and len(s.pending) == 2
+    assert s.held_until() == clock.now - 0.5 + 2.0
+    clock.now += 0.5
+    await s.on_message(m)  # the original arrives: the held translation is its duplicate
+    assert s1.posted == [] and len(s.pending) == 1
+    clock.now += 0.9
+    assert await s.release_held() == 0  # not yet due
+    clock.now += 0.2
+    assert await s.release_held() == 1  # zero loss: the genuine v1 message is bridged
+    assert [x.payload for _, x in s2.published] == [b"a genuine v1 message"]
+    assert s.pending == {} and s.held_until() is None and s1.posted == []
+
+
+async def test_held_items_stay_pending_if_leadership_goes(tmp_path: Path) -> None:
+    clock = Clock()
+    s, _, s2, gate = await make(tmp_path, "s", active=False, clock=clock)
+    await s.on_envelope(env(b"held across a lost lease"))
+    gate.active = True
+    assert await s.take_over() == 0
+    gate.active = False
+    clock.now += 3
+    assert await s.release_held() == 0 and len(s.pending) == 1  # for the next takeover
+    clock.now += 30  # ... unless its TTL passes first
+    gate.active = True
+    assert await s.take_over() == 0 and s.pending == {} and s2.published == []
+    assert dropped(s, "standby_expired") == 1
+
+
+async def test_finish_takeover_releases_held_items_in_real_time(tmp_path: Path) -> None:
+    s, _, s2, gate = await make(tmp_path, "s", active=False, echo_grace_s=0.2)
+    await s.on_envelope(env(b"released after the grace"))
+    gate.active = True
+    assert await s.take_over() == 0
+    assert await s.finish_takeover() == 1
+    assert [x.payload for _, x in s2.published] == [b"released after the grace"]
+
+
+async def test_cold_standby_skips_the_reoffer_found_in_sink_history(tmp_path: Path) -> None:
+    """The standby was down while v2 messages were bridged; on reconnect the v1 hub re-offers their
+    translations, which look like v1 originals.  The sink's history shows they exist on v2."""
+    clock = Clock()
+    hist = History()
+    s, s1, s2, gate = await make(tmp_path, "s", active=False, clock=clock, history=hist)
+    missed = [wmsg(f"published while the standby was down {i}".encode()) for i in range(3)]
+    hist.messages += missed
+    reoffer = [await translated_by_active(tmp_path, m) for m in missed]
+    for e in reoffer:
+        await s.on_envelope(e)  # the hub's re-offer
+    lost = env(b"a v1 original the active never bridged")
+    await s.on_envelope(lost)
+    bridged = env(b"a v1 original the active bridged")
+    out = v1_to_v2(bridged, cluster_id=1, num_shards=8)
+    assert isinstance(out, V1ToV2)
+    hist.messages.append(out.message)  # the active's translation is in the store (we missed it on relay)
+    await s.on_envelope(bridged)
+    assert len(s.pending) == 5
+    clock.now += 3
+    gate.active = True
+    assert await s.take_over() == 1
+    assert [x.payload for _, x in s2.published] == [b"a v1 original the active never bridged"]
+    assert skipped(s) == 4 and history_queries(s, "ok") == 1 and s.pending == {} and s1.posted == []
+    (req,) = hist.asked
+    assert req.content_topics == ("/waku/1/0x1a2b3c4d/rfc26",) and req.pubsub_topic == "/waku/2/rs/1/4"
+    # skipped keys stay in the ledger: a later re-offer is a plain duplicate
+    for e in reoffer:
+        await s.on_envelope(e)
+    assert len(s2.published) == 1 and s.pending == {}
+
+
+async def test_sink_history_failure_or_hang_never_blocks_nor_loses(tmp_path: Path) -> None:
+    for mode in ("fail", "hang"):
+        clock = Clock()
+        hist = History(fail=mode == "fail", hang=mode == "hang")
+        s, _, s2, gate = await make(tmp_path, f"s-{mode}", active=False, clock=clock, history=hist,
+                                    history_deadline_s=0.1)
+        m = wmsg(b"in history, but history is down " + mode.encode())
+        hist.messages.append(m)
+        await s.on_envelope(await translated_by_active(tmp_path, m))
+        clock.now += 3
+        gate.active = True
+        # not found (the lookup failed): bridged, a duplicate being better than a loss (§7.7)
+        assert await s.take_over() == 1 and len(s2.published) == 1
+        assert history_queries(s, "failed" if mode == "fail" else "timeout") == 1
+
+
+async def test_translation_arriving_during_the_history_lookup_clears_its_item(tmp_path: Path) -> None:
+    clock = Clock()
+    m = wmsg(b"arrives while we look")
+    holder: list[Pipeline] = []
+
+    async def slow_history(req: HistoryRequest, deadline: float) -> HistoryResult:
+        await holder[0].on_message(m)  # the v2 original comes in meanwhile
+        return HistoryResult((), 1)
+
+    s, s1, s2, gate = await make(tmp_path, "s", active=False, clock=clock, history=slow_history)
+    holder.append(s)
+    await s.on_envelope(await translated_by_active(tmp_path, m))
+    clock.now += 3
+    gate.active = True
+    assert await s.take_over() == 0
+    assert s2.published == [] and s1.posted == [] and s.pending == {}
+
+
+async def test_no_local_progress_rule_a_message_only_the_standby_got_is_bridged(tmp_path: Path) -> None:
+    """Why "skip pending items received well before the active's last visible bridging" is not
+    applied: the standby got ``only_here`` from a v1 peer the active is not connected to; the
+    active's later bridging shows on v2, yet ``only_here`` was never bridged."""
+    clock = Clock()
+    s, _, s2, gate = await make(tmp_path, "s", active=False, clock=clock, history=History())
+    only_here = env(b"reached the standby only")
+    await s.on_envelope(only_here)
+    clock.now += 5
+    later = env(b"the active bridged this one")
+    await s.on_envelope(later)
+    out = v1_to_v2(later, cluster_id=1, num_shards=8)
+    assert isinstance(out, V1ToV2)
+    await s.on_message(out.message)  # the active's progress, visible on the sink
+    clock.now += 3
+    gate.active = True
+    assert await s.take_over() == 1
+    assert [x.payload for _, x in s2.published] == [b"reached the standby only"]
+
+
+def test_history_requests_batch_topics_and_cover_exact_windows() -> None:
+    items = []
+    for i in range(2 * MAX_HISTORY_TOPICS + 3):
+        e = Envelope(1_000_000 + i + 10, 10, i.to_bytes(4, "big"), b"x")
+        out = v1_to_v2(e, cluster_id=1, num_shards=8, pubsub_topic="/waku/2/rs/1/0")
+        assert isinstance(out, V1ToV2)
+        items.append(out)
+    reqs = history_requests(items)
+    assert [len(r.content_topics) for r in reqs] == [10, 10, 3]
+    assert sorted(t for r in reqs for t in r.content_topics) == sorted(i.message.content_topic for i in items)
+    for r in reqs:
+        stamps = [i.message.timestamp or 0 for i in items if i.message.content_topic in r.content_topics]
+        assert r.time_start == min(stamps) and r.time_end == max(stamps) + NS
+
+
+def test_sink_key_is_the_key_of_the_v2_to_v1_translation() -> None:
+    m = wmsg(b"k")
+    assert sink_key(m) is not None
+    assert sink_key(WakuMessage(b"k", "/app/1/chat/proto", timestamp=1)) is None

@@ -2,7 +2,8 @@
 
 v1: @ethereumjs/devp2p waku/1 peer (originates on v1, receives) <-> our v1 hub (forwards, receives)
     <-> bridges A and B.   v2: js-waku relay node (originates on v2, receives) <-> bridges A and B
-    and our v2 witness (receives).
+    and our v2 witness (receives; mounts the store, as fleet store nodes do, and the bridges dial
+    it: it is the sink history a bridge asks at takeover, specs/failover.md §7.5).
 
 Every message carries a marker ``drill <side> <run> <n>|`` in its payload, so each receiver's
 copies can be counted per message: *exactly once per receiver* means one arrival with one hash.
@@ -138,13 +139,16 @@ class DrillNet:
         await nursery.start(self.hub.run)
         self._hub_peer = (await self.js_v1.wait_event("peer_added", timeout=20))[0]["peer"]
         tcp, ws = free_ports(2)
-        self.witness = V2Node(V2NodeConfig(os.urandom(32), "127.0.0.1", tcp, True, ws, staticnodes=(js_addr,)),
+        self.witness = V2Node(V2NodeConfig(os.urandom(32), "127.0.0.1", tcp, True, ws, staticnodes=(js_addr,),
+                                           store=True, data_dir=self.tmp,
+                                           store_message_db_url="sqlite://witness-store.sqlite3"),
                               CollectorRegistry())
         await nursery.start(self.witness.run)
+        witness_addr = next(a for a in self.witness.listen_addrs if "/ws" not in a)
         nursery.start_soon(self._collect_hub)
         nursery.start_soon(self._collect_witness)
         nursery.start_soon(self._collect_js)
-        self.bridges = [BridgeProc(n, self.tmp, [self.hub.enode], [js_addr], failover=self.failover,
+        self.bridges = [BridgeProc(n, self.tmp, [self.hub.enode], [js_addr, witness_addr], failover=self.failover,
                                    failover_ttl=self.ttl, extra=["--bridge-ttl", str(self.bridge_ttl)])
                         for n in ("A", "B")]
         async with trio.open_nursery() as n:
