@@ -22,8 +22,12 @@ class V1Metrics:
         self.packets_in = Counter("waku_v1_packets", "waku/1 packets received, by code", ["code"], registry=r)
         self.rate_limited = Counter("waku_v1_rate_limits_exceeded", "Rate-limit exceedances by kind",
                                     ["type"], registry=r)
-        self.peer_disconnects = Counter("waku_v1_peer_disconnects", "Peers we disconnected, by reason",
+        # Why sessions ended, finely: an operator must tell a corrupt stream (mac_mismatch) from
+        # abuse (rate_limit), bad input (malformed_messages, bad_snappy, ...) or a dead link.
+        self.peer_disconnects = Counter("waku_v1_peer_disconnects", "Peers we disconnected, by cause",
                                         ["reason"], registry=r)
+        self.peer_lost = Counter("waku_v1_peer_lost", "Sessions the peer ended (by the reason it sent) or "
+                                 "that broke (connection_closed, connection_lost)", ["reason"], registry=r)
         self.max_peer_pow = Gauge("waku_v1_peer_max_pow_requirement",
                                   "Highest PoW requirement advertised by a connected peer", registry=r)
         self.peer_envelope_errors = Counter("waku_v1_peer_envelope_errors",

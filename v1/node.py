@@ -194,6 +194,28 @@ class V1Node:
                 raise PeerDisconnected(DisconnectReason.REQUESTED, by_remote=False)
 
     async def _run_peer(self, conn: RLPxConnection) -> None:
+        try:
+            await self._serve_peer(conn)
+        finally:
+            self._count_end(conn)
+
+    def _count_end(self, conn: RLPxConnection) -> None:
+        """One count per session that ended while we served it, by cause (not our own shutdown).
+
+        ``waku_v1_peer_disconnects{reason}``: we ended it, and why (mac_mismatch, frame_too_large,
+        bad_snappy, ping_timeout, write_timeout, rate_limit, malformed_messages, no_status, ...).
+        ``waku_v1_peer_lost{reason}``: the peer ended it (the reason it sent, e.g.
+        breach_of_protocol) or the link went (connection_closed, connection_lost).
+        """
+        end = conn.ended
+        if end is None:
+            return  # still open: we are shutting down (the transport sends CLIENT_QUITTING)
+        if end.by_remote or end.cause in ("connection_closed", "connection_lost"):
+            self.metrics.peer_lost.labels(end.cause).inc()
+        else:
+            self.metrics.peer_disconnects.labels(end.cause).inc()
+
+    async def _serve_peer(self, conn: RLPxConnection) -> None:
         pid = conn.remote_pubkey.hex()
         if pid in self._peers:
             await conn.disconnect(DisconnectReason.ALREADY_CONNECTED)
@@ -230,26 +252,22 @@ class V1Node:
             with trio.fail_after(5.0):
                 code, data = await conn.receive()
         except trio.TooSlowError:
-            self.metrics.peer_disconnects.labels("status_timeout").inc()
-            await conn.disconnect(DisconnectReason.SUBPROTOCOL_ERROR)
+            await conn.disconnect(DisconnectReason.SUBPROTOCOL_ERROR, cause="status_timeout")
             return None
         except PeerDisconnected:
             return None
         if code != WakuCode.STATUS:
-            self.metrics.peer_disconnects.labels("no_status").inc()
-            await conn.disconnect(DisconnectReason.BREACH_OF_PROTOCOL)
+            await conn.disconnect(DisconnectReason.BREACH_OF_PROTOCOL, cause="no_status")
             return None
         try:
             return decode_status(data)
         except StatusError as exc:
             log.info("v1 peer %s sent a bad Status: %s", conn.remote_address, exc)
-            self.metrics.peer_disconnects.labels("bad_status").inc()
-            await conn.disconnect(DisconnectReason.BREACH_OF_PROTOCOL)
+            await conn.disconnect(DisconnectReason.BREACH_OF_PROTOCOL, cause="bad_status")
             return None
 
     async def _drop(self, peer: _Peer, why: str, reason: DisconnectReason) -> None:
-        self.metrics.peer_disconnects.labels(why).inc()
-        await peer.conn.disconnect(reason)
+        await peer.conn.disconnect(reason, cause=why)  # counted once the session is over (_count_end)
 
     async def _read_loop(self, peer: _Peer) -> None:
         while True:

@@ -66,11 +66,17 @@ class DisconnectReason(IntEnum):
 
 
 class ProtocolError(V1Error):
-    """The peer broke the protocol; ``reason`` is what we tell it before closing."""
+    """The peer broke the protocol; ``reason`` is what we tell it before closing.
 
-    def __init__(self, message: str, reason: DisconnectReason = DisconnectReason.BREACH_OF_PROTOCOL) -> None:
+    ``kind`` names the rule that was broken (a metric label: an operator must be able to tell a
+    corrupt stream from a malformed Hello or an oversize message).
+    """
+
+    def __init__(self, message: str, reason: DisconnectReason = DisconnectReason.BREACH_OF_PROTOCOL, *,
+                 kind: str = "malformed") -> None:
         super().__init__(message)
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +105,7 @@ class Hello:
 
 def _uint(v: object, what: str, limit: int = 8) -> int:
     if not isinstance(v, bytes) or len(v) > limit or (len(v) > 0 and v[0] == 0):
-        raise ProtocolError(f"{what}: not a canonical integer")
+        raise ProtocolError(f"{what}: not a canonical integer", kind="bad_hello")
     return int.from_bytes(v, "big")
 
 
@@ -111,24 +117,24 @@ def encode_hello(h: Hello) -> bytes:
 def decode_hello(data: bytes) -> Hello:
     """Lenient as EIP-8 asks: extra list elements are ignored."""
     if len(data) > MAX_HELLO_SIZE:
-        raise ProtocolError(f"Hello of {len(data)} bytes exceeds {MAX_HELLO_SIZE}")
+        raise ProtocolError(f"Hello of {len(data)} bytes exceeds {MAX_HELLO_SIZE}", kind="bad_hello")
     try:
         item = rlp.decode(data, strict=False)
     except rlp.exceptions.DecodingError as exc:
-        raise ProtocolError(f"malformed Hello: {exc}") from None
+        raise ProtocolError(f"malformed Hello: {exc}", kind="bad_hello") from None
     if not isinstance(item, list) or len(item) < 5:
-        raise ProtocolError("Hello is not a list of >= 5 items")
+        raise ProtocolError("Hello is not a list of >= 5 items", kind="bad_hello")
     version = _uint(item[0], "Hello version")
     if not isinstance(item[1], bytes) or not isinstance(item[2], list) or not isinstance(item[4], bytes):
-        raise ProtocolError("Hello fields have wrong types")
+        raise ProtocolError("Hello fields have wrong types", kind="bad_hello")
     caps: list[tuple[str, int]] = []
     for c in item[2]:
         if not isinstance(c, list) or len(c) < 2 or not isinstance(c[0], bytes):
-            raise ProtocolError("malformed capability in Hello")
+            raise ProtocolError("malformed capability in Hello", kind="bad_hello")
         caps.append((c[0].decode("ascii", "replace"), _uint(c[1], "capability version")))
     port = _uint(item[3], "Hello listen port") if isinstance(item[3], bytes) else 0
     if len(item[4]) != 64:
-        raise ProtocolError("Hello node id is not 64 bytes", DisconnectReason.NULL_IDENTITY)
+        raise ProtocolError("Hello node id is not 64 bytes", DisconnectReason.NULL_IDENTITY, kind="bad_hello")
     return Hello(version, item[1].decode("utf-8", "replace"), tuple(caps), port, item[4])
 
 
@@ -184,18 +190,18 @@ def _uvarint(data: bytes) -> int:
         shift += 7
         if i == 4:
             break
-    raise ProtocolError("bad snappy length header")
+    raise ProtocolError("bad snappy length header", kind="bad_snappy")
 
 
 def snappy_decompress(data: bytes, max_size: int) -> bytes:
     """Check the announced length before allocating (EIP-706; geth caps at 16 MiB)."""
     size = _uvarint(data)
     if size > max_size:
-        raise ProtocolError(f"snappy message announces {size} bytes (max {max_size})")
+        raise ProtocolError(f"snappy message announces {size} bytes (max {max_size})", kind="message_too_large")
     try:
         out = bytes(cramjam.snappy.decompress_raw(data))
     except Exception as exc:  # cramjam raises its own DecompressionError type
-        raise ProtocolError(f"bad snappy data: {exc}") from None
+        raise ProtocolError(f"bad snappy data: {exc}", kind="bad_snappy") from None
     if len(out) != size:
-        raise ProtocolError("snappy length mismatch")
+        raise ProtocolError("snappy length mismatch", kind="bad_snappy")
     return out

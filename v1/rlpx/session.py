@@ -1,8 +1,13 @@
 """One RLPx connection as a pure state machine: handshake → Hello exchange → messages.
 
 ``Session.receive(data)`` returns ``(bytes to send, events)``; the ``send_*`` methods return bytes
-to write.  The trio shell (transport.py) only moves bytes and runs timers.  Ping is answered here;
-keepalive timing is the shell's.
+to write.  The trio shell (transport.py) only moves bytes and runs timers.
+
+Every frame we encode advances the egress AES-CTR keystream and MAC sponge (rlpx.md §4), so the
+bytes of frames must reach the wire in exactly the order the frames were encoded.  ``receive``
+therefore returns bytes only during the handshake and Hello (when nothing else writes); once
+READY, a Ping becomes a :class:`PingReceived` event and the shell encodes the Pong with
+:meth:`Session.send_pong` at the moment it writes it, serialised with every other writer.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = [
     "HelloParams",
     "HelloReceived",
     "MessageReceived",
+    "PingReceived",
     "PongReceived",
     "Session",
     "State",
@@ -85,6 +91,11 @@ class MessageReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class PingReceived:
+    """Answer with :meth:`Session.send_pong`, encoded when it is written (see the module doc)."""
+
+
+@dataclass(frozen=True, slots=True)
 class PongReceived:
     pass
 
@@ -94,7 +105,7 @@ class DisconnectReceived:
     reason: DisconnectReason | int
 
 
-Event = HandshakeComplete | HelloReceived | MessageReceived | PongReceived | DisconnectReceived
+Event = HandshakeComplete | HelloReceived | MessageReceived | PingReceived | PongReceived | DisconnectReceived
 
 
 @dataclass(slots=True)
@@ -147,7 +158,7 @@ class Session:
                 out += ack
                 self.remote_pubkey = secrets.remote_pubkey
             if self.remote_pubkey == self.node_key.pubkey:
-                raise ProtocolError("connected to self", DisconnectReason.CONNECTED_TO_SELF)
+                raise ProtocolError("connected to self", DisconnectReason.CONNECTED_TO_SELF, kind="connected_to_self")
             self._codec = FrameCodec(secrets, max_frame_size=self.max_frame_size)
             self.state = State.HELLO
             events.append(HandshakeComplete(secrets.remote_pubkey))
@@ -187,15 +198,15 @@ class Session:
                 if code >= BASE_PROTOCOL_LENGTH and len(self._early) < MAX_EARLY_FRAMES:
                     self._early.append(frame)
                     return b"", []
-                raise ProtocolError(f"message {code:#x} before Hello")
+                raise ProtocolError(f"message {code:#x} before Hello", kind="before_hello")
             hello = decode_hello(payload)
             if hello.node_id != self.remote_pubkey:
                 raise ProtocolError("Hello node id differs from the handshake key",
-                                    DisconnectReason.UNEXPECTED_IDENTITY)
+                                    DisconnectReason.UNEXPECTED_IDENTITY, kind="unexpected_identity")
             self.remote_hello = hello
             self.shared = shared_capabilities(self.hello.capabilities, hello.capabilities)
             if not self.shared:
-                raise ProtocolError("no shared capability", DisconnectReason.USELESS_PEER)
+                raise ProtocolError("no shared capability", DisconnectReason.USELESS_PEER, kind="useless_peer")
             self.snappy = hello.version >= 5 and self.hello.p2p_version >= 5
             self.state = State.READY
             out, events = b"", list[Event]([HelloReceived(hello, self.shared, self.snappy)])
@@ -207,26 +218,26 @@ class Session:
             return out, events
         data = self._maybe_decompress(payload)
         if code == P2PCode.PING:
-            return self._frame(P2PCode.PONG, _EMPTY_LIST), []
+            return b"", [PingReceived()]
         if code == P2PCode.PONG:
             return b"", [PongReceived()]
         if code == P2PCode.DISCONNECT:
             self.state = State.CLOSED
             return b"", [DisconnectReceived(decode_disconnect(data))]
         if code == P2PCode.HELLO:
-            raise ProtocolError("second Hello")
+            raise ProtocolError("second Hello", kind="second_hello")
         if code < BASE_PROTOCOL_LENGTH:
             return b"", []  # reserved p2p ids: ignore
         first = self.shared[0].offset
         last = self.shared[-1].offset + self.shared[-1].length
         if not first <= code < last:
-            raise ProtocolError(f"message id {code:#x} outside the shared capabilities")
+            raise ProtocolError(f"message id {code:#x} outside the shared capabilities", kind="bad_message_id")
         return b"", [MessageReceived(code - first, data, len(payload))]
 
     def _maybe_decompress(self, payload: bytes, *, hello: bool = False) -> bytes:
         if not self.snappy or hello:
             if len(payload) > self.max_message_size:
-                raise ProtocolError("message too large")
+                raise ProtocolError("message too large", kind="message_too_large")
             return payload
         return snappy_decompress(payload, self.max_message_size)
 
@@ -239,11 +250,19 @@ class Session:
     def send_message(self, code: int, data: bytes) -> bytes:
         """A subprotocol message; ``code`` relative to the first shared capability."""
         if self.state is not State.READY:
-            raise ProtocolError("session not ready")
+            raise ProtocolError("session not ready", kind="not_ready")
         return self._frame(self.shared[0].offset + code, data)
 
     def send_ping(self) -> bytes:
+        if self.state is not State.READY:
+            raise ProtocolError("session not ready", kind="not_ready")
         return self._frame(P2PCode.PING, _EMPTY_LIST)
+
+    def send_pong(self) -> bytes:
+        """The answer to a :class:`PingReceived`; encode it only when it is about to be written."""
+        if self.state is not State.READY:
+            raise ProtocolError("session not ready", kind="not_ready")
+        return self._frame(P2PCode.PONG, _EMPTY_LIST)
 
     def send_disconnect(self, reason: int) -> bytes:
         """Disconnect frame (empty if no frame codec yet); the session is closed afterwards."""
@@ -269,9 +288,9 @@ def _split_id(frame: bytes) -> tuple[int, bytes]:
         n = b0 - 0x80
         raw = frame[1:1 + n]
         if raw[0] == 0 or (n == 1 and raw[0] < 0x80):
-            raise ProtocolError("non-canonical message id")
+            raise ProtocolError("non-canonical message id", kind="bad_message_id")
         return int.from_bytes(raw, "big"), frame[1 + n:]
-    raise ProtocolError("malformed message id")
+    raise ProtocolError("malformed message id", kind="bad_message_id")
 
 
 _ = HandshakeError  # re-exported for the shell's except clauses

@@ -28,6 +28,7 @@ from v1.rlpx.session import (
     HelloParams,
     HelloReceived,
     MessageReceived,
+    PingReceived,
     Session,
     State,
 )
@@ -58,13 +59,25 @@ class Timeouts:
 
 
 class PeerDisconnected(V1Error):
-    """The session ended; ``by_remote`` says whether the peer sent the Disconnect."""
+    """The session ended; ``by_remote`` says whether the peer sent the Disconnect.
 
-    def __init__(self, reason: DisconnectReason | int, *, by_remote: bool, detail: str = "") -> None:
+    ``cause`` is a metric label that says why, finer than the wire reason: for a session we ended,
+    the rule the peer broke (``mac_mismatch``, ``frame_too_large``, ``bad_snappy``, ...), a timer
+    (``ping_timeout``, ``write_timeout``) or what the owner passed to
+    :meth:`RLPxConnection.disconnect`; ``connection_closed`` / ``connection_lost`` when the
+    link went away; the peer's reason name when it sent the Disconnect.
+    """
+
+    def __init__(self, reason: DisconnectReason | int, *, by_remote: bool, detail: str = "",
+                 cause: str = "") -> None:
         name = reason.name if isinstance(reason, DisconnectReason) else str(reason)
         super().__init__(f"disconnected ({name}{', by peer' if by_remote else ''}){': ' + detail if detail else ''}")
         self.reason = reason
         self.by_remote = by_remote
+        self.cause = cause or name.lower()
+
+
+MAX_PENDING_PONGS = 8  # Pongs carry nothing: beyond a few owed, more answers add nothing for the peer
 
 
 def _reason(exc: Exception) -> DisconnectReason:
@@ -83,8 +96,29 @@ def _kind(exc: Exception) -> str:
     return "frame"
 
 
+def _cause(exc: Exception) -> str:
+    """The fine-grained label of a broken session (PeerDisconnected.cause)."""
+    if isinstance(exc, MacMismatch):
+        return "mac_mismatch"
+    if isinstance(exc, FrameTooLarge):
+        return "frame_too_large"
+    if isinstance(exc, ProtocolError):
+        return exc.kind
+    return "malformed_frame"
+
+
 class RLPxConnection:
-    """An established session (Hello exchanged).  Use only inside its context/handler."""
+    """An established session (Hello exchanged).  Use only inside its context/handler.
+
+    Writers are the owner's :meth:`send`, the keepalive Ping, the Pong answering each Ping and
+    :meth:`disconnect`.  All of them go through :meth:`_send_frame`, which encodes a frame only
+    while holding the write lock and writes it before releasing it: encoding advances the egress
+    keystream and MAC (rlpx.md §4), so encoding order must be wire order.  (A Pong encoded by the
+    reader and written later let a keepalive Ping overtake it under load; the peer saw a MAC
+    mismatch and disconnected us with BREACH_OF_PROTOCOL.)  The reader never waits for the
+    write lock itself: Pongs are written by their own task, so two peers each blocked writing
+    to the other still read, and never deadlock on full socket buffers.
+    """
 
     def __init__(self, stream: trio.SocketStream, session: Session, metrics: RLPxMetrics,
                  timeouts: Timeouts, remote_address: tuple[str, int], *, inbound: bool) -> None:
@@ -94,6 +128,8 @@ class RLPxConnection:
         self._timeouts = timeouts
         self._write_lock = trio.Lock()
         self._send_ch, self._recv_ch = trio.open_memory_channel[tuple[int, bytes, int]](64)
+        self._pong_send, self._pong_recv = trio.open_memory_channel[None](MAX_PENDING_PONGS)
+        self._backlog: list[tuple[int, bytes, int]] = []  # messages pipelined behind the Hello
         self._closed: PeerDisconnected | None = None
         self._eof = trio.Event()
         self._reader: trio.lowlevel.Task | None = None
@@ -125,6 +161,11 @@ class RLPxConnection:
     def closed(self) -> bool:
         return self._closed is not None
 
+    @property
+    def ended(self) -> PeerDisconnected | None:
+        """How the session ended (reason, side, cause), or None while it is open."""
+        return self._closed
+
     async def _write(self, data: bytes) -> None:
         if not data:
             return
@@ -132,18 +173,43 @@ class RLPxConnection:
             await self._stream.send_all(data)
         self._metrics.bytes.labels("out").inc(len(data))
 
+    async def _send_frame(self, encode: Callable[[], bytes]) -> None:
+        """Encode one frame and write it, both under the write lock (see the class doc).
+
+        A frame that was encoded but not completely written (write timeout, cancellation) leaves
+        the peer's ingress keystream and MAC behind ours for good: the session ends with it.
+        """
+        async with self._write_lock:
+            if self._closed is not None:  # re-checked under the lock: a Disconnect may have won
+                raise self._closed
+            # Let a pending cancellation strike before the frame exists, not half-way through it.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                frame = encode()
+            except ProtocolError as exc:  # the session closed under us
+                self._fail(PeerDisconnected(DisconnectReason.REQUESTED, by_remote=False, detail=str(exc)))
+                raise self._closed from None  # type: ignore[misc]
+            try:
+                await self._write(frame)
+            except trio.TooSlowError:
+                self._fail(PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=False, detail="write timeout",
+                                            cause="write_timeout"))
+                raise self._closed from None  # type: ignore[misc]
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._fail(PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=False,
+                                            detail=str(exc) or type(exc).__name__, cause="connection_lost"))
+                raise self._closed from None  # type: ignore[misc]
+            except BaseException:  # cancelled mid-frame: nothing valid can follow it on this stream
+                self._fail(PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=False,
+                                            detail="write interrupted", cause="write_interrupted"))
+                raise
+        self._metrics.frames.labels("out").inc()
+
     async def send(self, code: int, msg_data: bytes) -> None:
         """Send a subprotocol message (code relative to the first shared capability)."""
         if self._closed is not None:
             raise self._closed
-        async with self._write_lock:
-            try:
-                frame = self._session.send_message(code, msg_data)
-                await self._write(frame)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError) as exc:
-                self._fail(PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=False, detail=str(exc)))
-                raise self._closed from None  # type: ignore[misc]
-        self._metrics.frames.labels("out").inc()
+        await self._send_frame(lambda: self._session.send_message(code, msg_data))
 
     async def receive(self) -> tuple[int, bytes]:
         """Next subprotocol message; raises :class:`PeerDisconnected` when the session ends."""
@@ -158,15 +224,17 @@ class RLPxConnection:
             assert self._closed is not None
             raise self._closed from None
 
-    async def disconnect(self, reason: DisconnectReason = DisconnectReason.REQUESTED) -> None:
+    async def disconnect(self, reason: DisconnectReason = DisconnectReason.REQUESTED, *, cause: str = "") -> None:
         """Send Disconnect, half-close, give the peer ``disconnect_linger`` s to close, then close.
 
+        ``cause`` labels why (see :class:`PeerDisconnected`); it defaults to the reason's name.
         Closing at once with unread bytes in our receive buffer would make the kernel send a RST,
         and a RST can discard the Disconnect frame before the peer reads it (rlpx.md §5.1).
         """
         if self._closed is None:
-            self._fail(PeerDisconnected(reason, by_remote=False))
+            self._fail(PeerDisconnected(reason, by_remote=False, cause=cause))
             with trio.CancelScope(shield=True):
+                # The Disconnect frame is encoded under the lock too, after any frame in flight.
                 async with self._write_lock:
                     with trio.move_on_after(1.0):
                         try:
@@ -201,10 +269,17 @@ class RLPxConnection:
                 "remote" if exc.by_remote else "local").inc()
         self._send_ch.close()
 
+    def _owe_pong(self) -> None:
+        try:
+            self._pong_send.send_nowait(None)
+        except trio.WouldBlock:
+            pass  # MAX_PENDING_PONGS already owed: this Ping is answered by one of them
+
     async def _run(self) -> None:
-        """Reader + keepalive; returns when the session is over (socket closed)."""
+        """Reader + keepalive + ponger; returns when the session is over (socket closed)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._keepalive)
+            nursery.start_soon(self._ponger)
             try:
                 await self._read_loop()
             finally:
@@ -213,24 +288,35 @@ class RLPxConnection:
     async def _keepalive(self) -> None:
         while self._closed is None:
             await trio.sleep(self._timeouts.ping_interval)
-            async with self._write_lock:
-                try:
-                    await self._write(self._session.send_ping())
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError):
-                    return
+            try:
+                await self._send_frame(self._session.send_ping)
+            except PeerDisconnected:
+                return
+
+    async def _ponger(self) -> None:
+        # Answer each Ping at once (rlpx.md §8), in its own task: see the class doc.
+        async for _ in self._pong_recv:
+            try:
+                await self._send_frame(self._session.send_pong)
+            except PeerDisconnected:
+                return
 
     async def _read_loop(self) -> None:
         self._reader = trio.lowlevel.current_task()
         reason: DisconnectReason = DisconnectReason.TCP_ERROR
         cancelled = False
         try:
+            backlog, self._backlog = self._backlog, []
+            for item in backlog:
+                await self._send_ch.send(item)
             while True:
                 data = b""
                 with trio.move_on_after(self._timeouts.idle):
                     data = await self._stream.receive_some(65536)
                     if not data:
                         self._eof.set()
-                        self._fail(PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=True, detail="EOF"))
+                        self._fail(PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=True, detail="EOF",
+                                                    cause="connection_closed"))
                         return
                 if self._closed is not None:  # we disconnected: read on until the peer closes
                     if not data:
@@ -238,16 +324,18 @@ class RLPxConnection:
                     continue
                 if not data:
                     reason = DisconnectReason.PING_TIMEOUT
-                    raise ProtocolError("no frame within the idle timeout", DisconnectReason.PING_TIMEOUT)
+                    raise ProtocolError("no frame within the idle timeout", DisconnectReason.PING_TIMEOUT,
+                                        kind="ping_timeout")
                 self._metrics.bytes.labels("in").inc(len(data))
                 out, events = self._session.receive(data)
-                if out:
-                    async with self._write_lock:
-                        await self._write(out)
+                assert not out, "a READY session returns frames as events, never bytes"
                 for ev in events:
                     if isinstance(ev, MessageReceived):
                         self._metrics.frames.labels("in").inc()
                         await self._send_ch.send((ev.code, ev.data, ev.size))
+                    elif isinstance(ev, PingReceived):
+                        self._metrics.frames.labels("in").inc()
+                        self._owe_pong()
                     elif isinstance(ev, DisconnectReceived):
                         self._fail(PeerDisconnected(ev.reason, by_remote=True))
                         return
@@ -255,9 +343,10 @@ class RLPxConnection:
             reason = _reason(exc)
             self._metrics.protocol_errors.labels(_kind(exc)).inc()
             log.info("peer %s broke the protocol: %s", self.remote_address, exc)
-            await self.disconnect(reason)
+            await self.disconnect(reason, cause=_cause(exc))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError) as exc:
-            self._fail(PeerDisconnected(reason, by_remote=False, detail=str(exc) or type(exc).__name__))
+            self._fail(PeerDisconnected(reason, by_remote=False, detail=str(exc) or type(exc).__name__,
+                                        cause="connection_lost"))
         except trio.Cancelled:
             cancelled = True  # shutdown: the owner sends Disconnect(CLIENT_QUITTING) and closes
             raise
@@ -266,13 +355,17 @@ class RLPxConnection:
             if not cancelled:
                 self._send_ch.close()
                 if self._closed is None:
-                    self._fail(PeerDisconnected(reason, by_remote=False))
+                    self._fail(PeerDisconnected(reason, by_remote=False, cause="connection_lost"))
                 await self._close_socket()
 
 
 async def _establish(stream: trio.SocketStream, session: Session, metrics: RLPxMetrics, timeouts: Timeouts,
                      remote_address: tuple[str, int], *, inbound: bool) -> RLPxConnection:
-    """Handshake + Hello under deadlines; leftover bytes stay in the session's frame buffer."""
+    """Handshake + Hello under deadlines; leftover bytes stay in the session's frame buffer.
+
+    Nothing else writes yet, so the bytes ``Session.receive`` returns go out at once.  Messages
+    and Pings pipelined behind the peer's Hello are kept for the connection's reader and ponger.
+    """
     conn = RLPxConnection(stream, session, metrics, timeouts, remote_address, inbound=inbound)
     if not inbound:
         with trio.fail_after(timeouts.handshake):
@@ -288,7 +381,8 @@ async def _establish(stream: trio.SocketStream, session: Session, metrics: RLPxM
         metrics.bytes.labels("in").inc(len(data))
         out, events = session.receive(data)
         if out:
-            await stream.send_all(out)
+            with trio.fail_after(timeouts.handshake):
+                await stream.send_all(out)
         for ev in events:
             if isinstance(ev, DisconnectReceived):
                 name = ev.reason.name.lower() if isinstance(ev.reason, DisconnectReason) else str(ev.reason)
@@ -297,7 +391,9 @@ async def _establish(stream: trio.SocketStream, session: Session, metrics: RLPxM
             if isinstance(ev, HelloReceived):
                 deadline = float("inf")
             if isinstance(ev, MessageReceived):  # pipelined right behind the Hello
-                conn._send_ch.send_nowait((ev.code, ev.data, ev.size))
+                conn._backlog.append((ev.code, ev.data, ev.size))
+            if isinstance(ev, PingReceived):
+                conn._owe_pong()
         state: State = session.state  # re-read: the events above moved it (mypy keeps the old narrowing)
         if state is State.READY:
             break

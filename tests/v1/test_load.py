@@ -1,0 +1,113 @@
+"""Three of our Waku v1 nodes under load must never break the protocol with each other.
+
+Finding from the failover drills: at ~100 envelopes/s each way on a busy 2-core machine, a bridge
+sometimes disconnected the v1 hub with BREACH_OF_PROTOCOL.  Here a hub and two "bridges" (static
+dials to the hub) each post >= 250 envelopes/s for a few seconds, every link carries traffic in
+both directions, keepalive Pings fly every 20 ms both ways (Pongs then interleave with Messages
+batches on every stream), the consumers pause now and then (back-pressure reaches TCP), and a
+busy subprocess competes for the CPU.  Every envelope must arrive everywhere, and no session may
+end: no peer disconnected, no RLPx protocol error, no disconnect of any reason counted.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from v1.node import V1Node, V1NodeConfig
+from v1.rlpx.transport import Timeouts
+from v1.waku.envelope import Envelope
+
+RATE = 250  # envelopes/s posted by each node
+SECONDS = 4.0
+# Pings every 20 ms both ways: a Pong or Ping is due while a Messages batch is being written far
+# more often than with the 15 s default, which is what made the ordering bug show up in minutes.
+STRESS = Timeouts(ping_interval=0.02, idle=20.0)
+TOPIC = bytes.fromhex("1a2b3c4d")
+
+
+def total(node: V1Node, name: str) -> float:
+    """Sum of every sample of metric ``name`` (all label values) in the node's registry."""
+    return sum(s.value for fam in node.metrics.registry.collect() for s in fam.samples if s.name == name)
+
+
+def labelled(node: V1Node, name: str) -> dict[str, float]:
+    return {",".join(f"{k}={v}" for k, v in sorted(s.labels.items())): s.value
+            for fam in node.metrics.registry.collect() for s in fam.samples if s.name == name and s.value}
+
+
+def envelope(tag: bytes, i: int, now: float) -> Envelope:
+    # pow requirement 0 on every node: no mining, so the CPU goes to the transport under test
+    return Envelope(int(now) + 60, 60, TOPIC, tag + i.to_bytes(4, "big") + os.urandom(200), 0)
+
+
+async def start(nursery: trio.Nursery, **kw: object) -> V1Node:
+    base: dict[str, object] = {"listen_address": "127.0.0.1", "port": 0, "pow_requirement": 0.0,
+                               "forward_interval": 0.05, "pool_capacity": 20_000, "inbound_capacity": 256,
+                               "timeouts": STRESS}
+    base.update(kw)
+    node = V1Node(V1NodeConfig(**base), CollectorRegistry())  # type: ignore[arg-type]
+    await nursery.start(node.run)
+    return node
+
+
+async def post_at_rate(node: V1Node, tag: bytes, n: int) -> None:
+    t0 = trio.current_time()
+    for i in range(n):
+        res = await node.post(envelope(tag, i, time.time()))
+        assert res.accepted, res.reason
+        if i % 10 == 9:
+            await trio.sleep_until(t0 + (i + 1) / RATE)
+
+
+async def consume(node: V1Node, got: dict[bytes, int]) -> None:
+    """Counts arrivals per origin tag; pauses every 300 envelopes so back-pressure reaches TCP."""
+    n = 0
+    async for rec in node.inbound():
+        tag = rec.envelope.data[:2]
+        got[tag] = got.get(tag, 0) + 1
+        n += 1
+        if n % 300 == 0:
+            await trio.sleep(0.15)
+
+
+async def test_hub_and_two_bridges_at_250_per_s_each_way_stay_connected(nursery: trio.Nursery) -> None:
+    hub = await start(nursery)
+    a = await start(nursery, static_nodes=(hub.enode,))
+    b = await start(nursery, static_nodes=(hub.enode,))
+    with trio.fail_after(15):
+        while len(hub.peers()) < 2 or not a.peers() or not b.peers():
+            await trio.sleep(0.02)
+    nodes = {b"H0": hub, b"A0": a, b"B0": b}
+    got: dict[bytes, dict[bytes, int]] = {tag: {} for tag in nodes}
+    n = int(RATE * SECONDS)
+    # CPU contention: a busy process on the same 2 cores, as in the drills (bounded by the test)
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 60\nwhile time.time() < t: pass"])
+    try:
+        async with trio.open_nursery() as load:
+            for tag, node in nodes.items():
+                load.start_soon(consume, node, got[tag])
+            async with trio.open_nursery() as posters:
+                for tag, node in nodes.items():
+                    posters.start_soon(post_at_rate, node, tag, n)
+            with trio.fail_after(60):
+                while any(got[me].get(tag, 0) < n for me in nodes for tag in nodes if tag != me):
+                    await trio.sleep(0.1)
+            load.cancel_scope.cancel()
+    finally:
+        busy.kill()
+        busy.wait()
+    # every envelope exactly once at every other node
+    assert got == {me: {tag: n for tag in nodes if tag != me} for me in nodes}
+    assert len(hub.peers()) == 2 and len(a.peers()) == 1 and len(b.peers()) == 1
+    for tag, node in nodes.items():
+        assert labelled(node, "waku_v1_peer_disconnects_total") == {}, tag
+        assert labelled(node, "rlpx_disconnects_total") == {}, tag
+        assert labelled(node, "rlpx_protocol_errors_total") == {}, tag
+        assert total(node, "waku_v1_dials_total") == (1 if node is not hub else 0), tag
+        assert total(node, "waku_v1_rate_limits_exceeded_total") == 0, tag
