@@ -32,6 +32,7 @@ from v2.filter.rpc_codec import (
 )
 from v2.host import DialError, Host
 from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE
+from v2.rpc import request
 from v2.stream import FrameTooLarge, Stream, StreamClosedError
 
 __all__ = ["FilterClient", "FilterClientError", "FilterPush"]
@@ -83,17 +84,10 @@ class FilterClient:
         """One exchange; the service's answer whatever its status, or FilterClientError."""
         req = FilterSubscribeRequest(str(uuid.uuid4()), kind, pubsub_topic, tuple(content_topics))
         try:
-            stream = await self.host.new_stream(peer, [FILTER_SUBSCRIBE], timeout=self.timeout)
-        except DialError as exc:
+            data = await request(self.host, peer, [FILTER_SUBSCRIBE], req.encode(), MAX_SUBSCRIBE_RESPONSE_SIZE,
+                                 timeout=self.timeout)
+        except (DialError, StreamClosedError, FrameTooLarge) as exc:
             raise FilterClientError(f"filter {kind.name} to {peer}: {exc}") from None
-        try:
-            await stream.write_lp(req.encode(), timeout=self.timeout)
-            await stream.close_write()
-            data = await stream.read_lp(MAX_SUBSCRIBE_RESPONSE_SIZE, timeout=self.timeout)
-        except (StreamClosedError, FrameTooLarge) as exc:
-            raise FilterClientError(f"filter {kind.name} to {peer}: {exc}") from None
-        finally:
-            await stream.aclose()
         if data is None:
             raise FilterClientError(f"filter {kind.name} to {peer}: closed without an answer")
         try:

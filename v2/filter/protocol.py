@@ -52,6 +52,7 @@ from v2.filter.subscriptions import (
 )
 from v2.host import DialError, Host
 from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE
+from v2.rpc import respond
 from v2.stream import FrameTooLarge, Stream, StreamClosedError, StreamTimeout
 
 __all__ = ["FilterService"]
@@ -127,10 +128,8 @@ class FilterService:
         await self._respond(stream, resp)
 
     async def _respond(self, stream: Stream, resp: FilterSubscribeResponse) -> None:
-        try:
-            await stream.write_lp(resp.encode(), timeout=self.push_timeout)
-            await stream.close_write()
-        except StreamClosedError:  # js-waku's unsubscribe never reads the answer (§9)
+        if not await respond(stream, resp.encode(), timeout=self.push_timeout):
+            # js-waku's unsubscribe never reads the answer (§9)
             self.metrics.errors.labels("stream_failure").inc()
 
     def serve(self, peer: str, req: FilterSubscribeRequest) -> FilterSubscribeResponse:

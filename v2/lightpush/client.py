@@ -26,6 +26,7 @@ from v2.lightpush.rpc_codec import (
     PushRPC,
 )
 from v2.protocol_ids import LIGHTPUSH_V2, LIGHTPUSH_V3
+from v2.rpc import exchange
 from v2.stream import FrameTooLarge, StreamClosedError
 
 __all__ = ["LightpushClient", "LightpushClientError", "LightpushResult"]
@@ -73,13 +74,13 @@ class LightpushClient:
                 frame = PushRPC(request_id, request=PushRequest.of(topic, msg)).encode()
             else:
                 frame = LightpushRequest.of(request_id, pubsub_topic, msg).encode()
-            await stream.write_lp(frame, timeout=self.timeout)
-            await stream.close_write()
-            data = await stream.read_lp(_MAX_RESPONSE, timeout=self.timeout)
+        except BaseException:  # e.g. cannot autoshard: nothing to send, close the stream ourselves
+            await stream.aclose()
+            raise
+        try:
+            data = await exchange(stream, frame, _MAX_RESPONSE, timeout=self.timeout)
         except (StreamClosedError, FrameTooLarge) as exc:
             raise LightpushClientError(f"lightpush to {peer}: {exc}") from None
-        finally:
-            await stream.aclose()
         if data is None:
             raise LightpushClientError(f"lightpush to {peer}: closed without an answer")
         try:

@@ -48,6 +48,7 @@ from v2.lightpush.rpc_codec import (
     PushRPC,
 )
 from v2.protocol_ids import LIGHTPUSH_V2, LIGHTPUSH_V3
+from v2.rpc import respond
 from v2.stream import FrameTooLarge, Stream, StreamClosedError, StreamTimeout
 
 __all__ = ["AcceptedFn", "LightpushAccepted", "LightpushOutcome", "LightpushRejected", "LightpushService",
@@ -259,10 +260,7 @@ class LightpushService:
             self.metrics.v3_messages.labels("PushRequest", str(int(outcome.status))).inc()
             if not ok:
                 self.metrics.v3_errors.labels(_ERROR_TYPE.get(outcome.status, "unknown")).inc()
-        try:
-            await stream.write_lp(frame, timeout=self.write_timeout)
-            await stream.close_write()
-        except StreamClosedError:
+        if not await respond(stream, frame, timeout=self.write_timeout):
             (self.metrics.errors if legacy else self.metrics.v3_errors).labels("stream_failure").inc()
 
     @staticmethod

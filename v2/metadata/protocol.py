@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from v2.metadata.metrics import MetadataMetrics
 from v2.metadata.rpc_codec import MAX_METADATA_SIZE, Metadata, MetadataDecodeError, decode_metadata, encode_metadata
 from v2.protocol_ids import METADATA
-from v2.stream import FrameTooLarge, Stream, StreamClosedError, StreamTimeout
+from v2.rpc import respond
+from v2.stream import FrameTooLarge, Stream, StreamTimeout
 
 __all__ = ["MetadataService"]
 
@@ -53,10 +54,7 @@ class MetadataService:
             await stream.reset()
             return
         log.debug("metadata request from %s: %s", stream.remote_peer, remote)
-        try:
-            await stream.write_lp(self._answer)
-        except StreamClosedError:
+        if not await respond(stream, self._answer):
             self.metrics.errors.labels("write").inc()
             return
-        await stream.close_write()
         self.metrics.requests.labels("served").inc()

@@ -17,6 +17,7 @@ from v2.host import DialError, Host
 from v2.peer_exchange.rpc_codec import MAX_RPC_SIZE, PxCodecError, PxStatus, decode_response, encode_request
 from v2.peers.metrics import PeerMetrics
 from v2.protocol_ids import PEER_EXCHANGE
+from v2.rpc import request
 from v2.stream import FrameTooLarge, StreamClosedError
 
 __all__ = ["PeerExchangeClient", "PeerExchangeError"]
@@ -44,19 +45,14 @@ class PeerExchangeClient:
     async def request(self, peer: str, num_peers: int) -> list[Enr]:
         """ENRs from ``peer`` (a base58 peer id we are connected to or can reach via the peerstore)."""
         try:
-            stream = await self._host.new_stream(peer, [PEER_EXCHANGE], timeout=self._timeout)
+            data = await request(self._host, peer, [PEER_EXCHANGE], encode_request(num_peers), MAX_RPC_SIZE,
+                                 timeout=self._timeout)
         except DialError as exc:
             self._error("dial_failure")
             raise PeerExchangeError(PxStatus.DIAL_FAILURE, str(exc)) from None
-        try:
-            await stream.write_lp(encode_request(num_peers), timeout=self._timeout)
-            await stream.close_write()
-            data = await stream.read_lp(MAX_RPC_SIZE, timeout=self._timeout)
         except (StreamClosedError, FrameTooLarge) as exc:
             self._error("read_failure")
             raise PeerExchangeError(PxStatus.SERVICE_UNAVAILABLE, str(exc)) from None
-        finally:
-            await stream.aclose()
         if data is None:
             self._error("read_failure")
             raise PeerExchangeError(PxStatus.SERVICE_UNAVAILABLE, "stream closed without a response")

@@ -19,6 +19,7 @@ from v2.lightpush.ratelimit import TokenBucket
 from v2.peer_exchange.rpc_codec import MAX_RPC_SIZE, PxCodecError, PxStatus, decode_request, encode_response
 from v2.peers.metrics import PeerMetrics
 from v2.protocol_ids import PEER_EXCHANGE
+from v2.rpc import respond
 from v2.stream import FrameTooLarge, Stream, StreamClosedError
 
 __all__ = ["PeerExchangeService"]
@@ -88,10 +89,7 @@ class PeerExchangeService:
 
     async def _respond(self, stream: Stream, enrs: list[bytes], status: PxStatus, desc: str | None,
                        num_peers: int) -> bool:
-        try:
-            await stream.write_lp(encode_response(enrs, status, desc, num_peers=num_peers))
-            await stream.close_write()
+        if await respond(stream, encode_response(enrs, status, desc, num_peers=num_peers)):
             return True
-        except StreamClosedError:
-            self._metrics.px_errors.labels("write_failure").inc()
-            return False
+        self._metrics.px_errors.labels("write_failure").inc()
+        return False

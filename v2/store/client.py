@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from v2.host import DialError, Host
 from v2.protocol_ids import STORE_V3
+from v2.rpc import request
 from v2.store.common import StatusCode, StoreError
 from v2.store.protocol import MAX_RESPONSE_SIZE
 from v2.store.rpc_codec import StoreDecodeError, StoreQuery, StoreResponse, decode_response, encode_query
@@ -44,18 +45,12 @@ class StoreClient:
         if not q.request_id:
             q = dataclasses.replace(q, request_id=str(uuid.uuid4()))
         try:
-            stream = await self.host.new_stream(peer, [STORE_V3], timeout=timeout)
+            raw = await request(self.host, peer, [STORE_V3], encode_query(q), MAX_RESPONSE_SIZE, timeout=timeout,
+                                reset_on_error=True)
         except DialError as exc:
             raise StoreClientError(f"store peer {peer}: {exc}") from None
-        try:
-            await stream.write_lp(encode_query(q), timeout=timeout)
-            await stream.close_write()
-            raw = await stream.read_lp(MAX_RESPONSE_SIZE, timeout=timeout)
         except (StreamClosedError, FrameTooLarge) as exc:
-            await stream.reset()
             raise StoreClientError(f"store query to {peer}: {exc}") from None
-        finally:
-            await stream.aclose()
         if raw is None:
             raise StoreClientError(f"store peer {peer} closed the stream without answering")
         try:

@@ -1,0 +1,55 @@
+"""The request/response exchange every v2 protocol shares (waku-v2.md §2), both sides.
+
+One exchange per stream: the client writes one length-prefixed request, closes its write side and
+reads exactly one length-prefixed answer; the service answers once and closes its write side
+(js-waku reads to EOF).  What a failure means (status code, counter, error type) differs per
+protocol, so these helpers only move bytes and raise or report; the protocols map the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from v2.host import Host
+from v2.stream import FrameTooLarge, Stream, StreamClosedError
+
+__all__ = ["exchange", "request", "respond"]
+
+
+async def exchange(stream: Stream, frame: bytes, max_response: int, *, timeout: float,
+                   reset_on_error: bool = False) -> bytes | None:
+    """Send ``frame`` on ``stream`` and read the one answer; None if the peer closed without one.
+
+    Raises StreamClosedError (including StreamTimeout) or FrameTooLarge; ``reset_on_error`` resets
+    the stream first.  The stream is closed on return, whatever happened.
+    """
+    try:
+        await stream.write_lp(frame, timeout=timeout)
+        await stream.close_write()
+        return await stream.read_lp(max_response, timeout=timeout)
+    except (StreamClosedError, FrameTooLarge):
+        if reset_on_error:
+            await stream.reset()
+        raise
+    finally:
+        await stream.aclose()
+
+
+async def request(host: Host, peer: str, protocols: Sequence[str], frame: bytes, max_response: int, *,
+                  timeout: float, reset_on_error: bool = False) -> bytes | None:
+    """Open a stream to ``peer`` (each wait bounded by ``timeout``) and :func:`exchange` ``frame``.
+
+    Raises DialError when no stream opens, else as :func:`exchange`.
+    """
+    stream = await host.new_stream(peer, protocols, timeout=timeout)
+    return await exchange(stream, frame, max_response, timeout=timeout, reset_on_error=reset_on_error)
+
+
+async def respond(stream: Stream, frame: bytes, *, timeout: float = 10.0) -> bool:
+    """Write the one answer and close our write side; False if the stream broke (the caller counts it)."""
+    try:
+        await stream.write_lp(frame, timeout=timeout)
+        await stream.close_write()
+    except StreamClosedError:
+        return False
+    return True
