@@ -6,7 +6,6 @@ keeps serving well-behaved peers throughout."""
 from __future__ import annotations
 
 import random
-import secrets
 import time
 from pathlib import Path
 
@@ -14,12 +13,12 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from tests.helpers.net import free_ports
+from tests.helpers.v2host import new_host
 from tests.v2.test_node import TOPIC, Collector, make_node, metric, start
 from v2.core.message import MAX_MESSAGE_SIZE, WakuMessage
 from v2.filter.client import FilterClient
 from v2.filter.rpc_codec import FilterStatus, FilterSubscribeResponse
-from v2.host import Host, HostConfig
+from v2.host import Host
 from v2.lightpush.client import LightpushClient
 from v2.lightpush.rpc_codec import LightpushResponse, LightpushStatus, PushRPC
 from v2.metadata.client import query_metadata
@@ -47,8 +46,7 @@ CONTENT = "/test/1/bad/proto"
 
 async def peer_host(nursery: trio.Nursery, cluster: int | None = 0, metadata: bool = True) -> Host:
     """A raw libp2p host; with ``metadata`` it answers the handshake (so the node keeps it)."""
-    tcp, ws = free_ports(2)
-    h = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, ws))
+    h = new_host(ws=True)
     if metadata and cluster is None:
         async def no_cluster(stream: Stream) -> None:
             await stream.read_lp(1024)
@@ -125,7 +123,7 @@ async def test_garbage_on_every_protocol(nursery: trio.Nursery, served: tuple[V2
     lp2 = await exchange(h, pid, LIGHTPUSH_V2, GARBAGE)
     assert lp2 is not None
     legacy = PushRPC.decode(lp2).response
-    assert legacy is not None and not legacy.is_success and legacy.info.startswith("decode_rpc_failure")
+    assert legacy is not None and not legacy.is_success and (legacy.info or "").startswith("decode_rpc_failure")
     px = await exchange(h, pid, PEER_EXCHANGE, GARBAGE)
     assert px is None or decode_response(px).status == PxStatus.BAD_REQUEST
     assert await exchange(h, pid, METADATA, GARBAGE) is None  # no answer to garbage, stream reset

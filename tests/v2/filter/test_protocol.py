@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,12 +10,12 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from tests.helpers.net import free_ports
+from tests.helpers.v2host import mount, start_host
 from v2.core.message import WakuMessage, message_hash
 from v2.filter.client import FilterClient
 from v2.filter.protocol import FilterService
 from v2.filter.rpc_codec import FilterSubscribeResponse, FilterSubscribeType
-from v2.host import Host, HostConfig
+from v2.host import Host
 from v2.protocol_ids import FILTER_SUBSCRIBE
 from v2.stream import encode_uvarint
 
@@ -45,23 +44,15 @@ class Pair:
         return self.registry.get_sample_value(name, labels) or 0.0
 
 
-async def new_host(nursery: trio.Nursery) -> Host:
-    (tcp,) = free_ports(1)
-    h = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, None))
-    await nursery.start(h.run)
-    return h
-
-
 @pytest.fixture
 async def pair(nursery: trio.Nursery) -> AsyncIterator[Pair]:
     registry, clock = CollectorRegistry(), Clock()
-    server = await new_host(nursery)
+    server = await start_host(nursery)
     service = FilterService(server, registry, clock=clock, request_timeout=0.5, push_queue_size=64,
                             push_timeout=1.0)
-    for pid in service.protocol_ids:
-        server.set_stream_handler(pid, service.handle)
+    mount(server, service)
     await nursery.start(service.run)
-    client_host = await new_host(nursery)
+    client_host = await start_host(nursery)
     client = FilterClient(client_host)
     await client_host.connect(server.listen_addrs[0])
     yield Pair(service, server, client, client_host, registry, clock)
@@ -199,7 +190,7 @@ async def test_one_push_stream_is_reused(pair: Pair) -> None:
 
 async def test_vanished_subscriber_is_counted_and_others_still_served(pair: Pair, nursery: trio.Nursery) -> None:
     async with trio.open_nursery() as gone:
-        h = await new_host(gone)
+        h = await start_host(gone)
         await h.connect(pair.server.listen_addrs[0])
         assert (await FilterClient(h).subscribe(pair.server.peer_id, PS, [CT])).status_code == 200
         gone.cancel_scope.cancel()  # the subscriber's host stops without unsubscribing
@@ -218,11 +209,11 @@ async def test_vanished_subscriber_is_counted_and_others_still_served(pair: Pair
 
 async def test_maintenance_expires_on_its_own(nursery: trio.Nursery) -> None:
     registry, clock = CollectorRegistry(), Clock()
-    server = await new_host(nursery)
+    server = await start_host(nursery)
     service = FilterService(server, registry, clock=clock, maintenance_interval=0.05)
     server.set_stream_handler(FILTER_SUBSCRIBE, service.handle)
     await nursery.start(service.run)
-    client_host = await new_host(nursery)
+    client_host = await start_host(nursery)
     await client_host.connect(server.listen_addrs[0])
     assert (await FilterClient(client_host).subscribe(server.peer_id, PS, [CT])).status_code == 200
     assert registry.get_sample_value("waku_filter_subscriptions") == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,10 +10,10 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from tests.helpers.net import free_ports
+from tests.helpers.v2host import start_host
 from v2.core.message import WakuMessage, message_hash
 from v2.core.topics import autoshard
-from v2.host import Host, HostConfig
+from v2.host import Host
 from v2.lightpush.client import LightpushClient
 from v2.lightpush.protocol import LightpushAccepted, LightpushRejected, LightpushService
 from v2.lightpush.rpc_codec import LightpushResponse, LightpushStatus, PushRPC
@@ -54,13 +53,6 @@ class Setup:
         return self.registry.get_sample_value(name, labels) or 0.0
 
 
-async def new_host(nursery: trio.Nursery) -> Host:
-    (tcp,) = free_ports(1)
-    h = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, None))
-    await nursery.start(h.run)
-    return h
-
-
 async def make(nursery: trio.Nursery, protocols: tuple[str, ...] = (LIGHTPUSH_V3, LIGHTPUSH_V2),
                **kw: object) -> Setup:
     relay, registry, accepted = Relay(), CollectorRegistry(), []
@@ -70,10 +62,10 @@ async def make(nursery: trio.Nursery, protocols: tuple[str, ...] = (LIGHTPUSH_V3
 
     service = LightpushService(relay, registry, cluster_id=0, num_shards=8, max_msg_size=MAX,
                                on_accepted=on_accepted, request_timeout=0.5, **kw)  # type: ignore[arg-type]
-    server = await new_host(nursery)
+    server = await start_host(nursery)
     for pid in protocols:
         server.set_stream_handler(pid, service.handle)
-    client_host = await new_host(nursery)
+    client_host = await start_host(nursery)
     await client_host.connect(server.listen_addrs[0])
     return Setup(relay, service, server, client_host, LightpushClient(client_host, cluster_id=0, num_shards=8),
                  registry, accepted)

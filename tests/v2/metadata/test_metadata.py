@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from tests.helpers.net import free_ports
-from v2.host import Host, HostConfig
+from tests.helpers.v2host import start_host
 from v2.metadata.client import query_metadata
 from v2.metadata.metrics import MetadataMetrics
 from v2.metadata.protocol import MetadataService
@@ -71,20 +68,11 @@ def test_verdict() -> None:
     assert judge(0, None) is Verdict.QUERY_FAILED
 
 
-async def _host(nursery: trio.Nursery, service: MetadataService | None = None) -> Host:
-    tcp, ws = free_ports(2)
-    h = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, ws))
-    if service is not None:
-        h.set_stream_handler(METADATA, service.handle)
-    await nursery.start(h.run)
-    return h
-
-
 async def test_service_answers_and_client_reads(nursery: trio.Nursery) -> None:
     reg = CollectorRegistry()
     svc = MetadataService(3, (0, 5), reg)
-    server = await _host(nursery, svc)
-    client = await _host(nursery)
+    server = await start_host(nursery, ws=True, services=[svc])
+    client = await start_host(nursery, ws=True)
     await client.connect(server.listen_addrs[0])
     cm = MetadataMetrics(CollectorRegistry())
     got = await query_metadata(client, server.peer_id, Metadata(3, ()), metrics=cm)
@@ -105,8 +93,8 @@ async def _no_answer(s: Stream) -> bool:
 async def test_service_survives_bad_requests(nursery: trio.Nursery) -> None:
     reg = CollectorRegistry()
     svc = MetadataService(0, (0,), reg, idle_timeout=0.5)
-    server = await _host(nursery, svc)
-    client = await _host(nursery)
+    server = await start_host(nursery, ws=True, services=[svc])
+    client = await start_host(nursery, ws=True)
     await client.connect(server.listen_addrs[0])
     s = await client.new_stream(server.peer_id, [METADATA])
     await s.write_lp(b"\xff\xff\xff")  # not a protobuf

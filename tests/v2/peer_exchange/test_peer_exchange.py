@@ -11,10 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from tests.helpers.net import free_ports
+from tests.helpers.v2host import start_host
 from tests.helpers.vectors import load_vectors
 from v2.enr.enr import Enr, Waku2
-from v2.host import Host, HostConfig
 from v2.peer_exchange.client import PeerExchangeClient, PeerExchangeError
 from v2.peer_exchange.protocol import PeerExchangeService
 from v2.peer_exchange.rpc_codec import (
@@ -76,18 +75,11 @@ def test_fuzz_decoders(data: bytes) -> None:
 # ---------------------------------------------------------------------- two real hosts
 
 
-async def start(nursery: trio.Nursery) -> Host:
-    tcp, = free_ports(1)
-    h = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, None))
-    await nursery.start(h.run)
-    return h
-
-
 async def test_px_between_two_hosts(nursery: trio.Nursery) -> None:
     server_reg, client_reg = CollectorRegistry(), CollectorRegistry()
     pool = enrs(80)
     service = PeerExchangeService(server_reg, enr_source=lambda: pool, rng=random.Random(1))
-    a, b = await start(nursery), await start(nursery)
+    a, b = await start_host(nursery), await start_host(nursery)
     for pid in service.protocol_ids:
         a.set_stream_handler(pid, service.handle)
     await b.connect(a.listen_addrs[0])
@@ -119,7 +111,7 @@ async def test_bad_input_keeps_service_serving(nursery: trio.Nursery) -> None:
         return pool
 
     service = PeerExchangeService(reg, enr_source=source)
-    a, b = await start(nursery), await start(nursery)
+    a, b = await start_host(nursery), await start_host(nursery)
     a.set_stream_handler(PEER_EXCHANGE, service.handle)
     await b.connect(a.listen_addrs[0])
     client = PeerExchangeClient(b)
@@ -148,7 +140,7 @@ async def test_client_drops_invalid_records(nursery: trio.Nursery) -> None:
     good = enrs(2)
     tampered = bytearray(good[1].raw)
     tampered[-1] ^= 1
-    a, b = await start(nursery), await start(nursery)
+    a, b = await start_host(nursery), await start_host(nursery)
 
     async def liar(stream) -> None:  # type: ignore[no-untyped-def]
         await stream.read_lp(1024)
@@ -164,7 +156,7 @@ async def test_client_drops_invalid_records(nursery: trio.Nursery) -> None:
 
 
 async def test_client_against_peer_without_px(nursery: trio.Nursery) -> None:
-    a, b = await start(nursery), await start(nursery)
+    a, b = await start_host(nursery), await start_host(nursery)
     await b.connect(a.listen_addrs[0])
     with pytest.raises(PeerExchangeError) as exc:
         await PeerExchangeClient(b, timeout=5).request(a.peer_id, 3)
@@ -174,7 +166,7 @@ async def test_client_against_peer_without_px(nursery: trio.Nursery) -> None:
 async def test_rate_limit_answers_429(nursery: trio.Nursery) -> None:
     reg = CollectorRegistry()
     service = PeerExchangeService(reg, enr_source=lambda: enrs(2), rate_limit=(2, 3600.0))
-    a, b = await start(nursery), await start(nursery)
+    a, b = await start_host(nursery), await start_host(nursery)
     a.set_stream_handler(PEER_EXCHANGE, service.handle)
     await b.connect(a.listen_addrs[0])
     client = PeerExchangeClient(b)

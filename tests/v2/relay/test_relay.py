@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 
 import trio
 from prometheus_client import CollectorRegistry
 
-from tests.helpers.net import free_ports
+from tests.helpers.v2host import new_host
 from v2.core.message import WakuMessage
-from v2.host import Host, HostConfig
 from v2.relay.protocol import Relay
 
 TOPIC = "/waku/2/rs/0/0"
@@ -18,9 +16,8 @@ TOPIC = "/waku/2/rs/0/0"
 
 class Node:
     def __init__(self) -> None:
-        tcp, ws = free_ports(2)
         self.registry = CollectorRegistry()
-        self.host = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, ws))
+        self.host = new_host(ws=True)
         self.relay = Relay(self.host, self.registry)
         self.got: list[bytes] = []
         self.payloads: list[bytes] = []

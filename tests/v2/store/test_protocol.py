@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from tests.helpers.net import free_ports
+from tests.helpers.v2host import start_host
 from v2.core.message import WakuMessage, message_hash
-from v2.host import Host, HostConfig
 from v2.protocol_ids import STORE_V3
 from v2.store.archive import Archive
 from v2.store.client import StoreClient, StoreClientError, StoreQueryFailed
@@ -34,23 +33,13 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return registry.get_sample_value(name, labels) or 0.0
 
 
-async def new_host(nursery: trio.Nursery, service: StoreService | None = None) -> Host:
-    (tcp,) = free_ports(1)
-    h = Host(HostConfig(secrets.token_bytes(32), "127.0.0.1", tcp, None))
-    if service is not None:
-        for pid in service.protocol_ids:
-            h.set_stream_handler(pid, service.handle)
-    await nursery.start(h.run)
-    return h
-
-
-async def setup(nursery: trio.Nursery, tmp_path: Path, **kw: float) -> tuple[StoreService, CollectorRegistry,
+async def setup(nursery: trio.Nursery, tmp_path: Path, **kw: Any) -> tuple[StoreService, CollectorRegistry,
                                                                              StoreClient, str]:
     registry = CollectorRegistry()
     service = StoreService(Archive(f"sqlite://{tmp_path / 'store.sqlite3'}"), registry, clock=lambda: NOW, **kw)
     await nursery.start(service.run)
-    server = await new_host(nursery, service)
-    client_host = await new_host(nursery)
+    server = await start_host(nursery, services=[service])
+    client_host = await start_host(nursery)
     await client_host.connect(server.listen_addrs[0])
     return service, registry, StoreClient(client_host), server.peer_id
 
@@ -181,8 +170,8 @@ async def test_bad_requests_get_a_status_and_the_service_keeps_serving(nursery: 
 
 
 async def test_client_errors(nursery: trio.Nursery, tmp_path: Path) -> None:
-    plain = await new_host(nursery)  # serves no store
-    client_host = await new_host(nursery)
+    plain = await start_host(nursery)  # serves no store
+    client_host = await start_host(nursery)
     await client_host.connect(plain.listen_addrs[0])
     with pytest.raises(StoreClientError):
         await StoreClient(client_host).query(plain.peer_id, StoreQuery("x"), timeout=5)
