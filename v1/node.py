@@ -1,7 +1,7 @@
 """A Waku v1 node: RLPx server + static-peer dialer + waku/1 peers + pool + 300 ms forwarding.
 
 One nursery.  Per peer: Status handshake (5 s), a read loop (validation, rate limits, pool), and
-the node-wide tick that sends each peer what it has not seen.  Newly accepted envelopes from peers
+a forwarder that sends it, every tick, what it has not seen.  Newly accepted envelopes from peers
 go to a bounded channel (``inbound()``) with back-pressure; our own posts never do.
 """
 
@@ -236,9 +236,14 @@ class V1Node:
         log.info("v1 peer connected: %s (%s, pow %.6g)", conn.remote_enode, conn.remote_hello.client_id,
                  peer.filter.pow_requirement)
         try:
-            await self._read_loop(peer)
-        except PeerDisconnected as exc:
-            log.info("v1 peer %s gone: %s", conn.remote_enode, exc)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._forwarder, peer)
+                try:
+                    await self._read_loop(peer)
+                except PeerDisconnected as exc:
+                    log.info("v1 peer %s gone: %s", conn.remote_enode, exc)
+                finally:
+                    nursery.cancel_scope.cancel()
         finally:
             self._peers.pop(pid, None)
             self.pool.remove_peer(pid)
@@ -340,37 +345,45 @@ class V1Node:
             await self._in_send.send(ReceivedEnvelope(env, peer.conn.remote_enode, now))
 
     async def _forward_loop(self) -> None:
-        last_expiry = 0.0
+        """The pool's expiry sweep, every second (both implementations; waku-v1.md §9)."""
+        while True:
+            await trio.sleep(1.0)
+            self.pool.expire(self.clock())
+            self.metrics.pool_size.set(len(self.pool))
+
+    async def _forwarder(self, peer: _Peer) -> None:
+        """This peer's flush every ``forward_interval`` (300 ms in both implementations).
+
+        One task per peer: a peer that reads slowly (a frozen bridge, a starved CPU) holds up
+        only its own envelopes.  A single loop over all peers stalled everyone behind it for up
+        to the 20 s write timeout.
+        """
         while True:
             await trio.sleep(self.config.forward_interval)
-            now = self.clock()
-            if now - last_expiry >= 1.0:  # expiry sweep every second (both implementations)
-                self.pool.expire(now)
-                self.metrics.pool_size.set(len(self.pool))
-                last_expiry = now
-            for peer in list(self._peers.values()):
-                envs = self.pool.pending_for(peer.id, peer.filter, now)
-                if envs:
-                    await self._send_batches(peer, envs)
+            envs = self.pool.pending_for(peer.id, peer.filter, self.clock())
+            if envs and not await self._send_batches(peer, envs):
+                return  # the session is over; the read loop ends and removes the peer
 
-    async def _send_batches(self, peer: _Peer, envs: list[Envelope]) -> None:
+    async def _send_batches(self, peer: _Peer, envs: list[Envelope]) -> bool:
+        """Messages packets of <= 1 MiB each (waku-v1.md §7); False once the session is over."""
         batch: list[Envelope] = []
         size = 0
         for env in envs:
             if batch and size + env.size > MAX_PACKET - 16:
-                await self._send(peer, batch)
+                if not await self._send(peer, batch):
+                    return False
                 batch, size = [], 0
             batch.append(env)
             size += env.size
-        if batch:
-            await self._send(peer, batch)
+        return not batch or await self._send(peer, batch)
 
-    async def _send(self, peer: _Peer, batch: list[Envelope]) -> None:
+    async def _send(self, peer: _Peer, batch: list[Envelope]) -> bool:
         try:
             await peer.conn.send(WakuCode.MESSAGES, encode_messages(batch))
-            self.metrics.envelopes_sent.inc(len(batch))
         except PeerDisconnected:
-            pass  # its read loop ends and removes it
+            return False
+        self.metrics.envelopes_sent.inc(len(batch))
+        return True
 
     def _update_max_pow(self) -> None:
         self.metrics.max_peer_pow.set(max((p.filter.pow_requirement for p in self._peers.values()), default=0.0))

@@ -12,6 +12,7 @@ end: no peer disconnected, no RLPx protocol error, no disconnect of any reason c
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -19,9 +20,13 @@ import time
 import trio
 from prometheus_client import CollectorRegistry
 
-from v1.node import V1Node, V1NodeConfig
+from v1.node import WAKU, V1Node, V1NodeConfig
+from v1.rlpx.keys import NodeKey
+from v1.rlpx.session import HelloParams, Session, State
 from v1.rlpx.transport import Timeouts
 from v1.waku.envelope import Envelope
+from v1.waku.messages import WakuCode
+from v1.waku.status import StatusOptions, encode_status
 
 RATE = 250  # envelopes/s posted by each node
 SECONDS = 4.0
@@ -111,3 +116,46 @@ async def test_hub_and_two_bridges_at_250_per_s_each_way_stay_connected(nursery:
         assert labelled(node, "rlpx_protocol_errors_total") == {}, tag
         assert total(node, "waku_v1_dials_total") == (1 if node is not hub else 0), tag
         assert total(node, "waku_v1_rate_limits_exceeded_total") == 0, tag
+
+
+async def frozen_peer(node: V1Node) -> trio.SocketStream:
+    """A peer that completes handshake, Hello and Status, then never reads again (SIGSTOP-like)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", node.port)
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up sooner
+    s = Session(NodeKey.generate(), HelloParams("frozen", (WAKU,)), os.urandom,
+                remote_pubkey=node.config.node_key.pubkey)
+    await stream.send_all(s.initiate())
+    with trio.fail_after(10):
+        while s.state is not State.READY:
+            out, _ = s.receive(await stream.receive_some(65536))
+            if out:
+                await stream.send_all(out)
+        await stream.send_all(s.send_message(WakuCode.STATUS, encode_status(StatusOptions(pow_requirement=0.0))))
+        while not node.peers():
+            await trio.sleep(0.02)
+    return stream
+
+
+async def test_a_frozen_peer_does_not_hold_up_the_others(nursery: trio.Nursery) -> None:
+    # Write and idle timeouts far beyond the wait below: only per-peer forwarding can pass.
+    hub = await start(nursery, timeouts=Timeouts(write=300.0, idle=300.0))
+    stuck = await frozen_peer(hub)
+    b = await start(nursery, static_nodes=(hub.enode,))
+    with trio.fail_after(15):
+        while len(hub.peers()) < 2:
+            await trio.sleep(0.02)
+    got: dict[bytes, int] = {}
+    nursery.start_soon(consume, b, got)
+    now = time.time()
+    for i in range(200):  # ~13 MB: more than the frozen peer's socket buffers hold
+        assert (await hub.post(Envelope(int(now) + 60, 60, TOPIC, b"BG" + i.to_bytes(4, "big") + os.urandom(65_000),
+                                        0))).accepted
+    await trio.sleep(1.0)  # a few ticks: the hub is now blocked writing to the frozen peer
+    for i in range(50):
+        assert (await hub.post(envelope(b"SM", i, time.time()))).accepted
+    with trio.fail_after(30):
+        while got.get(b"SM", 0) < 50:
+            await trio.sleep(0.05)
+    assert got[b"BG"] == 200
+    assert len(hub.peers()) == 2
+    await stuck.aclose()
