@@ -23,6 +23,9 @@ in the dedup cache, the ledger or a sink history query"):
   originals.  Before bridging pending v1→v2 items we ask the v2 side's history (an injected
   :data:`SinkHistory`: our own archive and connected store peers) for their content topics and
   timestamps; a stored message with the item's dedup key already exists on v2: it is skipped.
+  The re-offer can still sit in our v1 inbound queue when we become active, so while active a v1
+  envelope created before we were warm (``run()`` + ``warmup_s``) is treated the same way: it
+  becomes pending and the release loop bridges it after the grace and the history check.
 
 Not applied: "skip pending items received well before the active's last visible bridging" (the
 standby tracking the active's progress on the sink).  It assumes the active received every item we
@@ -121,24 +124,29 @@ def sink_key(msg: WakuMessage) -> bytes | None:
     return dedup_key(topic, msg.payload if msg.version == 1 else wrap_unencrypted(msg.payload))
 
 
-def history_requests(items: Iterable[V1ToV2]) -> list[HistoryRequest]:
+def history_requests(items: Iterable[V1ToV2], chunk_s: int = 2) -> list[HistoryRequest]:
     """Queries covering ``items``: per pubsub topic, content topics in batches of at most
-    :data:`MAX_HISTORY_TOPICS`, each batch over [earliest, latest + 1 s) of its items' timestamps.
+    :data:`MAX_HISTORY_TOPICS`, and per batch one query per ``chunk_s`` seconds of timestamps that
+    hold an item, [first second, last second + 1 s) (short windows run in parallel: a takeover
+    after a restart looks up a pool's worth, TTL seconds of traffic).
 
     A v1->v2 item's timestamp is the envelope's creation second; the v2 message it may be the
     translation of has a timestamp in that second (v2_to_v1 floors ns to s), and a translation of
-    a v1 original has exactly it: the window is exact, no slack needed."""
-    by_topic: dict[str, dict[str, list[int]]] = {}
+    a v1 original has exactly it: the windows are exact, no slack needed."""
+    by_topic: dict[str, dict[str, set[int]]] = {}
     for it in items:
-        ts = it.message.timestamp or 0
-        by_topic.setdefault(it.pubsub_topic, {}).setdefault(it.message.content_topic, []).append(ts)
+        sec = (it.message.timestamp or 0) // NS
+        by_topic.setdefault(it.pubsub_topic, {}).setdefault(it.message.content_topic, set()).add(sec)
     out = []
+    step = max(1, chunk_s)
     for pubsub, topics in sorted(by_topic.items()):
         names = sorted(topics)
         for i in range(0, len(names), MAX_HISTORY_TOPICS):
             batch = names[i:i + MAX_HISTORY_TOPICS]
-            stamps = [t for n in batch for t in topics[n]]
-            out.append(HistoryRequest(pubsub, tuple(batch), min(stamps), max(stamps) + NS))
+            chunks = sorted({sec // step for n in batch for sec in topics[n]})
+            for c in chunks:
+                secs = [sec for n in batch for sec in topics[n] if sec // step == c]
+                out.append(HistoryRequest(pubsub, tuple(batch), min(secs) * NS, (max(secs) + 1) * NS))
     return out
 
 
@@ -161,6 +169,8 @@ class PipelineConfig:
     echo_grace_s: float = 2.0  # hold v2 messages that look bridged from v1 (see on_message), and
     # pending v1->v2 items at takeover (see take_over)
     history_deadline_s: float = 3.0  # the sink history lookup at takeover, all queries together
+    history_chunk_s: int = 2  # seconds of timestamps per history query (queries run in parallel)
+    warmup_s: float = 5.0  # after run(): until then our v2 node may have missed originals (see above)
 
 
 @dataclass(slots=True)
@@ -189,6 +199,8 @@ class Pipeline:
         self._mine_limiter = trio.CapacityLimiter(1)
         self._grace_send, self._grace_recv = trio.open_memory_channel[tuple[float, WakuMessage, float]](10_000)
         self._running = False
+        self._warm_from: float | None = None  # v1 envelopes created before this are uncertain
+        self._bridge_lock = trio.Lock()  # one pass over pending at a time (takeover, release loop)
 
     # --- helpers ---
 
@@ -229,7 +241,7 @@ class Pipeline:
             return self._drop(out.reason, out.detail)
         if await self._seen_or_remember(out.key, V1_TO_V2):
             return
-        if not self.gate.is_active():
+        if not self.gate.is_active() or self._uncertain(env):
             return self._hold(out.key, V1_TO_V2, out, float(env.expiry), float(env.sent))
         await self._publish_v2(out, received_at)
 
@@ -311,6 +323,11 @@ class Pipeline:
 
     # --- standby / takeover ---
 
+    def _uncertain(self, env: Envelope) -> bool:
+        """Created before we were warm: its v2 original (if it is a translation) may have passed
+        before our v2 node was up, so it needs the sink history check (only if we have one)."""
+        return self.history is not None and self._warm_from is not None and env.sent < self._warm_from
+
     def _held(self, p: _Pending, now: float) -> bool:
         """Within the echo grace: a v1->v2 item whose v2 original may still be on its way."""
         return p.direction == V1_TO_V2 and p.received_at + self.config.echo_grace_s > now
@@ -338,19 +355,11 @@ class Pipeline:
         return await self._bridge_pending(
             [k for k, p in self.pending.items() if p.direction == V1_TO_V2 and not self._held(p, now)], now)
 
-    async def finish_takeover(self) -> int:
-        """After :meth:`take_over`: release the held items as they come due, while active;
-        returns how many were bridged.  At most ``echo_grace_s`` long."""
-        done = 0
-        while self.gate.is_active():
-            due = self.held_until()
-            if due is None:
-                break
-            await trio.sleep(max(0.0, due - self.clock()))
-            done += await self.release_held()
-        return done
-
     async def _bridge_pending(self, keys: Sequence[bytes], now: float) -> int:
+        async with self._bridge_lock:
+            return await self._bridge_pending_locked(keys, now)
+
+    async def _bridge_pending_locked(self, keys: Sequence[bytes], now: float) -> int:
         candidates = []
         for k in keys:
             p = self.pending.get(k)
@@ -411,7 +420,7 @@ class Pipeline:
                 if k in wanted:
                     found.add(k)
 
-        requests = history_requests(items)
+        requests = history_requests(items, self.config.history_chunk_s)
         # A grace of 0.5 s past the deadline for the lookup to return what it has; then cut.
         with trio.move_on_at(deadline + 0.5) as scope:
             async with trio.open_nursery() as nursery:
@@ -420,6 +429,8 @@ class Pipeline:
         if scope.cancelled_caught:
             self.metrics.takeover_history_queries.labels("timeout").inc()
             log.warning("sink history lookup cut at its deadline (%.1f s)", self.config.history_deadline_s)
+        log.info("sink history: %d of %d pending v1->v2 found on v2 (%d queries, %.2f s)", len(found), len(wanted),
+                 len(requests), self.config.history_deadline_s - (deadline - trio.current_time()))
         return found
 
     def expire_pending(self, now: float) -> None:
@@ -433,7 +444,9 @@ class Pipeline:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._running = True
+            self._warm_from = self.clock() + self.config.warmup_s
             nursery.start_soon(self._v1_loop)
+            nursery.start_soon(self._release_loop)
             nursery.start_soon(self._v2_loop)
             nursery.start_soon(self._grace_loop)
             nursery.start_soon(self._housekeeping)
@@ -446,6 +459,19 @@ class Pipeline:
     async def _v2_loop(self) -> None:
         async for rm in self.v2.messages():
             await self.on_message(rm.message, getattr(rm, "received_at", None))
+
+    async def _release_loop(self) -> None:
+        """While active: bridge pending v1->v2 items once their grace has passed (held at takeover,
+        or uncertain ones that arrived since), with the sink history check."""
+        while True:
+            await trio.sleep(0.2)
+            if not self.gate.is_active():
+                continue
+            due = self.held_until()
+            if due is not None and due <= self.clock():
+                n = await self.release_held()
+                if n:
+                    log.info("%d pending v1->v2 messages bridged after the echo grace and history check", n)
 
     async def _housekeeping(self) -> None:
         ticks = 0

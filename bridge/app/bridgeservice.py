@@ -182,10 +182,7 @@ class BridgeService:
                 n = await self.pipeline.take_over()
                 self.failover_metrics.takeover.observe(time.monotonic() - t0)
                 log.info("%s active: %d pending messages bridged on takeover", self.cfg.peer_id, n)
-                leading = True
-                if self.pipeline.held_until() is not None:
-                    late = await self.pipeline.finish_takeover()
-                    log.info("%s: %d more pending messages bridged after the echo grace", self.cfg.peer_id, late)
+                leading = True  # the pipeline's release loop bridges what the echo grace holds
             elif leading and not self.elector.is_leader():
                 leading = False
             with trio.move_on_after(0.5):  # also re-check: leadership can lapse without an event

@@ -333,13 +333,30 @@ async def test_held_items_stay_pending_if_leadership_goes(tmp_path: Path) -> Non
     assert dropped(s, "standby_expired") == 1
 
 
-async def test_finish_takeover_releases_held_items_in_real_time(tmp_path: Path) -> None:
-    s, _, s2, gate = await make(tmp_path, "s", active=False, echo_grace_s=0.2)
-    await s.on_envelope(env(b"released after the grace"))
-    gate.active = True
-    assert await s.take_over() == 0
-    assert await s.finish_takeover() == 1
-    assert [x.payload for _, x in s2.published] == [b"released after the grace"]
+async def test_release_loop_bridges_held_and_uncertain_items_in_real_time(tmp_path: Path) -> None:
+    """run()'s release loop: items held at takeover, and (with a sink history) v1 envelopes created
+    before the pipeline was warm that arrive while active, e.g. a re-offer still queued."""
+    hist = History()
+    s, _, s2, gate = await make(tmp_path, "s", active=False, echo_grace_s=0.2, history=hist)
+    s_in, r_in = trio.open_memory_channel[Any](10)
+    s.v1.inbound = lambda: r_in  # type: ignore[method-assign]
+    s.v2.messages = lambda: trio.open_memory_channel[Any](1)[1]  # type: ignore[method-assign]
+    m = wmsg(b"bridged by the active while we were down")
+    hist.messages.append(m)
+    echo = await translated_by_active(tmp_path, m)
+    async with trio.open_nursery() as n:
+        await n.start(s.run)
+        await s.on_envelope(env(b"held at takeover"))
+        gate.active = True
+        assert await s.take_over() == 0
+        await s_in.send(type("R", (), {"envelope": echo})())  # created before warm: checked, not bridged
+        await s_in.send(type("R", (), {"envelope": env(b"also uncertain, not in history")})())
+        with trio.fail_after(10):
+            while len(s2.published) < 2 or s.pending:
+                await trio.sleep(0.05)
+        n.cancel_scope.cancel()
+    assert sorted(x.payload for _, x in s2.published) == [b"also uncertain, not in history", b"held at takeover"]
+    assert skipped(s) == 1
 
 
 async def test_cold_standby_skips_the_reoffer_found_in_sink_history(tmp_path: Path) -> None:
@@ -366,8 +383,8 @@ async def test_cold_standby_skips_the_reoffer_found_in_sink_history(tmp_path: Pa
     assert await s.take_over() == 1
     assert [x.payload for _, x in s2.published] == [b"a v1 original the active never bridged"]
     assert skipped(s) == 4 and history_queries(s, "ok") == 1 and s.pending == {} and s1.posted == []
-    (req,) = hist.asked
-    assert req.content_topics == ("/waku/1/0x1a2b3c4d/rfc26",) and req.pubsub_topic == "/waku/2/rs/1/4"
+    assert {(r.pubsub_topic, r.content_topics) for r in hist.asked} == {("/waku/2/rs/1/4",
+                                                                         ("/waku/1/0x1a2b3c4d/rfc26",))}
     # skipped keys stay in the ledger: a later re-offer is a plain duplicate
     for e in reoffer:
         await s.on_envelope(e)
@@ -431,16 +448,20 @@ async def test_no_local_progress_rule_a_message_only_the_standby_got_is_bridged(
 def test_history_requests_batch_topics_and_cover_exact_windows() -> None:
     items = []
     for i in range(2 * MAX_HISTORY_TOPICS + 3):
-        e = Envelope(1_000_000 + i + 10, 10, i.to_bytes(4, "big"), b"x")
-        out = v1_to_v2(e, cluster_id=1, num_shards=8, pubsub_topic="/waku/2/rs/1/0")
-        assert isinstance(out, V1ToV2)
-        items.append(out)
-    reqs = history_requests(items)
-    assert [len(r.content_topics) for r in reqs] == [10, 10, 3]
-    assert sorted(t for r in reqs for t in r.content_topics) == sorted(i.message.content_topic for i in items)
+        for dt in (0, 1, 5):  # seconds 1_000_000 + {0, 1, 5}: two 2-second chunks
+            e = Envelope(1_000_000 + dt + 10, 10, i.to_bytes(4, "big"), b"x")
+            out = v1_to_v2(e, cluster_id=1, num_shards=8, pubsub_topic="/waku/2/rs/1/0")
+            assert isinstance(out, V1ToV2)
+            items.append(out)
+    reqs = history_requests(items, chunk_s=2)
+    assert [len(r.content_topics) for r in reqs] == [10, 10, 10, 10, 3, 3]
+    topics = sorted({i.message.content_topic for i in items})
+    assert sorted(t for r in reqs for t in r.content_topics) == sorted(topics * 2)  # each topic, both chunks
     for r in reqs:
-        stamps = [i.message.timestamp or 0 for i in items if i.message.content_topic in r.content_topics]
-        assert r.time_start == min(stamps) and r.time_end == max(stamps) + NS
+        assert (r.time_start, r.time_end) in ((1_000_000 * NS, 1_000_002 * NS), (1_000_005 * NS, 1_000_006 * NS))
+    for it in items:  # every item is inside one query
+        ts = it.message.timestamp or 0
+        assert any(it.message.content_topic in r.content_topics and r.time_start <= ts < r.time_end for r in reqs)
 
 
 def test_sink_key_is_the_key_of_the_v2_to_v1_translation() -> None:
