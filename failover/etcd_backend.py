@@ -419,8 +419,9 @@ class EtcdElector(ElectorCore):
                 raise EtcdUnavailable("watch stream ended")
         return False
 
-    async def _wait_turn(self, my_rev: int) -> None:
-        """Wait until no key in the prefix is older than ours (watch only the predecessor)."""
+    async def _range_with_own_key(self, my_rev: int, lost: str) -> tuple[list[KeyValue], int]:
+        """The prefix's keys and revision (a failed range is retried); ``lost`` ends the session
+        when our key of revision ``my_rev`` is no longer among them."""
         assert self.key is not None
         while True:
             try:
@@ -429,7 +430,13 @@ class EtcdElector(ElectorCore):
                 await trio.sleep(self.timing.rpc_timeout / 2)
                 continue
             if not any(kv.key == self.key and kv.create_revision == my_rev for kv in kvs):
-                raise _SessionOver(StepDown.LOST, "our election key vanished while waiting")
+                raise _SessionOver(StepDown.LOST, lost)
+            return kvs, rev
+
+    async def _wait_turn(self, my_rev: int) -> None:
+        """Wait until no key in the prefix is older than ours (watch only the predecessor)."""
+        while True:
+            kvs, rev = await self._range_with_own_key(my_rev, "our election key vanished while waiting")
             first = leader_of(kvs)
             self.leader = first.value.decode(errors="replace") if first is not None else None
             pred = predecessor(kvs, my_rev)
@@ -444,15 +451,9 @@ class EtcdElector(ElectorCore):
 
     async def _lead(self, my_rev: int) -> None:
         """Active: watch our own key; a watch hiccup is not a loss (the keepalives decide)."""
-        assert self.key is not None
         while True:
-            try:
-                kvs, rev = await self._range_prefix()
-            except EtcdError:
-                await trio.sleep(self.timing.rpc_timeout / 2)
-                continue
-            if not any(kv.key == self.key and kv.create_revision == my_rev for kv in kvs):
-                raise _SessionOver(StepDown.LOST, "our election key was deleted")
+            _, rev = await self._range_with_own_key(my_rev, "our election key was deleted")
+            assert self.key is not None
             try:
                 if await self._watch_for_delete(self.key, rev + 1, limit=self.ttl):
                     raise _SessionOver(StepDown.LOST, "our election key was deleted")
