@@ -10,8 +10,9 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from v1.node import WAKU, V1Node, V1NodeConfig
+from v1.rlpx.base import DisconnectReason
 from v1.rlpx.keys import NodeKey
-from v1.rlpx.session import HelloParams
+from v1.rlpx.session import HelloParams, Session, State
 from v1.rlpx.transport import Timeouts, rlpx_connect
 from v1.waku.envelope import Envelope
 from v1.waku.messages import WakuCode, encode_messages
@@ -149,3 +150,50 @@ async def test_bad_input_is_counted_and_the_node_keeps_serving(nursery: trio.Nur
     assert (await good.post(env)).accepted
     with trio.fail_after(10):
         assert (await b.inbound().receive()).envelope == env
+
+
+async def raw_waku_peer(node: V1Node) -> tuple[trio.SocketStream, Session]:
+    """Handshake, Hello and Status by hand; the socket is left for the test to abuse."""
+    stream = await trio.open_tcp_stream("127.0.0.1", node.port)
+    s = Session(NodeKey.generate(), HelloParams("raw", (WAKU,)), os.urandom, remote_pubkey=node.config.node_key.pubkey)
+    await stream.send_all(s.initiate())
+    with trio.fail_after(10):
+        while s.state is not State.READY:
+            out, _ = s.receive(await stream.receive_some(65536))
+            if out:
+                await stream.send_all(out)
+        await stream.send_all(s.send_message(WakuCode.STATUS, encode_status(StatusOptions(pow_requirement=0.002))))
+        while not node.peers():
+            await trio.sleep(0.02)
+    return stream, s
+
+
+async def test_disconnect_causes_are_told_apart(nursery: trio.Nursery) -> None:
+    b = await start(nursery)
+
+    async def wait_metric(name: str, reason: str) -> None:
+        with trio.fail_after(10):
+            while metric(b, name, reason=reason) < 1:
+                await trio.sleep(0.02)
+
+    # a corrupt frame stream (what the ordering bug looked like from the receiving side)
+    stream, _ = await raw_waku_peer(b)
+    await stream.send_all(os.urandom(64))
+    await wait_metric("waku_v1_peer_disconnects_total", "mac_mismatch")
+    await stream.aclose()
+    # a Messages packet whose snappy header is garbage
+    stream, s = await raw_waku_peer(b)
+    assert s._codec is not None
+    await stream.send_all(s._codec.encode(bytes([0x10 + WakuCode.MESSAGES]) + b"\xff" * 5))
+    await wait_metric("waku_v1_peer_disconnects_total", "bad_snappy")
+    await stream.aclose()
+    # the peer ends it with BREACH_OF_PROTOCOL: counted apart, under the reason it gave
+    async with rlpx_connect(b.enode, NodeKey.generate(), HelloParams("rude", (WAKU,)), timeouts=FAST) as conn:
+        await conn.send(WakuCode.STATUS, encode_status(StatusOptions(pow_requirement=0.002)))
+        await conn.receive()
+        await conn.disconnect(DisconnectReason.BREACH_OF_PROTOCOL)
+    await wait_metric("waku_v1_peer_lost_total", "breach_of_protocol")
+    assert metric(b, "waku_v1_peer_disconnects_total", reason="mac_mismatch") == 1
+    assert metric(b, "waku_v1_peer_disconnects_total", reason="bad_snappy") == 1
+    assert metric(b, "waku_v1_peer_disconnects_total", reason="breach_of_protocol") == 0
+    assert metric(b, "rlpx_protocol_errors_total", kind="mac") == 1

@@ -9,6 +9,7 @@ Disconnect with a reason, a metric, and a closed socket, never an exception esca
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -400,6 +401,15 @@ async def _establish(stream: trio.SocketStream, session: Session, metrics: RLPxM
     return conn
 
 
+def _being_cancelled() -> bool:
+    """Whether the calling task is being cancelled.
+
+    ``except trio.Cancelled`` misses it when a handler's own nursery wrapped the Cancelled in an
+    ExceptionGroup (strict exception groups); trio reports -inf as the deadline of a cancelled task.
+    """
+    return trio.current_effective_deadline() == -math.inf
+
+
 async def _refuse(stream: trio.SocketStream, session: Session, reason: DisconnectReason) -> None:
     with trio.CancelScope(shield=True), trio.move_on_after(1.0):
         try:
@@ -456,8 +466,9 @@ async def rlpx_connect(
             reason = DisconnectReason.REQUESTED
             try:
                 yield conn
-            except trio.Cancelled:  # the node is shutting down (SIGTERM / Ctrl-C)
-                reason = DisconnectReason.CLIENT_QUITTING
+            except BaseException:
+                if _being_cancelled():  # the node is shutting down (SIGTERM / Ctrl-C)
+                    reason = DisconnectReason.CLIENT_QUITTING
                 raise
             finally:
                 await conn.disconnect(reason)
@@ -529,8 +540,9 @@ async def rlpx_serve(
                 reason = DisconnectReason.REQUESTED
                 try:
                     await handler(conn)
-                except trio.Cancelled:
-                    reason = DisconnectReason.CLIENT_QUITTING
+                except BaseException:
+                    if _being_cancelled():
+                        reason = DisconnectReason.CLIENT_QUITTING
                     raise
                 finally:
                     await conn.disconnect(reason)

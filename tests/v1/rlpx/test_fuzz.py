@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ KEY = NodeKey.generate()
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _ok_or_ours(fn, *args, **kw):  # type: ignore[no-untyped-def]
+def _ok_or_ours(fn: Callable[..., object], *args: object, **kw: object) -> object:
     try:
         return fn(*args, **kw)
     except V1Error:

@@ -7,17 +7,19 @@ the same server keeps exchanging messages.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import rlp
 import trio
+import trio.testing
 from prometheus_client import CollectorRegistry
 
 from v1.rlpx.base import Capability, DisconnectReason
 from v1.rlpx.enode import Enode
 from v1.rlpx.keys import NodeKey
 from v1.rlpx.metrics import RLPxMetrics
-from v1.rlpx.session import HelloParams, Session, State
+from v1.rlpx.session import Event, HelloParams, PongReceived, Session, State
 from v1.rlpx.transport import PeerDisconnected, RLPxConnection, Timeouts, rlpx_connect, rlpx_serve
 
 HELLO = HelloParams("test", (Capability("waku", 1, 128),))
@@ -45,7 +47,7 @@ class EchoServer:
         except PeerDisconnected:
             pass
 
-    async def start(self, nursery: trio.Nursery, **kw: object) -> EchoServer:
+    async def start(self, nursery: trio.Nursery, **kw: Any) -> EchoServer:
         self.port = await nursery.start(
             lambda task_status: rlpx_serve("127.0.0.1", 0, self.key, HELLO, self.handler, metrics=self.metrics,
                                            task_status=task_status, **kw))
@@ -68,7 +70,7 @@ async def raw_session(server: EchoServer) -> tuple[trio.SocketStream, Session]:
                 await stream.send_all(out)
         # one echo round trip: the server has processed our Hello and is in its message loop
         await stream.send_all(s.send_message(0, b"\xc0"))
-        events: list[object] = []
+        events: list[Event] = []
         while not events:
             _, events = s.receive(await stream.receive_some(65536))
     return stream, s
@@ -225,3 +227,61 @@ async def test_p2p_v4_peer_gets_no_snappy(nursery: trio.Nursery) -> None:
         payload = rlp.encode([b"z" * 1000])
         await conn.send(1, payload)
         assert await conn.receive() == (2, payload)
+
+
+async def test_concurrent_writers_and_pings_keep_both_macs_in_step(nursery: trio.Nursery) -> None:
+    # Pings every 5 ms both ways while three tasks send at once and the echo server answers: every
+    # Pong, Ping and message must be encoded in wire order, or the peer sees a MAC mismatch.
+    busy = Timeouts(ping_interval=0.005, idle=20.0)
+    server = await EchoServer().start(nursery, timeouts=busy)
+    n, senders = 400, 3
+    async with rlpx_connect(server.enode, NodeKey.generate(), HELLO, timeouts=busy) as conn:
+        async def send(k: int) -> None:
+            for i in range(n):
+                await conn.send(k, rlp.encode([os.urandom((i * 131) % 20_000)]))
+
+        got = {k + 1: 0 for k in range(senders)}
+        async with trio.open_nursery() as inner:
+            for k in range(senders):
+                inner.start_soon(send, k)
+            with trio.fail_after(60):
+                while sum(got.values()) < n * senders:
+                    code, _ = await conn.receive()
+                    got[code] += 1
+    assert got == {k + 1: n for k in range(senders)}
+    assert sample(server.registry, "rlpx_protocol_errors_total", kind="mac") == 0
+    assert sample(server.registry, "rlpx_disconnects_total", reason="breach_of_protocol", side="local") == 0
+
+
+async def test_a_send_waiting_when_the_session_ends_raises_peer_disconnected(nursery: trio.Nursery) -> None:
+    server = await EchoServer().start(nursery)
+    async with rlpx_connect(server.enode, NodeKey.generate(), HELLO) as conn:
+        result: list[BaseException] = []
+
+        async def sender() -> None:
+            try:
+                await conn.send(0, b"\xc0")
+            except BaseException as exc:  # recorded for the assertion below
+                result.append(exc)
+
+        async with conn._write_lock:  # a frame in flight: the sender queues behind it
+            nursery.start_soon(sender)
+            await trio.testing.wait_all_tasks_blocked()
+            conn._fail(PeerDisconnected(DisconnectReason.CLIENT_QUITTING, by_remote=True))
+        with trio.fail_after(5):
+            while not result:
+                await trio.sleep(0.01)
+    assert isinstance(result[0], PeerDisconnected) and result[0].by_remote
+
+
+async def test_a_ping_is_answered_with_a_pong(nursery: trio.Nursery) -> None:
+    # Pongs are written by their own task now (never by the reader): check one comes back.
+    server = await EchoServer().start(nursery)
+    stream, s = await raw_session(server)
+    await stream.send_all(s.send_ping())
+    with trio.fail_after(5):
+        events: list[object] = []
+        while not any(isinstance(e, PongReceived) for e in events):
+            _, got = s.receive(await stream.receive_some(65536))
+            events.extend(got)
+    await stream.aclose()

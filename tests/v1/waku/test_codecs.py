@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import rlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,7 +51,7 @@ def test_messages_packet_keeps_good_envelopes_next_to_bad() -> None:
 def test_validate_rules() -> None:
     now = 1000.0
     env = Envelope(1010, 10, b"abcd", b"x", 0)
-    kw = {"pow_requirement": 0.0, "max_size": 1 << 20, "future_allowance": 2.0}
+    kw: dict[str, Any] = {"pow_requirement": 0.0, "max_size": 1 << 20, "future_allowance": 2.0}
     assert validate(env, now, **kw) is None
     assert validate(Envelope(999, 10, b"abcd", b"x"), now, **kw) is Rejection.EXPIRED
     assert validate(Envelope(1013, 10, b"abcd", b"x"), now, **kw) is Rejection.FUTURE
