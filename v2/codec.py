@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError, Message
 
 from v2.errors import V2Error
 
-__all__ = ["VarintError", "decode_uvarint", "encode_uvarint", "optional", "parse", "require"]
+__all__ = ["VarintError", "decode_uvarint", "encode_uvarint", "optional", "parse", "require", "set_present"]
 
 
 class VarintError(V2Error):
@@ -86,3 +86,10 @@ def require(msg: Message, error: type[V2Error], *fields: str, prefix: str = "") 
 def optional(msg: Message, name: str) -> Any:
     """The value of an ``optional`` field, None when its tag is absent (not the proto default)."""
     return getattr(msg, name) if msg.HasField(name) else None
+
+
+def set_present(msg: Message, **values: Any) -> None:
+    """Write each of ``values`` that is not None; None leaves the ``optional`` field's tag absent."""
+    for name, value in values.items():
+        if value is not None:
+            setattr(msg, name, value)

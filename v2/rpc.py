@@ -8,12 +8,23 @@ protocol, so these helpers only move bytes and raise or report; the protocols ma
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from v2.host import Host
 from v2.stream import FrameTooLarge, Stream, StreamClosedError
 
-__all__ = ["exchange", "request", "respond"]
+if TYPE_CHECKING:
+    from v2.host import Host
+
+__all__ = ["UNKNOWN_REQUEST_ID", "exchange", "new_request_id", "request", "respond"]
+
+UNKNOWN_REQUEST_ID = "N/A"  # nwaku's request_id in an answer to a request it could not read
+
+
+def new_request_id() -> str:
+    """A UUIDv4, as js-waku sends (nwaku requires a request id, any string)."""
+    return str(uuid.uuid4())
 
 
 async def exchange(stream: Stream, frame: bytes, max_response: int, *, timeout: float,

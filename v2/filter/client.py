@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ from v2.filter.rpc_codec import (
 )
 from v2.host import DialError, Host
 from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE
-from v2.rpc import request
+from v2.rpc import new_request_id, request
 from v2.stream import FrameTooLarge, Stream, StreamClosedError
 
 __all__ = ["FilterClient", "FilterClientError", "FilterPush"]
@@ -82,7 +81,7 @@ class FilterClient:
     async def request(self, peer: str, kind: FilterSubscribeType, pubsub_topic: str | None = None,
                       content_topics: Sequence[str] = ()) -> FilterSubscribeResponse:
         """One exchange; the service's answer whatever its status, or FilterClientError."""
-        req = FilterSubscribeRequest(str(uuid.uuid4()), kind, pubsub_topic, tuple(content_topics))
+        req = FilterSubscribeRequest(new_request_id(), kind, pubsub_topic, tuple(content_topics))
         try:
             data = await request(self.host, peer, [FILTER_SUBSCRIBE], req.encode(), MAX_SUBSCRIBE_RESPONSE_SIZE,
                                  timeout=self.timeout)

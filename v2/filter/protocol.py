@@ -52,14 +52,13 @@ from v2.filter.subscriptions import (
 )
 from v2.host import DialError, Host
 from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE
-from v2.rpc import respond
+from v2.rpc import UNKNOWN_REQUEST_ID, respond
 from v2.stream import FrameTooLarge, Stream, StreamClosedError, StreamTimeout
 
 __all__ = ["FilterService"]
 
 log = logging.getLogger(__name__)
 
-_NA = "N/A"  # nwaku's request_id when the request could not be read
 
 
 @dataclass(slots=True)
@@ -101,7 +100,8 @@ class FilterService:
         except FrameTooLarge:
             self.metrics.errors.labels("decode_rpc_failure").inc()
             self.metrics.requests.labels("invalid", str(int(FilterStatus.BAD_REQUEST))).inc()
-            await self._respond(stream, FilterSubscribeResponse(_NA, FilterStatus.BAD_REQUEST, "request too large"))
+            too_large = FilterSubscribeResponse(UNKNOWN_REQUEST_ID, FilterStatus.BAD_REQUEST, "request too large")
+            await self._respond(stream, too_large)
             return
         except StreamTimeout:
             self.metrics.errors.labels("read_timeout").inc()
@@ -118,7 +118,7 @@ class FilterService:
             req = FilterSubscribeRequest.decode(data)
         except FilterDecodeError as exc:
             self.metrics.errors.labels("decode_rpc_failure").inc()
-            resp = FilterSubscribeResponse(_NA, FilterStatus.BAD_REQUEST, f"decode_rpc_failure: {exc}")
+            resp = FilterSubscribeResponse(UNKNOWN_REQUEST_ID, FilterStatus.BAD_REQUEST, f"decode_rpc_failure: {exc}")
             kind = "invalid"
         else:
             resp = self.serve(stream.remote_peer, req)

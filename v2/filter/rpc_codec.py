@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from v2.codec import optional, parse, require
+from v2.codec import optional, parse, require, set_present
 from v2.core.message import MessageDecodeError, WakuMessage
 from v2.errors import V2Error
 
@@ -72,8 +72,7 @@ class FilterSubscribeRequest:
     def encode(self) -> bytes:
         m = pb.FilterSubscribeRequest(request_id=self.request_id, filter_subscribe_type=int(self.type),
                                       content_topics=list(self.content_topics))
-        if self.pubsub_topic is not None:
-            m.pubsub_topic = self.pubsub_topic
+        set_present(m, pubsub_topic=self.pubsub_topic)
         return m.SerializeToString()
 
     @classmethod
@@ -100,8 +99,7 @@ class FilterSubscribeResponse:
 
     def encode(self) -> bytes:
         m = pb.FilterSubscribeResponse(request_id=self.request_id, status_code=self.status_code)
-        if self.status_desc is not None:
-            m.status_desc = self.status_desc
+        set_present(m, status_desc=self.status_desc)
         return m.SerializeToString()
 
     @classmethod

@@ -10,7 +10,6 @@ failure, and so is 200 with zero relay peers (nwaku's own client rule).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from v2.core.message import WakuMessage
@@ -26,7 +25,7 @@ from v2.lightpush.rpc_codec import (
     PushRPC,
 )
 from v2.protocol_ids import LIGHTPUSH_V2, LIGHTPUSH_V3
-from v2.rpc import exchange
+from v2.rpc import UNKNOWN_REQUEST_ID, exchange, new_request_id
 from v2.stream import FrameTooLarge, StreamClosedError
 
 __all__ = ["LightpushClient", "LightpushClientError", "LightpushResult"]
@@ -65,7 +64,7 @@ class LightpushClient:
             stream = await self.host.new_stream(peer, [LIGHTPUSH_V3, LIGHTPUSH_V2], timeout=self.timeout)
         except DialError as exc:
             raise LightpushClientError(f"lightpush to {peer}: {exc}") from None
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         legacy = stream.protocol == LIGHTPUSH_V2
         topic: str | None = pubsub_topic
         try:
@@ -101,7 +100,7 @@ class LightpushClient:
     @staticmethod
     def _v3_result(request_id: str, topic: str | None, data: bytes) -> LightpushResult:
         resp = LightpushResponse.decode(data)
-        if resp.request_id not in (request_id, "N/A"):
+        if resp.request_id not in (request_id, UNKNOWN_REQUEST_ID):
             raise LightpushClientError(f"answer for request {resp.request_id!r}")
         return LightpushResult(request_id, LIGHTPUSH_V3, resp.status_code, resp.status_desc,
                                resp.relay_peer_count, topic)
@@ -111,7 +110,7 @@ class LightpushClient:
         rpc = PushRPC.decode(data)
         if rpc.response is None:
             raise LightpushClientError("legacy answer without a response")
-        if rpc.request_id not in (request_id, "N/A"):
+        if rpc.request_id not in (request_id, UNKNOWN_REQUEST_ID):
             raise LightpushClientError(f"answer for request {rpc.request_id!r}")
         r = rpc.response
         if r.is_success:

@@ -48,7 +48,7 @@ from v2.lightpush.rpc_codec import (
     PushRPC,
 )
 from v2.protocol_ids import LIGHTPUSH_V2, LIGHTPUSH_V3
-from v2.rpc import respond
+from v2.rpc import UNKNOWN_REQUEST_ID, respond
 from v2.stream import FrameTooLarge, Stream, StreamClosedError, StreamTimeout
 
 __all__ = ["AcceptedFn", "LightpushAccepted", "LightpushOutcome", "LightpushRejected", "LightpushService",
@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 
 PublishFn = Callable[[str, WakuMessage, bytes], Awaitable[int]]
 
-_NA = "N/A"
 _RPC_OVERHEAD = 64 * 1024  # request framing around the message (nwaku reads lightpush unbounded)
 _NOT_PUBLISHED = "not_published_to_any_peer"
 
@@ -202,7 +201,7 @@ class LightpushService:
         except FrameTooLarge:
             too_large = LightpushOutcome(LightpushStatus.PAYLOAD_TOO_LARGE,
                                          f"Message size exceeded maximum of {self.max_msg_size} bytes")
-            await self._answer(stream, legacy, _NA, too_large)
+            await self._answer(stream, legacy, UNKNOWN_REQUEST_ID, too_large)
             return
         except StreamTimeout:
             errors.labels("read_timeout").inc()
@@ -215,8 +214,8 @@ class LightpushService:
             await stream.close_write()
             return
         if self._bucket is not None and not self._bucket.take(trio.current_time()):
-            await self._answer(stream, legacy, _NA, LightpushOutcome(LightpushStatus.TOO_MANY_REQUESTS,
-                                                                     "TOO_MANY_REQUESTS"))
+            limited = LightpushOutcome(LightpushStatus.TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS")
+            await self._answer(stream, legacy, UNKNOWN_REQUEST_ID, limited)
             return
         if legacy:
             await self._handle_v2(stream, data)
@@ -228,7 +227,7 @@ class LightpushService:
             req = LightpushRequest.decode(data)
         except LightpushDecodeError as exc:
             outcome = LightpushOutcome(LightpushStatus.BAD_REQUEST, f"decode_rpc_failure: {exc}")
-            await self._answer(stream, False, _NA, outcome)
+            await self._answer(stream, False, UNKNOWN_REQUEST_ID, outcome)
             return
         outcome = await self.process(stream.remote_peer, req.pubsub_topic, req.message, req.data, LIGHTPUSH_V3)
         await self._answer(stream, False, req.request_id, outcome)
@@ -237,7 +236,7 @@ class LightpushService:
         try:
             rpc = PushRPC.decode(data)
         except LightpushDecodeError as exc:
-            await self._answer(stream, True, _NA,
+            await self._answer(stream, True, UNKNOWN_REQUEST_ID,
                                LightpushOutcome(LightpushStatus.BAD_REQUEST, f"decode_rpc_failure: {exc}"))
             return
         if rpc.request is None:

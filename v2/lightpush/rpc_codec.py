@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from v2.codec import optional, parse, require
+from v2.codec import optional, parse, require, set_present
 from v2.core.message import MessageDecodeError, WakuMessage
 from v2.errors import V2Error
 
@@ -72,8 +72,7 @@ class LightpushRequest:
 
     def encode(self) -> bytes:
         m = pb.LightpushRequest(request_id=self.request_id, message=self.data)
-        if self.pubsub_topic is not None:
-            m.pubsub_topic = self.pubsub_topic
+        set_present(m, pubsub_topic=self.pubsub_topic)
         return m.SerializeToString()
 
     @classmethod
@@ -92,10 +91,7 @@ class LightpushResponse:
 
     def encode(self) -> bytes:
         m = pb.LightpushResponse(request_id=self.request_id, status_code=self.status_code)
-        if self.status_desc is not None:
-            m.status_desc = self.status_desc
-        if self.relay_peer_count is not None:
-            m.relay_peer_count = self.relay_peer_count
+        set_present(m, status_desc=self.status_desc, relay_peer_count=self.relay_peer_count)
         return m.SerializeToString()
 
     @classmethod
@@ -135,8 +131,7 @@ class PushRPC:
             m.request.message = self.request.data
         if self.response is not None:
             m.response.is_success = self.response.is_success
-            if self.response.info is not None:
-                m.response.info = self.response.info
+            set_present(m.response, info=self.response.info)
         return m.SerializeToString()
 
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from v2.codec import optional, parse
+from v2.codec import optional, parse, set_present
 from v2.errors import V2Error
 from v2.metadata.proto import metadata_pb2
 
@@ -32,8 +32,7 @@ class Metadata:
 
 def encode_metadata(md: Metadata) -> bytes:
     pb = metadata_pb2.WakuMetadata()
-    if md.cluster_id is not None:
-        pb.cluster_id = md.cluster_id
+    set_present(pb, cluster_id=md.cluster_id)
     pb.shards.extend(md.shards)
     pb.shards_packed.extend(md.shards)
     data = pb.SerializeToString()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from v2.codec import optional, parse
+from v2.codec import optional, parse, set_present
 from v2.errors import V2Error
 from v2.peer_exchange import peer_exchange_pb2 as pb
 
@@ -85,8 +85,7 @@ def encode_response(enrs: Sequence[bytes], status: int = PxStatus.SUCCESS, statu
     for raw in enrs:
         rpc.response.peer_infos.add().enr = raw
     rpc.response.status_code = int(status)
-    if status_desc is not None:
-        rpc.response.status_desc = status_desc
+    set_present(rpc.response, status_desc=status_desc)
     return rpc.SerializeToString()
 
 

@@ -7,12 +7,11 @@ response cursor, which nwaku sets iff more results exist.
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 
 from v2.host import DialError, Host
 from v2.protocol_ids import STORE_V3
-from v2.rpc import request
+from v2.rpc import new_request_id, request
 from v2.store.common import StatusCode, StoreError
 from v2.store.protocol import MAX_RESPONSE_SIZE
 from v2.store.rpc_codec import StoreDecodeError, StoreQuery, StoreResponse, decode_response, encode_query
@@ -43,7 +42,7 @@ class StoreClient:
         An empty ``request_id`` is replaced by a UUIDv4 (nwaku requires one; js-waku sends UUIDs).
         """
         if not q.request_id:
-            q = dataclasses.replace(q, request_id=str(uuid.uuid4()))
+            q = dataclasses.replace(q, request_id=new_request_id())
         try:
             raw = await request(self.host, peer, [STORE_V3], encode_query(q), MAX_RESPONSE_SIZE, timeout=timeout,
                                 reset_on_error=True)

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from v2.core.message import MAX_MESSAGE_SIZE, WakuMessage
 from v2.protocol_ids import STORE_V3
+from v2.rpc import UNKNOWN_REQUEST_ID
 from v2.store.archive import Archive
 from v2.store.common import ArchiveError, StatusCode, ineligibility
 from v2.store.metrics import StoreMetrics
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 # than a page.  A response holds at most 100 messages of at most 150 KiB each.
 MAX_REQUEST_SIZE = 64 * 1024
 MAX_RESPONSE_SIZE = 100 * (MAX_MESSAGE_SIZE + 1024) + 64 * 1024
-UNKNOWN_REQUEST_ID = "N/A"  # what nwaku answers with when it never learnt the request id
 
 
 class StoreService:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from v2.codec import optional, parse, require
+from v2.codec import optional, parse, require, set_present
 from v2.core.message import MessageDecodeError, WakuMessage
 from v2.store import rpc_pb2
 from v2.store.common import StoreError
@@ -91,16 +91,8 @@ def encode_query(q: StoreQuery) -> bytes:
     pb = rpc_pb2.StoreQueryRequest(request_id=q.request_id, include_data=q.include_data,
                                    content_topics=list(q.content_topics), message_hashes=list(q.message_hashes),
                                    pagination_forward=q.pagination_forward)
-    if q.pubsub_topic is not None:
-        pb.pubsub_topic = q.pubsub_topic
-    if q.time_start is not None:
-        pb.time_start = q.time_start
-    if q.time_end is not None:
-        pb.time_end = q.time_end
-    if q.pagination_cursor is not None:
-        pb.pagination_cursor = q.pagination_cursor
-    if q.pagination_limit is not None:
-        pb.pagination_limit = q.pagination_limit
+    set_present(pb, pubsub_topic=q.pubsub_topic, time_start=q.time_start, time_end=q.time_end,
+                pagination_cursor=q.pagination_cursor, pagination_limit=q.pagination_limit)
     return pb.SerializeToString(deterministic=True)
 
 
@@ -125,13 +117,8 @@ def decode_query(data: bytes) -> StoreQuery:
 def encode_response(r: StoreResponse) -> bytes:
     pb = rpc_pb2.StoreQueryResponse(request_id=r.request_id, status_code=r.status_code, status_desc=r.status_desc)
     for kv in r.messages:
-        item = pb.messages.add(message_hash=kv.message_hash)
-        if kv.data is not None:
-            item.message = kv.data
-        if kv.pubsub_topic is not None:
-            item.pubsub_topic = kv.pubsub_topic
-    if r.pagination_cursor is not None:
-        pb.pagination_cursor = r.pagination_cursor
+        set_present(pb.messages.add(message_hash=kv.message_hash), message=kv.data, pubsub_topic=kv.pubsub_topic)
+    set_present(pb, pagination_cursor=r.pagination_cursor)
     return pb.SerializeToString(deterministic=True)
 
 
