@@ -10,7 +10,7 @@ from google.protobuf.descriptor_pb2 import FileDescriptorProto
 from hypothesis import given
 from hypothesis import strategies as st
 
-from v2.codec import VarintError, decode_uvarint, encode_uvarint, optional, parse, require
+from v2.codec import VarintError, decode_uvarint, encode_uvarint, optional, parse, require, set_present
 from v2.errors import V2Error
 
 
@@ -79,3 +79,11 @@ def test_parse_fuzz_raises_only_the_given_error(data: bytes) -> None:
         parse(FileDescriptorProto(), data, _Refused)
     except _Refused:
         pass
+
+
+def test_set_present_writes_only_values() -> None:
+    m = FileDescriptorProto()
+    set_present(m, name=None, package="p")
+    assert not m.HasField("name") and m.package == "p"
+    set_present(m, name="")  # an empty value is still a value: the tag is written
+    assert m.HasField("name")
