@@ -99,6 +99,7 @@ class _Peer:
     id: str
     filter: PeerFilter
     limiter: PeerRateLimiter
+    packets_limit: float = 0.0  # packets/s the peer advertised it accepts from us; 0 = unlimited
 
 
 class V1Node:
@@ -113,9 +114,13 @@ class V1Node:
         self._in_send, self._in_recv = trio.open_memory_channel[ReceivedEnvelope](config.inbound_capacity)
         self.port = config.port
         self._hello = HelloParams(config.client_id, (WAKU,), config.port, config.p2p_version)
+        # Our own limits are advertised (keys 4 and 6, per peer id) so that peers can pace to them.
+        limited = config.rate_limit_packets > 0 or config.rate_limit_bytes > 0
         self._status = encode_status(StatusOptions(
             pow_requirement=config.pow_requirement, bloom=FULL_BLOOM, light_node=config.light_node,
-            confirmations=False))
+            confirmations=False,
+            rate_limits=RateLimits(0, math.ceil(config.rate_limit_packets), 0) if limited else None,
+            bytes_rate_limits=RateLimits(0, math.ceil(config.rate_limit_bytes), 0) if limited else None))
         self._outbound = 0
         self.started = trio.Event()
 
@@ -224,7 +229,7 @@ class V1Node:
         if theirs is None:
             return
         peer = _Peer(conn, pid, _filter(theirs), PeerRateLimiter.create(
-            self.config.rate_limit_packets, self.config.rate_limit_bytes))
+            self.config.rate_limit_packets, self.config.rate_limit_bytes), _packets_limit(theirs.rate_limits))
         if self.config.light_node and peer.filter.light:
             await self._drop(peer, "both_light", DisconnectReason.USELESS_PEER)
             return
@@ -296,6 +301,8 @@ class V1Node:
                     await self._drop(peer, "bad_status", DisconnectReason.BREACH_OF_PROTOCOL)
                     return
                 peer.filter = _filter(update, base=peer.filter)
+                if update.rate_limits is not None:
+                    peer.packets_limit = _packets_limit(update.rate_limits)
                 self._update_max_pow()
             elif code == WakuCode.STATUS:
                 pass  # a second Status is ignored (waku-v1.md §2)
@@ -359,7 +366,12 @@ class V1Node:
         to the 20 s write timeout.
         """
         while True:
-            await trio.sleep(self.config.forward_interval)
+            # Pace to the packets/s the peer advertised (status-go drops a peer that exceeds it;
+            # waku-v1.md §10): one Messages packet per tick, so the tick is at least 1/limit.
+            interval = self.config.forward_interval
+            if peer.packets_limit > 0:
+                interval = max(interval, 1.0 / peer.packets_limit)
+            await trio.sleep(interval)
             envs = self.pool.pending_for(peer.id, peer.filter, self.clock())
             if envs and not await self._send_batches(peer, envs):
                 return  # the session is over; the read loop ends and removes the peer
@@ -389,6 +401,13 @@ class V1Node:
         self.metrics.max_peer_pow.set(max((p.filter.pow_requirement for p in self._peers.values()), default=0.0))
 
 
+def _packets_limit(limits: RateLimits | None) -> float:
+    """The tightest non-zero packets/s limit a peer applies to us (per IP or per peer id)."""
+    if limits is None:
+        return 0.0
+    return float(min((v for v in (limits.ip, limits.peer_id) if v > 0), default=0))
+
+
 def _filter(o: StatusOptions, base: PeerFilter | None = None) -> PeerFilter:
     if base is None:
         # Defaults for absent keys: status-go's WithDefaults (pow 0.001, full bloom).
@@ -405,6 +424,3 @@ def _filter(o: StatusOptions, base: PeerFilter | None = None) -> PeerFilter:
         topic_interest=frozenset(merged.topic_interest) if merged.topic_interest is not None else None,
         light=bool(merged.light_node),
     )
-
-
-_ = RateLimits  # re-exported type used in Status options

@@ -159,3 +159,23 @@ async def test_a_frozen_peer_does_not_hold_up_the_others(nursery: trio.Nursery) 
     assert got[b"BG"] == 200
     assert len(hub.peers()) == 2
     await stuck.aclose()
+
+
+async def test_a_busy_bridge_paces_to_status_go_like_limits(nursery: trio.Nursery) -> None:
+    # The hub enforces status-go's per-peer defaults (5 packets/s, 1 MiB/s) and advertises them;
+    # a bridge posting 250 envelopes/s with a 50 ms tick would send 20 packets/s unpaced.
+    hub = await start(nursery, rate_limit_packets=5, rate_limit_bytes=1 << 20)
+    a = await start(nursery, static_nodes=(hub.enode,))
+    with trio.fail_after(15):
+        while not hub.peers() or not a.peers():
+            await trio.sleep(0.02)
+    got: dict[bytes, int] = {}
+    nursery.start_soon(consume, hub, got)
+    n = 600
+    await post_at_rate(a, b"A0", n)
+    with trio.fail_after(30):
+        while got.get(b"A0", 0) < n:
+            await trio.sleep(0.05)
+    assert total(hub, "waku_v1_rate_limits_exceeded_total") == 0
+    assert labelled(hub, "waku_v1_peer_disconnects_total") == {}
+    assert len(hub.peers()) == 1

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PeerRateLimiter", "TokenBucket"]
+__all__ = ["MAX_LEGIT_PACKET", "PeerRateLimiter", "TokenBucket"]
+
+# A full Messages packet (<= 1 MiB of envelopes, waku-v1.md §7) plus snappy's worst-case growth.
+MAX_LEGIT_PACKET = (1 << 20) + (1 << 16)
 
 
 @dataclass(slots=True)
@@ -39,9 +42,11 @@ class PeerRateLimiter:
 
     @classmethod
     def create(cls, packets_per_s: float, bytes_per_s: float, tolerance: int = 5) -> PeerRateLimiter:
-        # one second of burst, as status-go's buckets (capacity = rate)
+        # One second of burst, as status-go's buckets (capacity = rate).  The byte bucket holds at
+        # least one full legitimate Messages packet: with a smaller capacity such a packet could
+        # never pass, and a peer batching 200 envelopes/s into 1 MiB packets would be "abuse".
         return cls(TokenBucket(packets_per_s, max(packets_per_s, 1.0)),
-                   TokenBucket(bytes_per_s, max(bytes_per_s, 1.0)), tolerance)
+                   TokenBucket(bytes_per_s, max(bytes_per_s, MAX_LEGIT_PACKET)), tolerance)
 
     def check(self, size: int, now: float) -> str | None:
         """None if within limits, else the kind exceeded ("packets" | "bytes")."""

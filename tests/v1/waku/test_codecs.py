@@ -87,6 +87,15 @@ def test_rate_limiter() -> None:
     assert lim.check(10, 102.0) is None  # refilled
 
 
+def test_rate_limiter_always_lets_one_full_packet_through() -> None:
+    # 100 kB/s: a legitimate 1 MiB Messages packet passes once the bucket has refilled, never "abuse"
+    lim = PeerRateLimiter.create(packets_per_s=0, bytes_per_s=100_000)
+    assert lim.check(1 << 20, 100.0) is None
+    assert lim.check(1 << 20, 100.5) == "bytes"  # the average rate still holds
+    assert lim.check(1 << 20, 112.0) is None
+    assert not lim.abusive
+
+
 @FUZZ
 @given(st.binary(max_size=400))
 def test_fuzz_envelope_and_status_decoders(data: bytes) -> None:
