@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.fuzz import decode_or_refuse
 from tests.helpers.vectors import load_vectors
 from v2.core.message import MessageDecodeError, WakuMessage, message_hash
 from v2.core.proto import message_pb2
-from v2.errors import V2Error
 
 VECTORS = load_vectors("waku2_message_hash.json")["vectors"]
 
@@ -72,7 +72,4 @@ def test_roundtrip_and_agreement_with_protobuf(m: WakuMessage) -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=400))
 def test_fuzz_decoder(data: bytes) -> None:
-    try:
-        WakuMessage.decode(data)
-    except V2Error:
-        pass
+    decode_or_refuse((WakuMessage.decode,), data)

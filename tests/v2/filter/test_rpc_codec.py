@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.fuzz import FLIPS, decode_or_refuse, mutate
 from v2.core.message import WakuMessage
-from v2.errors import V2Error
 from v2.filter.rpc_codec import (
     FilterDecodeError,
     FilterSubscribeRequest,
@@ -87,24 +87,12 @@ def test_response_and_push_decoders_refuse_missing_required() -> None:
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_decoders(data: bytes) -> None:
-    for decode in (FilterSubscribeRequest.decode, FilterSubscribeResponse.decode, MessagePush.decode):
-        try:
-            decode(data)
-        except V2Error:
-            pass
+    decode_or_refuse((FilterSubscribeRequest.decode, FilterSubscribeResponse.decode, MessagePush.decode), data)
 
 
 @settings(max_examples=300, deadline=None)
-@given(requests, messages, st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4))
+@given(requests, messages, FLIPS)
 def test_mutated_valid_frames_decode_or_raise_cleanly(r: FilterSubscribeRequest, m: WakuMessage,
                                                       flips: list[tuple[int, int]]) -> None:
     for frame in (r.encode(), MessagePush.of("/waku/2/rs/0/0", m).encode()):
-        buf = bytearray(frame)
-        for pos, val in flips:
-            if buf:
-                buf[pos % len(buf)] = val
-        for decode in (FilterSubscribeRequest.decode, MessagePush.decode):
-            try:
-                decode(bytes(buf))
-            except V2Error:
-                pass
+        decode_or_refuse((FilterSubscribeRequest.decode, MessagePush.decode), mutate(frame, flips))

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.fuzz import FLIPS, decode_or_refuse, mutate
 from v2.core.message import WakuMessage
-from v2.errors import V2Error
 from v2.lightpush.rpc_codec import (
     LightpushDecodeError,
     LightpushRequest,
@@ -84,25 +84,12 @@ def test_v3_response_decoder_refuses_missing_status() -> None:
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_decoders(data: bytes) -> None:
-    for decode in (LightpushRequest.decode, LightpushResponse.decode, PushRPC.decode):
-        try:
-            decode(data)
-        except V2Error:
-            pass
+    decode_or_refuse((LightpushRequest.decode, LightpushResponse.decode, PushRPC.decode), data)
 
 
 @settings(max_examples=300, deadline=None)
-@given(text, st.none() | text, messages, rpcs,
-       st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4))
+@given(text, st.none() | text, messages, rpcs, FLIPS)
 def test_mutated_valid_frames_decode_or_raise_cleanly(rid: str, topic: str | None, m: WakuMessage, rpc: PushRPC,
                                                       flips: list[tuple[int, int]]) -> None:
     for frame in (LightpushRequest.of(rid, topic, m).encode(), rpc.encode()):
-        buf = bytearray(frame)
-        for pos, val in flips:
-            if buf:
-                buf[pos % len(buf)] = val
-        for decode in (LightpushRequest.decode, PushRPC.decode):
-            try:
-                decode(bytes(buf))
-            except V2Error:
-                pass
+        decode_or_refuse((LightpushRequest.decode, PushRPC.decode), mutate(frame, flips))
