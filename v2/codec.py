@@ -1,4 +1,4 @@
-"""Pieces every v2 wire codec shares (pure): the unsigned varint and strict protobuf decoding.
+"""Pieces every v2 wire codec shares (pure): the unsigned varint and the protobuf field helpers.
 
 The unsigned varint (multiformats/unsigned-varint, the same encoding protobuf uses) frames every
 request/response (waku-v2.md §2), prefixes multiaddr components (31/WAKU2-ENR) and builds the
@@ -8,8 +8,9 @@ code or length 9.
 
 The protobuf helpers implement the strictness the codecs share (waku-v2.md §3): anything the
 parser refuses, and a missing tag nwaku requires, becomes the codec's own error, never another
-exception.  They take the generated message object, so the generated ``*_pb2`` modules are still
-imported only by the ``rpc_codec.py`` beside them.
+exception; ``optional``/``set_present`` read and write ``optional`` fields with their presence
+(absent is None, never the proto default).  They take the generated message object, so the
+generated ``*_pb2`` modules are still imported only by the ``rpc_codec.py`` beside them.
 """
 
 from __future__ import annotations
