@@ -60,7 +60,6 @@ __all__ = ["FilterService"]
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(slots=True)
 class _Pusher:
     send: trio.MemorySendChannel[bytes]
