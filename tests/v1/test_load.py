@@ -17,15 +17,18 @@ import subprocess
 import sys
 import time
 
+import rlp
 import trio
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.jsproc import JsPeer
+from tests.helpers.net import free_port
 from v1.node import WAKU, V1Node, V1NodeConfig
 from v1.rlpx.keys import NodeKey
 from v1.rlpx.session import HelloParams, Session, State
 from v1.rlpx.transport import Timeouts
 from v1.waku.envelope import Envelope
-from v1.waku.messages import WakuCode
+from v1.waku.messages import WakuCode, encode_messages
 from v1.waku.status import StatusOptions, encode_status
 
 RATE = 250  # envelopes/s posted by each node
@@ -112,6 +115,7 @@ async def test_hub_and_two_bridges_at_250_per_s_each_way_stay_connected(nursery:
     assert len(hub.peers()) == 2 and len(a.peers()) == 1 and len(b.peers()) == 1
     for tag, node in nodes.items():
         assert labelled(node, "waku_v1_peer_disconnects_total") == {}, tag
+        assert labelled(node, "waku_v1_peer_lost_total") == {}, tag
         assert labelled(node, "rlpx_disconnects_total") == {}, tag
         assert labelled(node, "rlpx_protocol_errors_total") == {}, tag
         assert total(node, "waku_v1_dials_total") == (1 if node is not hub else 0), tag
@@ -179,3 +183,57 @@ async def test_a_busy_bridge_paces_to_status_go_like_limits(nursery: trio.Nurser
     assert total(hub, "waku_v1_rate_limits_exceeded_total") == 0
     assert labelled(hub, "waku_v1_peer_disconnects_total") == {}
     assert len(hub.peers()) == 1
+
+
+JS_KEY = "b71c71a67e1177ad4e901695e1b4b9ee17ae16c6668d313eac2f96dbcda3f291"
+
+
+async def test_hub_bridge_and_ethereumjs_under_load_stay_connected(nursery: trio.Nursery) -> None:
+    # The drill topology's v1 half: @ethereumjs/devp2p <-> our hub <-> a bridge-side node, all
+    # three originating >= 250 envelopes/s, our Pings every 20 ms (ethereumjs answers each).
+    js = await JsPeer.start(nursery, "devp2p", "peer.mjs")
+    try:
+        enode = (await js.request("start", privateKey=JS_KEY, port=free_port(), pow=0))["enode"]
+        hub = await start(nursery, static_nodes=(enode,))
+        a = await start(nursery, static_nodes=(hub.enode,))
+        js_peer = (await js.wait_event("peer_added", timeout=20))[0]["peer"]
+        with trio.fail_after(15):
+            while len(hub.peers()) < 2 or not a.peers():
+                await trio.sleep(0.02)
+        nodes = {b"H0": hub, b"A0": a}
+        got: dict[bytes, dict[bytes, int]] = {tag: {} for tag in nodes}
+        n = int(RATE * SECONDS)
+
+        async def js_posts() -> None:
+            t0 = trio.current_time()
+            for i in range(0, n, 25):  # Messages packets of 25, 10 a second
+                batch = [envelope(b"J0", k, time.time()) for k in range(i, min(n, i + 25))]
+                await js.request("send", peer=js_peer, code=1, hex=encode_messages(batch).hex())
+                await trio.sleep_until(t0 + (i + 25) / RATE)
+
+        def js_got(tag: bytes) -> int:
+            return sum(1 for e in js.events if e.get("event") == "envelope"
+                       and rlp.decode(bytes.fromhex(e["hex"]))[3][:2] == tag)
+
+        async with trio.open_nursery() as load:
+            for tag, node in nodes.items():
+                load.start_soon(consume, node, got[tag])
+            async with trio.open_nursery() as posters:
+                for tag, node in nodes.items():
+                    posters.start_soon(post_at_rate, node, tag, n)
+                posters.start_soon(js_posts)
+            with trio.fail_after(60):
+                while (got[b"H0"].get(b"J0", 0) < n or got[b"H0"].get(b"A0", 0) < n
+                       or got[b"A0"].get(b"J0", 0) < n or got[b"A0"].get(b"H0", 0) < n):
+                    await trio.sleep(0.1)
+                while js_got(b"H0") < n or js_got(b"A0") < n:
+                    await trio.sleep(0.2)
+            load.cancel_scope.cancel()
+        assert js_got(b"H0") == n and js_got(b"A0") == n and js_got(b"J0") == 0
+        assert [e for e in js.events if e.get("event") in ("peer_removed", "error")] == []
+        for tag, node in nodes.items():
+            assert labelled(node, "waku_v1_peer_disconnects_total") == {}, tag
+            assert labelled(node, "waku_v1_peer_lost_total") == {}, tag
+            assert labelled(node, "rlpx_protocol_errors_total") == {}, tag
+    finally:
+        await js.aclose()
