@@ -168,7 +168,7 @@ class PipelineConfig:
     max_pending: int = 100_000
     echo_grace_s: float = 2.0  # hold v2 messages that look bridged from v1 (see on_message), and
     # pending v1->v2 items at takeover (see take_over)
-    history_deadline_s: float = 3.0  # the sink history lookup at takeover, all queries together
+    history_deadline_s: float = 5.0  # the sink history lookup at takeover, all queries together
     history_chunk_s: int = 2  # seconds of timestamps per history query (queries run in parallel)
     warmup_s: float = 5.0  # after run(): until then our v2 node may have missed originals (see above)
 
@@ -371,9 +371,16 @@ class Pipeline:
                 continue
             candidates.append((k, p))
         self.metrics.pending.set(len(self.pending))
-        in_history = await self._in_sink_history([p.item for _, p in candidates if isinstance(p.item, V1ToV2)])
+        candidates.sort(key=lambda kp: kp[1].sent_at)
+        # v2->v1 first: they need no lookup (the networks are independent; order is per direction).
+        done = await self._bridge_candidates([kp for kp in candidates if kp[1].direction == V2_TO_V1], set())
+        v1_items = [kp for kp in candidates if kp[1].direction == V1_TO_V2]
+        in_history = await self._in_sink_history([p.item for _, p in v1_items if isinstance(p.item, V1ToV2)])
+        return done + await self._bridge_candidates(v1_items, in_history)
+
+    async def _bridge_candidates(self, candidates: list[tuple[bytes, _Pending]], in_history: set[bytes]) -> int:
         done = 0
-        for key, p in sorted(candidates, key=lambda kp: kp[1].sent_at):
+        for key, p in candidates:
             if self.pending.pop(key, None) is None:
                 continue  # its translation arrived while we looked (counted as a duplicate then)
             self.metrics.pending.set(len(self.pending))
