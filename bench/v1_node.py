@@ -4,11 +4,17 @@ Three real processes' worth of roles on loopback in one trio loop: a sender conn
 pushes pre-mined 300 B envelopes in Messages packets of 50; the node under test validates
 (expiry, size, PoW 0.002, bloom), pools and forwards them on its 300 ms tick to a receiver, which
 counts them.  The figure is envelopes delivered to the receiver per second of wall time.
+
+``_mesh`` is the drill topology's v1 half under load: a hub and two bridge-side nodes, each
+posting ``rate`` envelopes/s for a while, so every link carries traffic both ways while keepalive
+Pings (every 20 ms in the stress run) interleave with Messages batches.  It reports delivered
+envelopes/s, post-to-arrival latency and every session that ended (there must be none).
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from v1.node import WAKU, V1Node, V1NodeConfig
 from v1.rlpx.keys import NodeKey
 from v1.rlpx.session import HelloParams
-from v1.rlpx.transport import rlpx_connect
+from v1.rlpx.transport import Timeouts, rlpx_connect
 from v1.waku.envelope import Envelope
 from v1.waku.messages import WakuCode, decode_messages, encode_messages
 from v1.waku.pow import mine_smallest_nonce
@@ -79,8 +85,77 @@ async def _run(n: int, size: int, batch: int) -> dict[str, Any]:
             "envelopes_per_s": round(n / elapsed)}
 
 
+async def _mesh(rate: int, seconds: float, ping_interval: float) -> dict[str, Any]:
+    timeouts = Timeouts(ping_interval=ping_interval)
+
+    def config(**kw: Any) -> V1NodeConfig:
+        return V1NodeConfig(listen_address="127.0.0.1", port=0, pow_requirement=0.0, forward_interval=0.1,
+                            pool_capacity=50_000, timeouts=timeouts, **kw)
+
+    n = int(rate * seconds)
+    latencies: list[float] = []
+    delivered = 0
+    async with trio.open_nursery() as nursery:
+        hub = V1Node(config(), CollectorRegistry())
+        await nursery.start(hub.run)
+        sides = [V1Node(config(static_nodes=(hub.enode,)), CollectorRegistry()) for _ in range(2)]
+        for node in sides:
+            await nursery.start(node.run)
+        nodes = [hub, *sides]
+        with trio.fail_after(20):
+            # the node exposes no connection event: poll (setup only, not measured)
+            while len(hub.peers()) < 2 or not all(node.peers() for node in sides):  # noqa: ASYNC110
+                await trio.sleep(0.02)
+
+        everything = trio.Event()
+
+        async def consume(node: V1Node) -> None:
+            nonlocal delivered
+            async for rec in node.inbound():
+                latencies.append(time.time() - struct.unpack(">d", rec.envelope.data[:8])[0])
+                delivered += 1
+                if delivered == 2 * len(nodes) * n:  # every envelope reached the two other nodes
+                    everything.set()
+
+        async def post(node: V1Node) -> None:
+            t0 = trio.current_time()
+            for i in range(n):
+                now = time.time()
+                data = struct.pack(">d", now) + os.urandom(292)
+                await node.post(Envelope(int(now) + 60, 60, b"\x1a\x2b\x3c\x4d", data, 0))
+                if i % 10 == 9:
+                    await trio.sleep_until(t0 + (i + 1) / rate)
+
+        t0 = time.perf_counter()
+        for node in nodes:
+            nursery.start_soon(consume, node)
+        async with trio.open_nursery() as posters:
+            for node in nodes:
+                posters.start_soon(post, node)
+        with trio.fail_after(120):
+            await everything.wait()
+        elapsed = time.perf_counter() - t0
+        ended: dict[str, float] = {}
+        for node in nodes:
+            for fam in node.metrics.registry.collect():
+                for smp in fam.samples:
+                    if smp.name in ("waku_v1_peer_disconnects_total", "waku_v1_peer_lost_total") and smp.value:
+                        key = f"{smp.name}{{{smp.labels['reason']}}}"
+                        ended[key] = ended.get(key, 0) + smp.value
+        nursery.cancel_scope.cancel()
+    latencies.sort()
+    return {"mesh": "hub + 2", "posted_per_node_per_s": rate, "seconds": round(elapsed, 2),
+            "ping_interval": ping_interval, "delivered": delivered,
+            "delivered_per_s": round(delivered / elapsed),
+            "latency_p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
+            "latency_p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 1),
+            "sessions_ended": ended}
+
+
 def main() -> Iterator[dict[str, Any]]:
     yield trio.run(_run, 20_000, 300, 50)
+    yield trio.run(_mesh, 250, 10.0, 15.0)
+    yield trio.run(_mesh, 250, 10.0, 0.02)
 
 
 if __name__ == "__main__":
