@@ -121,6 +121,7 @@ class Session:
     remote_hello: Hello | None = None
     shared: tuple[SharedCapability, ...] = ()
     snappy: bool = False
+    remote_disconnect: DisconnectReason | int | None = None  # the reason, once the peer sent Disconnect
     _initiator: Initiator | None = field(default=None, repr=False)
     _recipient: Recipient | None = field(default=None, repr=False)
     _codec: FrameCodec | None = field(default=None, repr=False)
@@ -190,7 +191,8 @@ class Session:
         if self.state is State.HELLO:
             if code == P2PCode.DISCONNECT:
                 self.state = State.CLOSED
-                return b"", [DisconnectReceived(decode_disconnect(self._maybe_decompress(payload, hello=True)))]
+                self.remote_disconnect = decode_disconnect(self._maybe_decompress(payload, hello=True))
+                return b"", [DisconnectReceived(self.remote_disconnect)]
             if code != P2PCode.HELLO:
                 # @ethereumjs/devp2p, as initiator, sends its Hello on the next tick after the
                 # ack, so a Hello we pipelined with our ack makes it send its subprotocol Status
@@ -223,7 +225,8 @@ class Session:
             return b"", [PongReceived()]
         if code == P2PCode.DISCONNECT:
             self.state = State.CLOSED
-            return b"", [DisconnectReceived(decode_disconnect(data))]
+            self.remote_disconnect = decode_disconnect(data)
+            return b"", [DisconnectReceived(self.remote_disconnect)]
         if code == P2PCode.HELLO:
             raise ProtocolError("second Hello", kind="second_hello")
         if code < BASE_PROTOCOL_LENGTH:

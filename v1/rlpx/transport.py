@@ -187,8 +187,12 @@ class RLPxConnection:
             await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 frame = encode()
-            except ProtocolError as exc:  # the session closed under us
-                self._fail(PeerDisconnected(DisconnectReason.REQUESTED, by_remote=False, detail=str(exc)))
+            except ProtocolError as exc:
+                # The session closed under us: the reader has decoded the peer's Disconnect but
+                # is still handing over the messages that came before it.
+                theirs = self._session.remote_disconnect
+                self._fail(PeerDisconnected(DisconnectReason.REQUESTED, by_remote=False, detail=str(exc))
+                           if theirs is None else PeerDisconnected(theirs, by_remote=True))
                 raise self._closed from None  # type: ignore[misc]
             try:
                 await self._write(frame)

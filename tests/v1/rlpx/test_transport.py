@@ -285,3 +285,38 @@ async def test_a_ping_is_answered_with_a_pong(nursery: trio.Nursery) -> None:
             _, got = s.receive(await stream.receive_some(65536))
             events.extend(got)
     await stream.aclose()
+
+
+async def test_a_send_after_the_peer_said_goodbye_reports_its_reason(nursery: trio.Nursery) -> None:
+    # The peer's Disconnect is decoded while the reader still hands over the messages before it
+    # (the app is slow): a send in that window must say the peer left, and why.
+    key = NodeKey.generate()
+    outcome: list[PeerDisconnected] = []
+
+    async def handler(conn: RLPxConnection) -> None:
+        with trio.fail_after(10):
+            while conn._session.state is not State.CLOSED:
+                await trio.sleep(0.01)
+        try:
+            await conn.send(1, b"\xc0")
+        except PeerDisconnected as exc:
+            outcome.append(exc)
+
+    port = await nursery.start(lambda task_status: rlpx_serve("127.0.0.1", 0, key, HELLO, handler,
+                                                              task_status=task_status))
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    s = Session(NodeKey.generate(), HELLO, os.urandom, remote_pubkey=key.pubkey)
+    await stream.send_all(s.initiate())
+    with trio.fail_after(5):
+        while s.state is not State.READY:
+            out, _ = s.receive(await stream.receive_some(65536))
+            if out:
+                await stream.send_all(out)
+    # more messages than the connection buffers for its owner, then goodbye, in one segment
+    burst = b"".join(s.send_message(0, b"\xc0") for _ in range(65)) + s.send_disconnect(DisconnectReason.TOO_MANY_PEERS)
+    await stream.send_all(burst)
+    with trio.fail_after(10):
+        while not outcome:
+            await trio.sleep(0.01)
+    assert outcome[0].by_remote and outcome[0].reason == DisconnectReason.TOO_MANY_PEERS
+    await stream.aclose()
