@@ -25,7 +25,7 @@ from bridge.pipeline import AlwaysActive, HistoryRequest, HistoryResult, Pipelin
 from bridge.policy import Policy
 from bridge.translate import NS
 
-__all__ = ["HISTORY_MAX_PAGES", "HISTORY_PAGE_SIZE", "BridgeService", "run_bridge"]
+__all__ = ["HISTORY_MAX_PAGES", "HISTORY_PAGE_SIZE", "BridgeService", "run_bridge", "sink_history"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class BridgeService:
                            pubsub_topic=cfg.bridge.pubsub_topic, ttl=cfg.bridge.ttl, max_skew=cfg.bridge.max_skew,
                            pow_target=cfg.v1.pow, pow_budget_s=cfg.bridge.pow_budget),
             policy=Policy.from_lists(cfg.bridge.allow_topics, cfg.bridge.deny_topics), gate=self.gate,
-            history=self._sink_history)
+            history=lambda req, deadline: sink_history(self.v2, req, deadline))
         self.http_port = cfg.metrics.port
         self._elector_scope: trio.CancelScope | None = None
         self._resigning = False
@@ -115,60 +115,6 @@ class BridgeService:
         ok = bool(self.v1.peers()) and bool(self.v2.peers())
         return json_response({"ready": ok, "v1_peers": len(self.v1.peers()), "v2_peers": len(self.v2.peers())},
                              200 if ok else 503)
-
-    async def _sink_history(self, req: HistoryRequest, deadline: float) -> HistoryResult:
-        """The pipeline's sink history at takeover (specs/failover.md §7.5.4): ``req`` asked of our
-        own archive, if the store is mounted and this node was running over the whole window (an
-        earlier gap may hide a message), and of every connected peer whose identify lists store v3,
-        all at once, each until ``deadline``.  Store peers are trusted to tell the truth about what
-        they hold (fleet store nodes): a lying one could make us skip a message."""
-        from v2.core.message import MessageDecodeError, WakuMessage
-        from v2.store.client import StoreClient
-        from v2.store.common import StatusCode, StoreError
-        from v2.store.rpc_codec import StoreQuery, StoreResponse, encode_query
-
-        asks: list[tuple[str, Any]] = []
-        store, started = self.v2.store, self.v2.started_at
-        if store is not None and started is not None and started * NS <= req.time_start:
-            asks.append(("local", lambda q: store.answer(encode_query(q))))
-        client = StoreClient(self.v2.host)
-        for peer in self.v2.store_peers():
-            asks.append((peer, lambda q, peer=peer: client.query(
-                peer, q, timeout=max(0.1, deadline - trio.current_time()))))
-        messages: list[WakuMessage] = []
-        failures: list[str] = []
-
-        async def one(name: str, ask: Any) -> None:
-            q = StoreQuery(request_id="", include_data=True, pubsub_topic=req.pubsub_topic,
-                           content_topics=req.content_topics, time_start=req.time_start, time_end=req.time_end,
-                           pagination_forward=True, pagination_limit=HISTORY_PAGE_SIZE)
-            with trio.move_on_at(deadline):
-                try:
-                    for _ in range(HISTORY_MAX_PAGES):
-                        q = dataclasses.replace(q, request_id=str(uuid.uuid4()))
-                        resp: StoreResponse = await ask(q)
-                        if resp.status_code != StatusCode.OK:
-                            failures.append(f"{name}: {resp.status_code} {resp.status_desc}")
-                            return
-                        for kv in resp.messages:
-                            if kv.data is not None:
-                                try:
-                                    messages.append(WakuMessage.decode(kv.data))
-                                except MessageDecodeError:
-                                    pass  # not a message: it cannot match a key
-                        if resp.pagination_cursor is None or resp.pagination_cursor == q.pagination_cursor:
-                            return
-                        q = dataclasses.replace(q, pagination_cursor=resp.pagination_cursor)
-                    failures.append(f"{name}: more than {HISTORY_MAX_PAGES} pages")
-                except StoreError as exc:
-                    failures.append(f"{name}: {exc}")
-                return
-            failures.append(f"{name}: deadline")
-
-        async with trio.open_nursery() as nursery:
-            for name, ask in asks:
-                nursery.start_soon(one, name, ask)
-        return HistoryResult(tuple(messages), len(asks), tuple(failures))
 
     async def _follow_leadership(self) -> None:
         """On election: bridge what is pending (zero-loss takeover: grace, then sink history
@@ -249,6 +195,62 @@ class BridgeService:
                 task_status.started()
         finally:
             await self.dedup.aclose()
+
+
+async def sink_history(v2: Any, req: HistoryRequest, deadline: float) -> HistoryResult:
+    """The pipeline's sink history at takeover (specs/failover.md §7.5.4), for a running
+    :class:`v2.node.V2Node` ``v2``: ``req`` asked of its own archive, if the store is mounted and
+    the node was running over the whole window (an earlier gap may hide a message), and of every
+    connected peer whose identify lists store v3, all at once, each until ``deadline``.  Store
+    peers are trusted to tell the truth about what they hold (fleet store nodes): a lying one
+    could make us skip a message."""
+    from v2.core.message import MessageDecodeError, WakuMessage
+    from v2.store.client import StoreClient
+    from v2.store.common import StatusCode, StoreError
+    from v2.store.rpc_codec import StoreQuery, StoreResponse, encode_query
+
+    asks: list[tuple[str, Any]] = []
+    store, started = v2.store, v2.started_at
+    if store is not None and started is not None and started * NS <= req.time_start:
+        asks.append(("local", lambda q: store.answer(encode_query(q))))
+    client = StoreClient(v2.host)
+    for peer in v2.store_peers():
+        asks.append((peer, lambda q, peer=peer: client.query(
+            peer, q, timeout=max(0.1, deadline - trio.current_time()))))
+    messages: list[WakuMessage] = []
+    failures: list[str] = []
+
+    async def one(name: str, ask: Any) -> None:
+        q = StoreQuery(request_id="", include_data=True, pubsub_topic=req.pubsub_topic,
+                       content_topics=req.content_topics, time_start=req.time_start, time_end=req.time_end,
+                       pagination_forward=True, pagination_limit=HISTORY_PAGE_SIZE)
+        with trio.move_on_at(deadline):
+            try:
+                for _ in range(HISTORY_MAX_PAGES):
+                    q = dataclasses.replace(q, request_id=str(uuid.uuid4()))
+                    resp: StoreResponse = await ask(q)
+                    if resp.status_code != StatusCode.OK:
+                        failures.append(f"{name}: {resp.status_code} {resp.status_desc}")
+                        return
+                    for kv in resp.messages:
+                        if kv.data is not None:
+                            try:
+                                messages.append(WakuMessage.decode(kv.data))
+                            except MessageDecodeError:
+                                pass  # not a message: it cannot match a key
+                    if resp.pagination_cursor is None or resp.pagination_cursor == q.pagination_cursor:
+                        return
+                    q = dataclasses.replace(q, pagination_cursor=resp.pagination_cursor)
+                failures.append(f"{name}: more than {HISTORY_MAX_PAGES} pages")
+            except StoreError as exc:
+                failures.append(f"{name}: {exc}")
+            return
+        failures.append(f"{name}: deadline")
+
+    async with trio.open_nursery() as nursery:
+        for name, ask in asks:
+            nursery.start_soon(one, name, ask)
+    return HistoryResult(tuple(messages), len(asks), tuple(failures))
 
 
 async def run_bridge(cfg: AppConfig) -> None:

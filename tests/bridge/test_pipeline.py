@@ -468,3 +468,38 @@ def test_sink_key_is_the_key_of_the_v2_to_v1_translation() -> None:
     m = wmsg(b"k")
     assert sink_key(m) is not None
     assert sink_key(WakuMessage(b"k", "/app/1/chat/proto", timestamp=1)) is None
+
+
+async def test_sink_history_asks_own_archive_and_store_peers(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """The service's lookup on real nodes: a store peer S and our node B (store mounted)."""
+    from bridge.app.bridgeservice import sink_history
+    from tests.v2.test_node import make_node
+    from v2.core.topics import PubsubTopic
+
+    topic = str(PubsubTopic(0, 0))
+    s_node, b_node, c_node = make_node(tmp_path), make_node(tmp_path), make_node()
+    for n in (s_node, b_node, c_node):
+        await nursery.start(n.run)
+    await b_node.host.connect(s_node.listen_addrs[0])
+    await c_node.host.connect(s_node.listen_addrs[0])
+    with trio.fail_after(20):
+        while (b_node.store_peers() != [s_node.peer_id] or c_node.store_peers() != [s_node.peer_id]
+               or not b_node.relay.mesh_peers(topic)):
+            await trio.sleep(0.05)
+    assert b_node.started_at is not None  # our archive counts for windows from its start second on
+    await trio.sleep(max(0.0, int(b_node.started_at) + 1 - time.time()))
+    m1, m2 = wmsg(b"archived by the store peer"), wmsg(b"archived by us")
+    await s_node.publish(topic, m1)
+    await b_node.publish(topic, m2)
+    lo, hi = min(m1.timestamp or 0, m2.timestamp or 0), max(m1.timestamp or 0, m2.timestamp or 0)
+    req = HistoryRequest(topic, (m1.content_topic,), lo // NS * NS, (hi // NS + 1) * NS)
+    with trio.fail_after(10):
+        while s_node.archive.message_count < 1 or b_node.archive.message_count < 1:
+            await trio.sleep(0.05)
+    res = await sink_history(b_node, req, trio.current_time() + 5)
+    assert res.sources == 2 and res.failures == ()  # our archive (up over the window) and S
+    assert {m.payload for m in res.messages} >= {m1.payload, m2.payload}
+    res = await sink_history(c_node, req, trio.current_time() + 5)  # no store of its own
+    assert res.sources == 1 and m1.payload in {m.payload for m in res.messages}
+    early = HistoryRequest(topic, (m1.content_topic,), 0, NS)  # before B started: only S is asked
+    assert (await sink_history(b_node, early, trio.current_time() + 5)).sources == 1
