@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from tests.helpers.jsproc import JsPeer
 from tests.helpers.net import free_port
 from v1.node import WAKU, V1Node, V1NodeConfig
+from v1.rlpx.base import DisconnectReason
 from v1.rlpx.keys import NodeKey
 from v1.rlpx.session import HelloParams, Session, State
 from v1.rlpx.transport import Timeouts
@@ -235,5 +236,12 @@ async def test_hub_bridge_and_ethereumjs_under_load_stay_connected(nursery: trio
             assert labelled(node, "waku_v1_peer_disconnects_total") == {}, tag
             assert labelled(node, "waku_v1_peer_lost_total") == {}, tag
             assert labelled(node, "rlpx_protocol_errors_total") == {}, tag
+        # its goodbye (sent uncompressed by ethereumjs) is the peer leaving, not a breach
+        await js.request("disconnect", peer=js_peer, reason=int(DisconnectReason.CLIENT_QUITTING))
+        with trio.fail_after(10):
+            while not labelled(hub, "waku_v1_peer_lost_total"):
+                await trio.sleep(0.05)
+        assert labelled(hub, "waku_v1_peer_lost_total") == {"reason=client_quitting": 1}
+        assert labelled(hub, "waku_v1_peer_disconnects_total") == {}
     finally:
         await js.aclose()

@@ -218,15 +218,22 @@ class Session:
                 out += more
                 events.extend(ev)
             return out, events
+        if code == P2PCode.DISCONNECT:
+            # @ethereumjs/devp2p 10 sends Disconnect *uncompressed* even at p2p v5 (its own reader
+            # retries both ways; rlpx.md §7).  Be as lenient: the session ends either way, and
+            # calling a peer's goodbye "bad snappy" would count a breach that never happened.
+            self.state = State.CLOSED
+            try:
+                data = self._maybe_decompress(payload)
+            except ProtocolError:
+                data = payload
+            self.remote_disconnect = decode_disconnect(data)
+            return b"", [DisconnectReceived(self.remote_disconnect)]
         data = self._maybe_decompress(payload)
         if code == P2PCode.PING:
             return b"", [PingReceived()]
         if code == P2PCode.PONG:
             return b"", [PongReceived()]
-        if code == P2PCode.DISCONNECT:
-            self.state = State.CLOSED
-            self.remote_disconnect = decode_disconnect(data)
-            return b"", [DisconnectReceived(self.remote_disconnect)]
         if code == P2PCode.HELLO:
             raise ProtocolError("second Hello", kind="second_hello")
         if code < BASE_PROTOCOL_LENGTH:

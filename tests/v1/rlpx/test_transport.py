@@ -320,3 +320,16 @@ async def test_a_send_after_the_peer_said_goodbye_reports_its_reason(nursery: tr
             await trio.sleep(0.01)
     assert outcome[0].by_remote and outcome[0].reason == DisconnectReason.TOO_MANY_PEERS
     await stream.aclose()
+
+
+async def test_an_uncompressed_disconnect_at_p2p_v5_is_a_goodbye_not_a_breach(nursery: trio.Nursery) -> None:
+    # @ethereumjs/devp2p 10 never compresses its Disconnect, whatever the negotiated version.
+    server = await EchoServer().start(nursery)
+    stream, s = await raw_session(server)
+    assert s.snappy and s._codec is not None
+    await stream.send_all(s._codec.encode(b"\x01" + rlp.encode(int(DisconnectReason.CLIENT_QUITTING))))
+    with trio.fail_after(5):
+        while not sample(server.registry, "rlpx_disconnects_total", reason="client_quitting", side="remote"):
+            await trio.sleep(0.02)
+    assert sample(server.registry, "rlpx_protocol_errors_total", kind="protocol") == 0
+    await stream.aclose()
