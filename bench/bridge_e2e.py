@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import httpx
 import trio
 from prometheus_client import CollectorRegistry
 
+from bridge.app.ports import free_ports
 from bridge.dedup import DedupStore
 from bridge.metrics import BridgeMetrics
 from bridge.pipeline import Pipeline, PipelineConfig
@@ -54,16 +54,6 @@ TOPIC = bytes.fromhex("1a2b3c4d")
 CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
 PUBSUB = "/waku/2/rs/0/0"
 SIZE = 300
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _rss_kib(pid: int | str = "self") -> int:

@@ -23,6 +23,8 @@ import httpx
 import trio
 from prometheus_client import CollectorRegistry
 
+from bridge.app.ports import free_ports
+
 __all__ = ["run_demo"]
 
 TOPIC = bytes.fromhex("1a2b3c4d")
@@ -30,22 +32,10 @@ CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
 PUBSUB = "/waku/2/rs/0/0"
 
 
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 class _BridgeProcess:
     def __init__(self, name: str, data: Path, v1_static: str, v2_static: str, failover: str | None) -> None:
         self.name = name
-        self.ports = _free_ports(4)
+        self.ports = free_ports(4)
         p1, p2, ws, http = self.ports
         self.url = f"http://127.0.0.1:{http}"
         self.args = [sys.executable, "-m", "bridge.app.cli", "--peer-id", name, "--listen-address", "127.0.0.1",
@@ -106,7 +96,7 @@ async def _demo(duration: float, rate: float, failover: bool) -> int:
             await nursery.start(mid.run)
             edge = v1node((mid.enode,))  # Status-style v1 users live here
             await nursery.start(edge.run)
-            t1, w1, t2, w2 = _free_ports(4)
+            t1, w1, t2, w2 = free_ports(4)
             v2hub = V2Node(V2NodeConfig(os.urandom(32), "127.0.0.1", t1, True, w1), CollectorRegistry())
             await nursery.start(v2hub.run)
             v2edge = V2Node(V2NodeConfig(os.urandom(32), "127.0.0.1", t2, True, w2,
