@@ -89,6 +89,11 @@ class ConnectionEvent:
     direction: str  # "inbound" | "outbound" | "unknown"
 
 
+def _direction(conn: Any) -> str:
+    """A swarm connection's py-libp2p ``Direction`` as "inbound" | "outbound" | "unknown"."""
+    return str(getattr(getattr(conn, "direction", None), "name", "unknown")).lower()
+
+
 class _ConnectionNotifee(INotifee):  # type: ignore[misc]  # libp2p is untyped
     """Forwards swarm connect/disconnect callbacks to a channel without ever blocking.
 
@@ -102,7 +107,7 @@ class _ConnectionNotifee(INotifee):  # type: ignore[misc]  # libp2p is untyped
 
     def _put(self, conn: Any, connected: bool) -> None:
         try:
-            direction = str(getattr(getattr(conn, "direction", None), "name", "unknown")).lower()
+            direction = _direction(conn)
             self._send.send_nowait(ConnectionEvent(str(conn.muxed_conn.peer_id), connected, direction))
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             self.dropped += 1
@@ -355,6 +360,15 @@ class Host:
             return [str(p) for p in self._h.get_peerstore().get_protocols(ID.from_base58(peer))]
         except Exception:
             return []
+
+    def peer_direction(self, peer: str) -> str:
+        """"inbound" | "outbound" of our first live connection to ``peer``; "unknown" when not
+        connected or py-libp2p did not record it (waku_connected_peers' direction label, §18)."""
+        try:
+            conns = self._h.get_network().connections.get(ID.from_base58(peer)) or []
+            return _direction(conns[0]) if conns else "unknown"
+        except Exception:
+            return "unknown"
 
     async def disconnect(self, peer: str) -> None:
         try:

@@ -3,6 +3,8 @@ v2/peers/metrics.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 __all__ = ["V2Metrics"]
@@ -10,7 +12,26 @@ __all__ = ["V2Metrics"]
 
 class V2Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.connected_peers = Gauge("waku_connected_peers", "Connected libp2p peers", registry=registry)
+        # nwaku's per-protocol peer gauge (waku-v2.md §18): a peer counts once under each codec
+        # its identify lists, so the total lives in its own gauge (nim-libp2p's libp2p_peers).
+        self.connected_peers = Gauge("waku_connected_peers", "Connected peers, by direction and protocol",
+                                     ["direction", "protocol"], registry=registry)
+        self.peers = Gauge("libp2p_peers", "Total connected peers", registry=registry)
         self.node_messages = Counter("waku_node_messages", "Messages handled by the node, by origin",
                                      ["type"], registry=registry)
         self.errors = Counter("waku_node_errors", "Node-level errors, by type", ["type"], registry=registry)
+        self.keep_alive_pings = Counter("waku_node_keep_alive_pings", "Keep-alive pings sent, by result",
+                                        ["result"], registry=registry)
+        self.keep_alive_disconnects = Counter("waku_node_keep_alive_disconnects",
+                                              "Peers disconnected after repeated keep-alive failures",
+                                              registry=registry)
+        self._peer_labels: set[tuple[str, str]] = set()
+
+    def set_peers(self, total: int, by_direction_protocol: Mapping[tuple[str, str], int]) -> None:
+        """Refresh both peer gauges; label sets that no longer occur are removed, not left stale."""
+        self.peers.set(total)
+        for labels, n in by_direction_protocol.items():
+            self.connected_peers.labels(*labels).set(n)
+        for gone in self._peer_labels - set(by_direction_protocol):
+            self.connected_peers.remove(*gone)
+        self._peer_labels = set(by_direction_protocol)

@@ -34,6 +34,7 @@ from v2.metadata.protocol import MetadataService
 from v2.metadata.rpc import Verdict, judge
 from v2.metadata.rpc_codec import Metadata
 from v2.metrics import V2Metrics
+from v2.peers.keepalive import KeepAlive
 from v2.protocol_ids import FILTER_PUSH, IDENTIFY, PING, RELAY, STORE_V3
 from v2.relay.protocol import PublishError, Relay, RelayMessage
 from v2.stream import Stream
@@ -76,6 +77,10 @@ class V2NodeConfig:
     # pre-opens streams and may use them minutes later; nwaku's mplex timeout is 5 min).
     idle_stream_timeout: float = 300.0
     metadata_timeout: float = 10.0
+    # Keep-alive pings to every connected peer (waku-v2.md §16; nwaku: 10 s/2 min, js-waku 300 s);
+    # a non-static peer is disconnected after 3 failures in a row.  0 turns it off.
+    keepalive_interval: float = 60.0
+    keepalive_timeout: float = 10.0  # py-libp2p's own ping handler waits 10 s too
     ext_ip: str | None = None  # address announced in the ENR (default: the listen address)
 
     @property
@@ -165,6 +170,8 @@ class V2Node:
         if config.peer_exchange:
             self._mount_peer_exchange()
         self._mount_peer_manager()
+        self.keepalive = KeepAlive(self.host, self.metrics, interval=config.keepalive_interval or 60.0,
+                                   timeout=config.keepalive_timeout, is_static=self._is_static)
         for svc in self.services:
             for pid in svc.protocol_ids:
                 self.host.set_stream_handler(pid, svc.handle)
@@ -272,6 +279,10 @@ class V2Node:
         return Enr.build(c.nodekey, 1, ip=ip, tcp=tcp if ip is not None else None, waku2=bits,
                          multiaddrs=maddrs, cluster=c.cluster_id, shards=c.relay_shards)
 
+    def _is_static(self, peer: str) -> bool:
+        state = self.peer_manager.policy.get(peer)
+        return state is not None and bool(state.static)
+
     def _known_enrs(self) -> list[Any]:
         return list(self.peer_manager.enrs())
 
@@ -327,6 +338,8 @@ class V2Node:
                 await nursery.start(self.relay.run)
                 nursery.start_soon(self._pump_relay)
             nursery.start_soon(self._gauge_peers)
+            if self.config.keepalive_interval > 0:
+                await nursery.start(self.keepalive.run)
             await nursery.start(self.peer_manager.run)
             log.info("waku v2 node %s listening: %s", self.peer_id, " ".join(self.listen_addrs))
             log.info("waku v2 node protocols: %s", " ".join(self.protocols()))
@@ -399,7 +412,17 @@ class V2Node:
         log.info("v2 peer %s (%s) disconnected: metadata %s (%s)", peer, direction, verdict.reason, md)
         await self.host.disconnect(peer)
 
+    def peer_counts(self) -> dict[tuple[str, str], int]:
+        """(direction, protocol) -> connected peers whose identify lists that protocol, as
+        nwaku's ``waku_connected_peers`` (§18); a peer counts once under each of its codecs."""
+        counts: dict[tuple[str, str], int] = {}
+        for peer in self.host.connected_peers():
+            direction = self.host.peer_direction(peer)
+            for proto in set(self.host.peer_protocols(peer)):
+                counts[direction, proto] = counts.get((direction, proto), 0) + 1
+        return counts
+
     async def _gauge_peers(self) -> None:
         while True:
-            self.metrics.connected_peers.set(len(self.host.connected_peers()))
+            self.metrics.set_peers(len(self.host.connected_peers()), self.peer_counts())
             await trio.sleep(1)

@@ -86,6 +86,25 @@ class Stream(ABC):
         assert scope.cancelled_caught
         raise StreamTimeout(f"no complete message within {timeout} s")
 
+    async def read_exactly(self, n: int, timeout: float = 10.0) -> bytes:
+        """Exactly ``n`` raw bytes, no framing (libp2p ping echoes 32 bare bytes); raises
+        StreamClosedError on EOF first and StreamTimeout after ``timeout``."""
+        with trio.move_on_after(timeout) as scope:
+            if not await self._fill(n):
+                raise StreamClosedError(f"EOF after {len(self._buf)} of {n} bytes")
+            data = bytes(self._buf[:n])
+            del self._buf[:n]
+            return data
+        assert scope.cancelled_caught
+        raise StreamTimeout(f"{n} bytes not read within {timeout} s")
+
+    async def write_raw(self, data: bytes, timeout: float = 10.0) -> None:
+        """``data`` as is, no length prefix."""
+        with trio.move_on_after(timeout) as scope:
+            await self._write(data)
+        if scope.cancelled_caught:
+            raise StreamTimeout(f"write not done within {timeout} s")
+
     async def write_lp(self, data: bytes, timeout: float = 10.0) -> None:
         with trio.move_on_after(timeout) as scope:
             await self._write(encode_uvarint(len(data)) + data)
