@@ -156,9 +156,16 @@ async def test_bridge_between_ethereumjs_and_js_waku_light_node(nursery: trio.Nu
         assert nonce is not None
         env = Envelope(now + 20, 20, TOPIC_V1, data, nonce)
         await jsv1.request("send", peer=peer, code=1, hex=encode_messages([env]).hex())
-        with trio.fail_after(20):
-            while not (got := [e for e in light.events if e.get("event") == "filter" and e.get("version") == 1]):
-                await trio.sleep(0.05)
+        try:
+            with trio.fail_after(20):
+                while not (got := [e for e in light.events if e.get("event") == "filter" and e.get("version") == 1]):
+                    await trio.sleep(0.05)
+        except trio.TooSlowError:
+            scrape = httpx.get(str(info["http_url"]) + "/metrics", timeout=5).text
+            lines = [m for m in scrape.splitlines() if m.startswith(("waku_filter", "waku_bridge_transfers",
+                                                                        "waku_bridge_dropped"))]
+            raise AssertionError("no filter push reached the light node\n" + "\n".join(lines)
+                                 + "\nlight node stderr:\n" + light.stderr) from None
         ev = got[0]
         assert ev["contentTopic"] == CONTENT and bytes.fromhex(ev["payload"]) == data
         assert ev["pubsubTopic"] == PUBSUB and int(ev["timestamp"]) == now * 10**9  # (expiry - ttl) s, in ns
