@@ -23,10 +23,11 @@ from prometheus_client import CollectorRegistry
 
 from tests.helpers.jsproc import JsPeer
 from tests.helpers.net import free_port
+from tests.helpers.rlpx import handshake_by_hand
 from v1.node import WAKU, V1Node, V1NodeConfig
 from v1.rlpx.base import DisconnectReason
 from v1.rlpx.keys import NodeKey
-from v1.rlpx.session import HelloParams, Session, State
+from v1.rlpx.session import HelloParams, Session
 from v1.rlpx.transport import Timeouts
 from v1.waku.envelope import Envelope
 from v1.waku.messages import WakuCode, encode_messages
@@ -129,12 +130,8 @@ async def frozen_peer(node: V1Node) -> trio.SocketStream:
     stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up sooner
     s = Session(NodeKey.generate(), HelloParams("frozen", (WAKU,)), os.urandom,
                 remote_pubkey=node.config.node_key.pubkey)
-    await stream.send_all(s.initiate())
     with trio.fail_after(10):
-        while s.state is not State.READY:
-            out, _ = s.receive(await stream.receive_some(65536))
-            if out:
-                await stream.send_all(out)
+        await handshake_by_hand(stream, s)
         await stream.send_all(s.send_message(WakuCode.STATUS, encode_status(StatusOptions(pow_requirement=0.0))))
         while not node.peers():
             await trio.sleep(0.02)

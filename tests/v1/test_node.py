@@ -9,10 +9,11 @@ import rlp
 import trio
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.rlpx import handshake_by_hand
 from v1.node import WAKU, V1Node, V1NodeConfig
 from v1.rlpx.base import DisconnectReason
 from v1.rlpx.keys import NodeKey
-from v1.rlpx.session import HelloParams, Session, State
+from v1.rlpx.session import HelloParams, Session
 from v1.rlpx.transport import Timeouts, rlpx_connect
 from v1.waku.envelope import Envelope
 from v1.waku.messages import WakuCode, encode_messages
@@ -156,12 +157,8 @@ async def raw_waku_peer(node: V1Node) -> tuple[trio.SocketStream, Session]:
     """Handshake, Hello and Status by hand; the socket is left for the test to abuse."""
     stream = await trio.open_tcp_stream("127.0.0.1", node.port)
     s = Session(NodeKey.generate(), HelloParams("raw", (WAKU,)), os.urandom, remote_pubkey=node.config.node_key.pubkey)
-    await stream.send_all(s.initiate())
     with trio.fail_after(10):
-        while s.state is not State.READY:
-            out, _ = s.receive(await stream.receive_some(65536))
-            if out:
-                await stream.send_all(out)
+        await handshake_by_hand(stream, s)
         await stream.send_all(s.send_message(WakuCode.STATUS, encode_status(StatusOptions(pow_requirement=0.002))))
         while not node.peers():
             await trio.sleep(0.02)

@@ -15,6 +15,7 @@ import trio
 import trio.testing
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.rlpx import handshake_by_hand
 from v1.rlpx.base import Capability, DisconnectReason
 from v1.rlpx.enode import Enode
 from v1.rlpx.keys import NodeKey
@@ -62,12 +63,8 @@ async def raw_session(server: EchoServer) -> tuple[trio.SocketStream, Session]:
     """Complete handshake + Hello by hand, leaving the socket for the test to abuse."""
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
     s = Session(NodeKey.generate(), HELLO, os.urandom, remote_pubkey=server.key.pubkey)
-    await stream.send_all(s.initiate())
     with trio.fail_after(5):
-        while s.state is not State.READY:
-            out, _ = s.receive(await stream.receive_some(65536))
-            if out:
-                await stream.send_all(out)
+        await handshake_by_hand(stream, s)
         # one echo round trip: the server has processed our Hello and is in its message loop
         await stream.send_all(s.send_message(0, b"\xc0"))
         events: list[Event] = []
@@ -292,8 +289,10 @@ async def test_a_send_after_the_peer_said_goodbye_reports_its_reason(nursery: tr
     # (the app is slow): a send in that window must say the peer left, and why.
     key = NodeKey.generate()
     outcome: list[PeerDisconnected] = []
+    conns: list[RLPxConnection] = []
 
     async def handler(conn: RLPxConnection) -> None:
+        conns.append(conn)
         with trio.fail_after(10):
             while conn._session.state is not State.CLOSED:
                 await trio.sleep(0.01)
@@ -306,15 +305,17 @@ async def test_a_send_after_the_peer_said_goodbye_reports_its_reason(nursery: tr
                                                               task_status=task_status))
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     s = Session(NodeKey.generate(), HELLO, os.urandom, remote_pubkey=key.pubkey)
-    await stream.send_all(s.initiate())
     with trio.fail_after(5):
-        while s.state is not State.READY:
-            out, _ = s.receive(await stream.receive_some(65536))
-            if out:
-                await stream.send_all(out)
-    # more messages than the connection buffers for its owner, then goodbye, in one segment
-    burst = b"".join(s.send_message(0, b"\xc0") for _ in range(65)) + s.send_disconnect(DisconnectReason.TOO_MANY_PEERS)
-    await stream.send_all(burst)
+        await handshake_by_hand(stream, s)
+    # Fill the 64 messages the connection buffers for its owner first, so that the tail (one more
+    # message, then goodbye: two small frames, one segment, one read) is decoded -- the session
+    # closes -- while the reader is stuck handing that message over.  Sending all 65 at once raced:
+    # a split read left the Disconnect unread behind the blocked reader.
+    await stream.send_all(b"".join(s.send_message(0, b"\xc0") for _ in range(64)))
+    with trio.fail_after(10):
+        while not conns or conns[0]._recv_ch.statistics().current_buffer_used < 64:
+            await trio.sleep(0.01)
+    await stream.send_all(s.send_message(0, b"\xc0") + s.send_disconnect(DisconnectReason.TOO_MANY_PEERS))
     with trio.fail_after(10):
         while not outcome:
             await trio.sleep(0.01)
