@@ -26,6 +26,11 @@ in the dedup cache, the ledger or a sink history query"):
   The re-offer can still sit in our v1 inbound queue when we become active, so while active a v1
   envelope created before we were warm (``run()`` + ``warmup_s``) is treated the same way: it
   becomes pending and the release loop bridges it after the grace and the history check.
+* *Takeover window.*  The old active's last v2→v1 posts are still travelling through v1 peers
+  when we take over, and their v2 originals can reach us later than they do (relay under load:
+  the drills measured ~1 s).  So for ``echo_grace_s`` after the gate opens, every v1 envelope
+  is held like the items pending at takeover, and bridged after its grace and the history check.
+  Outside a takeover nothing is held: v1 originals are delayed only then.
 
 Not applied: "skip pending items received well before the active's last visible bridging" (the
 standby tracking the active's progress on the sink).  It assumes the active received every item we
@@ -200,6 +205,8 @@ class Pipeline:
         self._grace_send, self._grace_recv = trio.open_memory_channel[tuple[float, WakuMessage, float]](10_000)
         self._running = False
         self._warm_from: float | None = None  # v1 envelopes created before this are uncertain
+        self._was_active = self.gate.is_active()  # an always-open gate has no takeover window
+        self._active_since: float | None = None  # when the gate last opened (see "Takeover window")
         self._bridge_lock = trio.Lock()  # one pass over pending at a time (takeover, release loop)
 
     # --- helpers ---
@@ -241,7 +248,7 @@ class Pipeline:
             return self._drop(out.reason, out.detail)
         if await self._seen_or_remember(out.key, V1_TO_V2):
             return
-        if not self.gate.is_active() or self._uncertain(env):
+        if not self._gate_open(self.clock()) or self._uncertain(env) or self._in_takeover_window(received_at):
             return self._hold(out.key, V1_TO_V2, out, float(env.expiry), float(env.sent))
         await self._publish_v2(out, received_at)
 
@@ -323,6 +330,17 @@ class Pipeline:
 
     # --- standby / takeover ---
 
+    def _gate_open(self, now: float) -> bool:
+        """``gate.is_active()``, noting when it opens (the start of the takeover window)."""
+        active = self.gate.is_active()
+        if active and not self._was_active:
+            self._active_since = now
+        self._was_active = active
+        return active
+
+    def _in_takeover_window(self, now: float) -> bool:
+        return self._active_since is not None and now < self._active_since + self.config.echo_grace_s
+
     def _uncertain(self, env: Envelope) -> bool:
         """Created before we were warm: its v2 original (if it is a translation) may have passed
         before our v2 node was up, so it needs the sink history check (only if we have one)."""
@@ -340,6 +358,7 @@ class Pipeline:
         v2 already).  Items stay in ``pending`` until their turn comes, so an original that arrives
         meanwhile still clears its entry."""
         now = self.clock()
+        self._gate_open(now)
         return await self._bridge_pending([k for k, p in self.pending.items() if not self._held(p, now)], now)
 
     def held_until(self) -> float | None:
@@ -472,7 +491,7 @@ class Pipeline:
         or uncertain ones that arrived since), with the sink history check."""
         while True:
             await trio.sleep(0.2)
-            if not self.gate.is_active():
+            if not self._gate_open(self.clock()):
                 continue
             due = self.held_until()
             if due is not None and due <= self.clock():

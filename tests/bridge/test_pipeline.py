@@ -318,6 +318,32 @@ async def test_takeover_holds_young_v1_items_until_the_echo_grace_passed(tmp_pat
     assert s.pending == {} and s.held_until() is None and s1.posted == []
 
 
+async def test_v1_arrivals_just_after_a_takeover_wait_for_their_v2_original(tmp_path: Path) -> None:
+    """The old active's last v2->v1 posts still travel through v1 peers when we take over; their
+    v2 originals can reach us after them (drill under load: ~1 s).  Bridging them at once would be
+    an echo, so for the echo grace after the gate opens v1 arrivals are held like pending items."""
+    clock = Clock()
+    s, _, s2, gate = await make(tmp_path, "s", active=False, clock=clock, echo_grace_s=2.0)
+    m = wmsg(b"v2 original bridged by the old active just before it died")
+    echo = await translated_by_active(tmp_path, m)
+    gate.active = True
+    assert await s.take_over() == 0  # nothing was pending
+    clock.now += 0.3
+    await s.on_envelope(echo)  # after the takeover, before its original
+    genuine = env(b"a v1 original in the takeover window")
+    await s.on_envelope(genuine)
+    assert s2.published == [] and len(s.pending) == 2
+    clock.now += 1.0
+    await s.on_message(m)  # the original, late: clears the translation
+    assert len(s.pending) == 1
+    clock.now += 1.1
+    assert await s.release_held() == 1  # zero loss for the v1 original, only delayed
+    assert [x.payload for _, x in s2.published] == [genuine.data]
+    late = env(b"after the window: bridged at once")
+    await s.on_envelope(late)
+    assert [x.payload for _, x in s2.published][-1] == late.data and s.pending == {}
+
+
 async def test_held_items_stay_pending_if_leadership_goes(tmp_path: Path) -> None:
     clock = Clock()
     s, _, s2, gate = await make(tmp_path, "s", active=False, clock=clock)

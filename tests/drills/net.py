@@ -97,7 +97,9 @@ class Ledger:
                 out.append(f"v1 message {m} echoed back to v1")
         for m in self.sent["v2_to_v1"]:
             if m in self.got["js-waku"] or len(self.got["witness"].get(m, ())) > 1:
-                out.append(f"v2 message {m} echoed back to v2")
+                how = "js-waku got a copy" if m in self.got["js-waku"] else "the witness got two messages"
+                out.append(f"v2 message {m} echoed back to v2 ({how}; sent at {self.sent['v2_to_v1'][m]:.3f},"
+                           f" witness first at {self.first['witness'].get(m, 0):.3f})")
         return out
 
     def counts(self) -> dict[str, int]:

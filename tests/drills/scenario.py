@@ -30,6 +30,7 @@ def _other(net: DrillNet, b: BridgeProc) -> BridgeProc:
 async def _signal_and_takeover(net: DrillNet, active: BridgeProc, sig: int, res: dict[str, Any]) -> None:
     other = _other(net, active)
     t0 = time.monotonic()
+    res["signalled_at"] = round(time.time(), 3)
     await trio.to_thread.run_sync(active.kill, sig)  # returns once the process is gone
     st = await net.wait_active(other)
     res["takeover_s"] = round(time.monotonic() - t0, 3)
