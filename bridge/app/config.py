@@ -158,12 +158,14 @@ def _pubsub_topic(v: Any) -> str | None:
 
 
 def _retention(v: Any) -> str:
+    # Exactly what the archive will parse (time:, capacity:, size:, none, ";"-joined).
+    from v2.store.common import StoreConfigError, parse_retention_policy
+
     s = _str(v).strip()
-    if s == "none":
-        return s
-    m = re.match(r"^(time|capacity):(\d+)$", s)
-    if not m or int(m.group(2)) <= 0:
-        raise ValueError(f"expected time:<seconds>, capacity:<count> or none, got {s!r}")
+    try:
+        parse_retention_policy(s)
+    except StoreConfigError as exc:
+        raise ValueError(exc.message) from None
     return s
 
 
@@ -336,8 +338,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("v2.store_message_db_url", _db_url, "sqlite://store.sqlite3",
             "archive location (relative paths are under the data dir)",
             _f("--store-message-db-url", groups=(B, V2N))),
-    Setting("v2.store_message_retention_policy", _retention, "time:172800", "time:<s> | capacity:<n> | none",
-            _f("--store-message-retention-policy", groups=(B, V2N))),
+    Setting("v2.store_message_retention_policy", _retention, "time:172800",
+            "time:<s> | capacity:<n> | size:<n>MB/GB | none, ';'-joined", _f("--store-message-retention-policy",
+                                                                             groups=(B, V2N))),
     Setting("v2.filter", _bool, False, "mount the filter v2 service", _f("--filter", groups=(B, V2N))),
     Setting("v2.filter_subscription_timeout", _int_in(1, 604_800), 300,
             "s a filter subscription lives without a ping (nwaku: 300)",

@@ -12,10 +12,18 @@ Indexes: the unique hash index (lookups, cursors), (content_topic, timestamp, ha
 content-filtered pages, (timestamp, hash) for time retention, capacity retention and queries
 without content topics.  A query over several content topics is one ordered, limited scan per
 topic merged in SQL, so a page costs O(topics × page) rows, never a sort of a whole topic.
+
+Size retention (nwaku ``size:<n>MB``) measures the database as nwaku's SQLite driver does,
+``page_count × page_size``.  New archives are created with ``auto_vacuum=INCREMENTAL`` (an older
+file is converted once, by a VACUUM, when a size policy is first configured), so a purge can hand
+the freed pages back to the file system with ``PRAGMA incremental_vacuum`` followed by a
+truncating WAL checkpoint: the file really shrinks, without rewriting the whole database.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +38,7 @@ from v2.store.common import (
     ArchiveError,
     CapacityRetention,
     RetentionPolicy,
+    SizeRetention,
     TimeRetention,
     parse_db_url,
     parse_retention_policy,
@@ -39,6 +48,8 @@ from v2.store.planner import Page, QueryPlan, cut_page
 __all__ = ["Archive", "ArchivedMessage", "select_sql"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _SCHEMA = (
@@ -57,6 +68,11 @@ _SCHEMA = (
 _INSERT = ("INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, stored_at, data) "
            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING")
 _RETENTION_CHUNK = 5000  # rows deleted per worker call, so queries interleave with a big purge
+# Over the size limit, purge down to this fraction of it.  nwaku's SQLite driver keeps 80 % of the
+# rows (decreaseDatabaseSize: DeleteLimit = 0.80); we aim at 80 % of the *bytes* instead, which is
+# what the operator set, and the slack means a purge runs once per ~20 % of growth, not per insert.
+_SIZE_TARGET = 0.8
+_AUTO_VACUUM_INCREMENTAL = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +134,9 @@ class Archive:
         self.retention: tuple[RetentionPolicy, ...] = (
             parse_retention_policy(retention) if isinstance(retention, str) else tuple(retention))
         self._capacity = min((p.capacity for p in self.retention if isinstance(p, CapacityRetention)), default=None)
+        self._size_limit = min((p.max_bytes for p in self.retention if isinstance(p, SizeRetention)), default=None)
+        self._deleted = 0
+        self._purging = False  # a size purge started and has not reached its target yet
         self._clock = clock
         self._conn: sqlite3.Connection | None = None
         self._limiter = trio.CapacityLimiter(1)
@@ -131,6 +150,12 @@ class Archive:
     def message_count(self) -> int:
         """Rows stored, as of the last completed operation (no disk access)."""
         return self._count
+
+    @property
+    def retention_deleted(self) -> int:
+        """Messages this object's retention policies removed, the trims that capacity and size
+        retention do right after an insert included (monotonic; for the metric)."""
+        return self._deleted
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -157,6 +182,8 @@ class Archive:
             except sqlite3.Error as exc:
                 raise ArchiveError(f"cannot open archive {path}: {exc}") from exc
             try:
+                # Only takes effect on a file with no tables yet; an existing one is converted below.
+                conn.execute(f"PRAGMA auto_vacuum={_AUTO_VACUUM_INCREMENTAL}")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the index pages of ~1 M rows hot
@@ -168,6 +195,22 @@ class Archive:
                     conn.execute(stmt)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 conn.execute("COMMIT")
+                if (self._size_limit is not None
+                        and conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL):
+                    # An archive created before (or without) incremental auto-vacuum: without it a
+                    # purge only moves pages to the free list and the file never shrinks.  One
+                    # full VACUUM switches the mode (it rewrites the file once).
+                    log.info("archive %s: enabling incremental auto-vacuum for size retention (one VACUUM)", path)
+                    conn.execute(f"PRAGMA auto_vacuum={_AUTO_VACUUM_INCREMENTAL}")
+                    conn.execute("VACUUM")
+                if self._size_limit is not None:
+                    # The -wal file sits beside the database and SQLite checkpoints it only every
+                    # 1 000 pages (4 MiB) by default, which would dwarf a small limit: checkpoint
+                    # at a tenth of the limit instead, and truncate the file back after each one.
+                    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                    wal_pages = max(16, min(1000, self._size_limit // page_size // 10))
+                    conn.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+                    conn.execute(f"PRAGMA journal_size_limit={wal_pages * page_size}")
                 self._count = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
             except (sqlite3.Error, ArchiveError) as exc:
                 conn.close()
@@ -198,10 +241,64 @@ class Archive:
         excess = self._count - capacity
         if excess <= 0:
             return 0
+        return self._delete_oldest(conn, excess)
+
+    def _delete_oldest(self, conn: sqlite3.Connection, n: int) -> int:
         cur = conn.execute("DELETE FROM messages WHERE id IN "
-                           "(SELECT id FROM messages ORDER BY timestamp, hash LIMIT ?)", (excess,))
+                           "(SELECT id FROM messages ORDER BY timestamp, hash LIMIT ?)", (n,))
         self._count -= cur.rowcount
+        self._deleted += cur.rowcount
         return cur.rowcount
+
+    @staticmethod
+    def _db_size(conn: sqlite3.Connection) -> int:
+        """nwaku's measure (db_sqlite getDatabaseSize): page_count × page_size, free pages included."""
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        return pages * int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+    async def database_size(self) -> int:
+        """The archive's size as size retention measures it (bytes)."""
+        return await self._run(self._db_size)
+
+    def _size_step(self, conn: sqlite3.Connection) -> tuple[int, bool]:
+        """One bounded piece of size retention: (messages deleted, whether the purge goes on).
+
+        A purge starts when the database exceeds the limit and deletes the oldest messages (by
+        timestamp, then hash) until the pages in use fit in ``_SIZE_TARGET`` of it; one step
+        deletes at most ``_RETENTION_CHUNK`` rows and hands the freed pages back to the file
+        system, so a big purge spreads over several inserts (or the periodic run) and never
+        stalls the message path.
+        """
+        limit = self._size_limit
+        assert limit is not None
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        if not self._purging:
+            if int(conn.execute("PRAGMA page_count").fetchone()[0]) * page_size <= limit:
+                return 0, False
+            self._purging = True
+        target = int(limit * _SIZE_TARGET)
+
+        def used() -> int:
+            pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+            return (pages - int(conn.execute("PRAGMA freelist_count").fetchone()[0])) * page_size
+
+        deleted = 0
+        while deleted < _RETENTION_CHUNK and self._count > 0 and (now_used := used()) > target:
+            # Rows cost about the same, so delete the share of rows that is the share of bytes over
+            # the target; freed pages lag deleted rows (index pages go half empty first), so measure
+            # again and repeat until the target is met.
+            n = min(_RETENTION_CHUNK - deleted, max(1, math.ceil(self._count * (now_used - target) / now_used)))
+            conn.execute("BEGIN IMMEDIATE")
+            deleted += self._delete_oldest(conn, n)
+            conn.execute("COMMIT")
+        # executescript, not execute: the pragma frees one page per step and execute() steps once.
+        conn.executescript("PRAGMA incremental_vacuum;")
+        if self._count > 0 and used() > target:
+            return deleted, True
+        self._purging = False
+        # In WAL mode the main file is truncated only when the WAL is checkpointed into it.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted, False
 
     async def insert(self, pubsub_topic: str, msg_hash: bytes, msg: WakuMessage, data: bytes) -> bool:
         """Archive one message (no eligibility check here); False if its hash was already stored."""
@@ -212,7 +309,7 @@ class Archive:
         stored_at = int(self._clock() * 1e9)
         rows = [(h, topic, m.content_topic, m.timestamp or 0, stored_at, data) for topic, h, m, data in items]
 
-        def do(conn: sqlite3.Connection) -> int:
+        def do(conn: sqlite3.Connection) -> tuple[int, bool]:
             conn.execute("BEGIN IMMEDIATE")
             before = conn.total_changes
             conn.executemany(_INSERT, rows)
@@ -221,9 +318,17 @@ class Archive:
             if self._capacity is not None:  # capacity holds on every insert, not only on the periodic run
                 self._trim_to_capacity(conn, self._capacity)
             conn.execute("COMMIT")
-            return added
+            limit = self._size_limit
+            return added, limit is not None and (self._purging or self._db_size(conn) > limit)
 
-        return await self._run(do)
+        added, over_size = await self._run(do)
+        if over_size:
+            # Like capacity, size holds on every insert: one bounded step, in its own worker call.
+            try:
+                await self._run(self._size_step)
+            except ArchiveError as exc:  # the insert itself is committed; the periodic run retries (counted)
+                log.warning("archive: size retention after an insert failed: %s", exc)
+        return added
 
     async def find(self, plan: QueryPlan) -> Page[ArchivedMessage]:
         """One page for a validated plan (see v2.store.planner); an unknown cursor gives an empty page.
@@ -256,7 +361,8 @@ class Archive:
     async def apply_retention(self, now: float | None = None) -> int:
         """Run every retention policy once; returns the number of messages deleted.
 
-        ``time:S`` removes messages with timestamp < now − S; ``capacity:N`` keeps the newest N.
+        ``time:S`` removes messages with timestamp < now − S; ``capacity:N`` keeps the newest N;
+        ``size:B`` removes the oldest while the database is over B bytes (down to 80 % of it).
         Deletes go in chunks, each its own transaction, so queries are served in between.
         """
         now = self._clock() if now is None else now
@@ -269,12 +375,19 @@ class Archive:
                     cur = conn.execute("DELETE FROM messages WHERE id IN (SELECT id FROM messages "
                                        "WHERE timestamp < ? ORDER BY timestamp LIMIT ?)", (cutoff, _RETENTION_CHUNK))
                     self._count -= cur.rowcount
+                    self._deleted += cur.rowcount
                     return cur.rowcount
 
                 while (n := await self._run(by_time)) > 0:
                     deleted += n
                     if n < _RETENTION_CHUNK:
                         break
+            elif isinstance(policy, SizeRetention):
+                if policy.max_bytes == self._size_limit:  # the tightest one; looser ones then hold too
+                    more = True
+                    while more:
+                        n, more = await self._run(self._size_step)
+                        deleted += n
             else:
                 capacity = policy.capacity
 

@@ -6,6 +6,7 @@ archive takes (``--store-message-db-url``, ``--store-message-retention-policy``;
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -19,10 +20,12 @@ __all__ = [
     "MAX_CONTENT_TOPICS",
     "MAX_PAGE_SIZE",
     "MAX_TIMESTAMP_VARIANCE_NS",
+    "MIN_SIZE_RETENTION",
     "ArchiveError",
     "CapacityRetention",
     "DbUrl",
     "RetentionPolicy",
+    "SizeRetention",
     "StatusCode",
     "StoreConfigError",
     "StoreError",
@@ -94,9 +97,25 @@ class CapacityRetention:
     capacity: int
 
 
-RetentionPolicy = TimeRetention | CapacityRetention
+@dataclass(frozen=True, slots=True)
+class SizeRetention:
+    """Keep the database at most ``max_bytes`` (page_count × page_size), dropping the oldest messages."""
+
+    max_bytes: int
+
+
+RetentionPolicy = TimeRetention | CapacityRetention | SizeRetention
 
 _RETENTION_KEY = "store_message_retention_policy"
+
+# nwaku (waku_archive/retention_policy/builder.nim) lowercases the flag and takes "mb" and "gb"
+# only, both binary (MB = 1024² bytes).  We take the same two, plus kb and the explicit
+# kib/mib/gib spellings, all binary as well, so "MB" means what it means to nwaku.
+_SIZE_UNITS = {"kb": 1024, "kib": 1024, "mb": 1024**2, "mib": 1024**2, "gb": 1024**3, "gib": 1024**3}
+_SIZE_RE = re.compile(r"^(\d*\.?\d+)([a-z]+)$")  # nwaku's number: \d*\.?\d+ (decimals allowed)
+# Below this even an empty archive (schema and index roots, a few pages) would leave so little
+# room that each purge would remove nearly everything: refused rather than silently useless.
+MIN_SIZE_RETENTION = 64 * 1024
 
 
 def _positive_int(text: str, what: str) -> int:
@@ -109,11 +128,27 @@ def _positive_int(text: str, what: str) -> int:
     return n
 
 
+def _size(text: str) -> int:
+    """``30GB``, ``512MiB``, ``1.5gb`` → bytes (units case-insensitive, all binary; see _SIZE_UNITS)."""
+    m = _SIZE_RE.match(text.strip().lower())
+    if m is None:
+        raise StoreConfigError(_RETENTION_KEY, f"size retention must be size:<number><unit> with a positive "
+                                               f"number and a unit of KB, MB or GB (KiB/MiB/GiB), got {text!r}")
+    unit = _SIZE_UNITS.get(m.group(2))
+    if unit is None:
+        raise StoreConfigError(_RETENTION_KEY, f"unknown size unit {m.group(2)!r} in {text!r}; expected KB, MB or "
+                                               "GB (binary, as nwaku: 1 MB = 1024 KB), or KiB, MiB, GiB")
+    n = int(float(m.group(1)) * unit)
+    if n < MIN_SIZE_RETENTION:
+        raise StoreConfigError(_RETENTION_KEY, f"size retention {text!r} is below the minimum of 64KB")
+    return n
+
+
 def parse_retention_policy(spec: str) -> tuple[RetentionPolicy, ...]:
-    """Parse nwaku's ``--store-message-retention-policy``: ``time:<s>``, ``capacity:<n>``, ``none``.
+    """Parse nwaku's ``--store-message-retention-policy``: ``time:<s>``, ``capacity:<n>``,
+    ``size:<n><KB|MB|GB>``, ``none``.
 
     Several policies may be joined with ``;`` (as newer nwaku allows); all of them apply.
-    ``size:`` exists in nwaku (postgres-oriented) but is refused here with a clear message.
     """
     text = spec.strip()
     if text == "" or text.lower() == "none":
@@ -123,16 +158,17 @@ def parse_retention_policy(spec: str) -> tuple[RetentionPolicy, ...]:
         kind, sep, value = part.strip().partition(":")
         kind = kind.strip().lower()
         if not sep:
-            raise StoreConfigError(_RETENTION_KEY, f"expected time:<seconds>, capacity:<count> or none, got {part!r}")
+            raise StoreConfigError(_RETENTION_KEY, f"expected time:<seconds>, capacity:<count>, size:<n>MB/GB "
+                                                   f"or none, got {part!r}")
         if kind == "time":
             policies.append(TimeRetention(_positive_int(value.strip(), "time retention (seconds)")))
         elif kind == "capacity":
             policies.append(CapacityRetention(_positive_int(value.strip(), "capacity retention (messages)")))
         elif kind == "size":
-            raise StoreConfigError(_RETENTION_KEY, "size:<n>MB/GB retention is not supported; use time: or capacity:")
+            policies.append(SizeRetention(_size(value)))
         else:
             raise StoreConfigError(_RETENTION_KEY, f"unknown retention policy {kind!r} in {spec!r}; "
-                                                   "expected time:<seconds>, capacity:<count> or none")
+                                                   "expected time:<seconds>, capacity:<count>, size:<n>MB/GB or none")
     return tuple(policies)
 
 

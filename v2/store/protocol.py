@@ -57,6 +57,7 @@ class StoreService:
         self.retention_interval = retention_interval  # nwaku WakuArchiveDefaultRetentionPolicyInterval
         self.max_pending_queries = max_pending_queries
         self._pending = 0
+        self._deleted_counted = 0
         self.started = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -74,16 +75,20 @@ class StoreService:
 
     async def _apply_retention(self) -> None:
         try:
-            deleted = await self.archive.apply_retention(self._clock())
+            await self.archive.apply_retention(self._clock())
         except ArchiveError as exc:
             self.metrics.archive_errors.labels("retpolicy_failure").inc()
             log.warning("store: retention policy failed: %s", exc)
-            return
-        self.metrics.retention_deleted.inc(deleted)
         self._update_gauge()
 
     def _update_gauge(self) -> None:
         self.metrics.archive_messages.labels("stored").set(self.archive.message_count)
+        # The archive counts every retention delete, the periodic run's and the capacity/size trims
+        # it does right after an insert alike.
+        total = self.archive.retention_deleted
+        if total > self._deleted_counted:
+            self.metrics.retention_deleted.inc(total - self._deleted_counted)
+            self._deleted_counted = total
 
     async def on_message(self, pubsub_topic: str, msg: WakuMessage, msg_hash: bytes, data: bytes) -> None:
         """Archive a message the node accepted, if eligible (never raises for a message's content)."""

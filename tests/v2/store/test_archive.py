@@ -18,6 +18,7 @@ from v2.store.archive import Archive, ArchivedMessage
 from v2.store.common import (
     ArchiveError,
     CapacityRetention,
+    SizeRetention,
     StatusCode,
     StoreConfigError,
     TimeRetention,
@@ -302,10 +303,121 @@ def test_retention_policy_parsing() -> None:
     assert parse_retention_policy("capacity:50000") == (CapacityRetention(50000),)
     assert parse_retention_policy("time:60;capacity:10") == (TimeRetention(60), CapacityRetention(10))
     for bad, why in (("time:", "positive integer"), ("time:-5", "positive integer"), ("capacity:x", "capacity"),
-                     ("size:30GB", "not supported"), ("forever", "expected"), ("weeks:3", "unknown")):
+                     ("forever", "expected"), ("weeks:3", "unknown")):
         with pytest.raises(StoreConfigError, match=why) as e:
             parse_retention_policy(bad)
         assert e.value.key == "store_message_retention_policy"
+
+
+def test_size_retention_parsing() -> None:
+    # nwaku's units (mb, gb in any case; binary, as nwaku: 1 MB = 1024² bytes) plus kb and *iB.
+    for spec, size in (("size:30GB", 30 * 2**30), ("size:512mb", 512 * 2**20), ("SIZE:2Mb", 2 * 2**20),
+                       ("size:1.5gb", 3 * 2**29), ("size:.5MB", 2**19), ("size:100KB", 102_400),
+                       ("size:64kib", 65_536), ("size:3MiB", 3 * 2**20), ("size:1GiB", 2**30)):
+        assert parse_retention_policy(spec) == (SizeRetention(size),), spec
+    assert parse_retention_policy("time:60; size:1MB ;capacity:5") == (
+        TimeRetention(60), SizeRetention(2**20), CapacityRetention(5))
+    for bad, why in (("size:", "size:<number><unit>"), ("size:10XB", "unknown size unit 'xb'"),
+                     ("size:-1MB", "positive number"), ("size:MB", "size:<number><unit>"),
+                     ("size:10", "size:<number><unit>"), ("size:0MB", "below the minimum"),
+                     ("size:1KB", "below the minimum"), ("size:1e3MB", "size:<number><unit>")):
+        with pytest.raises(StoreConfigError, match=why) as e:
+            parse_retention_policy(bad)
+        assert e.value.key == "store_message_retention_policy"
+        assert str(e.value).startswith("store_message_retention_policy: ")
+
+
+def big_item(i: int, ts: int) -> Item:
+    m = WakuMessage(i.to_bytes(4, "big") * 250, TOPIC_A, timestamp=ts)  # ~1 KB each
+    return PUBSUB, message_hash(PUBSUB, m), m, m.encode()
+
+
+def big_batches(start: int, batches: int, per_batch: int = 20) -> list[list[Item]]:
+    """Batches newer than the previous ones; within a batch two messages share each timestamp and
+    insertion order is reversed, so only (timestamp, hash) can explain which go first."""
+    out = []
+    for b in range(start, start + batches):
+        items = [big_item(b * per_batch + j, BASE + (b * per_batch + j // 2) * 10**6) for j in range(per_batch)]
+        out.append(items[::-1])
+    return out
+
+
+def disk_size(path: Path) -> tuple[int, int]:
+    """(database file, -wal file) sizes in bytes."""
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size, (wal.stat().st_size if wal.exists() else 0)
+
+
+LIMIT = 256 * 1024
+
+
+async def test_size_retention_keeps_the_file_under_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "size.db"
+    a = Archive(f"sqlite://{path}", retention="size:256KB")
+    await a.open()
+    batches = big_batches(0, 60)  # 1 200 messages of ~1 KB: well past 256 KiB (and the WAL's 4 MiB)
+    inserted: list[Item] = []
+    for batch in batches:
+        await a.insert_many(batch)
+        inserted += batch
+        assert await a.database_size() <= LIMIT  # enforced on every insert, like capacity
+    main, wal = disk_size(path)
+    assert main <= LIMIT  # the file itself shrank (incremental vacuum + truncating checkpoint)
+    assert wal <= LIMIT  # checkpointed every tenth of the limit, so only the last transactions
+    kept = flat(await collect(a, pagination_forward=True, pagination_limit=100))
+    everything = [it[1] for it in sorted(inserted, key=order_key)]
+    assert 60 < len(kept) < 300 and kept == everything[-len(kept):]  # the oldest went first
+    assert a.retention_deleted == len(inserted) - len(kept) == len(inserted) - await a.count()
+    await a.aclose()
+
+    # Restart: the same file, the same policy, still enforced; a tighter limit applies on the periodic run.
+    b = Archive(f"sqlite://{path}", retention="size:256KB")
+    await b.open()
+    assert b.message_count == len(kept)
+    for batch in big_batches(60, 20):
+        await b.insert_many(batch)
+        assert await b.database_size() <= LIMIT
+    await b.aclose()
+    c = Archive(f"sqlite://{path}", retention=[SizeRetention(128 * 1024)])
+    await c.open()
+    before = c.message_count
+    assert await c.apply_retention() > 0
+    assert await c.database_size() <= 128 * 1024 and disk_size(path)[0] <= 128 * 1024
+    assert c.message_count < before and c.retention_deleted == before - c.message_count
+    assert await c.apply_retention() == 0  # under the limit: nothing more
+    await c.aclose()
+
+
+async def test_size_retention_converts_an_archive_without_auto_vacuum(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)  # a file created before incremental auto-vacuum (auto_vacuum=NONE)
+    conn.execute("PRAGMA auto_vacuum=0")
+    conn.execute("CREATE TABLE unrelated (x)")
+    conn.close()
+    a = Archive(f"sqlite://{path}")
+    await a.open()
+    for batch in big_batches(0, 30):
+        await a.insert_many(batch)
+    await a.aclose()
+    assert disk_size(path)[0] + disk_size(path)[1] > 2 * LIMIT
+    b = Archive(f"sqlite://{path}", retention="time:3600;size:256KB")  # combined with another policy
+    await b.open()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL now
+    conn.close()
+    assert await b.apply_retention(now=BASE / 1e9 + 60) > 0  # time:3600 keeps all of them; size does not
+    assert disk_size(path)[0] <= LIMIT and await b.database_size() <= LIMIT
+    await b.aclose()
+
+
+async def test_size_and_capacity_together(tmp_path: Path) -> None:
+    a = Archive(f"sqlite://{tmp_path / 'both.db'}", retention="size:256KB;capacity:50")
+    await a.open()
+    for batch in big_batches(0, 20):
+        await a.insert_many(batch)
+    assert await a.count() == 50  # capacity is the tighter here
+    assert await a.database_size() <= LIMIT
+    await a.aclose()
 
 
 def test_db_url_parsing() -> None:
@@ -331,3 +443,29 @@ def test_eligibility() -> None:
     assert ineligibility(WakuMessage(b"x", TOPIC_A), now) == "invalid_message_too_old"  # no timestamp
     assert ineligibility(WakuMessage(b"x", TOPIC_A, timestamp=ns, ephemeral=True), now) == \
         "invalid_message_ephemeral"
+
+
+async def test_a_big_purge_spreads_over_inserts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One insert deletes at most one chunk, so a purge never stalls the message path; the
+    periodic run finishes it."""
+    monkeypatch.setattr("v2.store.archive._RETENTION_CHUNK", 10)
+    path = tmp_path / "spread.db"
+    a = Archive(f"sqlite://{path}")
+    await a.open()
+    inserted = [it for batch in big_batches(0, 30) for it in batch]  # 600 KB, no policy yet
+    await a.insert_many(inserted)
+    await a.aclose()
+    b = Archive(f"sqlite://{path}", retention="size:256KB")
+    await b.open()
+    later = big_batches(30, 3, per_batch=1)
+    for batch in later:
+        before = b.retention_deleted
+        await b.insert_many(batch)
+        assert b.retention_deleted - before == 10  # one chunk per insert, not the whole purge
+        inserted += batch
+    assert await b.database_size() > LIMIT  # not there yet
+    assert await b.apply_retention() > 0
+    assert await b.database_size() <= LIMIT and disk_size(path)[0] <= LIMIT
+    kept = flat(await collect(b, pagination_forward=True, pagination_limit=100))
+    assert kept == [it[1] for it in sorted(inserted, key=order_key)][-len(kept):]
+    await b.aclose()

@@ -192,3 +192,19 @@ async def test_answers_without_a_network(tmp_path: Path) -> None:
         assert (r.status_code, r.request_id) == (StatusCode.TOO_MANY_REQUESTS, "q")
     assert value(registry, "waku_store_errors_total", type="service_unavailable") == 1
     assert value(registry, "waku_store_errors_total", type="too_many_requests") == 1
+
+
+async def test_retention_deletes_are_counted(tmp_path: Path) -> None:
+    """Size (and capacity) trims right after an insert count in waku_archive_retention_deleted
+    like the periodic run's deletes."""
+    registry = CollectorRegistry()
+    archive = Archive(f"sqlite://{tmp_path / 'sized.db'}", retention="size:128KB")
+    service = StoreService(archive, registry, clock=lambda: NOW)
+    async with archive:
+        for i in range(300):  # ~300 KB of messages into a 128 KiB archive
+            m = WakuMessage(i.to_bytes(2, "big") * 500, TOPIC, timestamp=int(NOW * 1e9) - (1000 - i) * 10**6)
+            await service.on_message(PUBSUB, m, message_hash(PUBSUB, m), m.encode())
+        assert await archive.database_size() <= 128 * 1024
+        deleted = value(registry, "waku_archive_retention_deleted_total")
+        assert deleted > 0 and deleted == archive.retention_deleted == 300 - archive.message_count
+        assert value(registry, "waku_archive_messages", type="stored") == archive.message_count
