@@ -28,6 +28,7 @@ from bridge.errors import ConfigError
 from failover.errors import FailoverError
 
 if TYPE_CHECKING:
+    from failover.etcd_backend import EtcdSecurity
     from failover.metrics import FailoverMetrics
 
 __all__ = ["Elector", "ElectorCore", "LeaderChange", "StepDown", "Term", "parse_failover_url"]
@@ -258,13 +259,14 @@ class ElectorCore:
 
 def parse_failover_url(spec: str | None, *, identity: str, data_dir: Path | str, ttl: float,
                        renew_interval: float | None = None, rpc_timeout: float | None = None,
-                       safety: float | None = None, metrics: FailoverMetrics | None = None) -> Elector | None:
+                       safety: float | None = None, metrics: FailoverMetrics | None = None,
+                       etcd_security: EtcdSecurity | None = None) -> Elector | None:
     """Build the elector named by ``failover.backend`` (raises ConfigError on a bad URL or timing).
 
     ``none`` -> None (always active); None or ``sqlite:`` -> ``<data dir>/failover.sqlite3``
     (shared by every instance using that data dir); ``sqlite:PATH``; ``etcd://HOST:PORT[,HOST:PORT...]``
-    with an optional ``/NAME`` election name (default ``bridge``).  Timings left None derive from
-    the TTL per backend (``LeaseTiming.for_ttl`` / ``for_etcd``); the startup invariant
+    with an optional ``/NAME`` election name (default ``bridge``) and ``etcd_security`` (TLS, auth).
+    Timings left None derive from the TTL per backend (``LeaseTiming.for_ttl`` / ``for_etcd``); the startup invariant
     renew + 2 x rpc_timeout + safety < TTL is checked here, before anything runs.
     """
     from failover.lease import timing_for
@@ -281,5 +283,5 @@ def parse_failover_url(spec: str | None, *, identity: str, data_dir: Path | str,
         from failover.etcd_backend import EtcdElector, parse_endpoints
 
         endpoints, name = parse_endpoints(spec)
-        return EtcdElector(endpoints, identity, name=name, timing=timing, metrics=metrics)
+        return EtcdElector(endpoints, identity, name=name, timing=timing, metrics=metrics, security=etcd_security)
     raise ConfigError("failover.backend", f"unknown failover backend {spec!r}")

@@ -17,6 +17,13 @@ A session (lease + key) that ends for any reason other than a watch hiccup of th
 abandoned (best-effort delete + revoke) and the next campaign uses a new lease.  While etcd is
 unreachable nobody is active (a CP choice; the bridge's replay window covers the outage).
 
+Security (:class:`EtcdSecurity`, etcdctl's ``--cacert/--cert/--key/--user``): HTTPS with our CA
+and an optional client certificate, and etcd's own authentication.  The gateway takes the token
+of ``/v3/auth/authenticate`` in the ``Authorization`` header.  etcd's default *simple* tokens expire
+after ``--auth-token-ttl`` (300 s) without an authorised request, and keepalives are not authorised:
+an active that only renews holds an expired token when it next writes.  So a refused token means
+log in again and retry once; tokens are kept per member (a JWT setup may differ per member).
+
 The pure part (request bodies, response parsing, predecessor choice, deadline) is at the top and
 unit-tested without a server.
 """
@@ -26,10 +33,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -43,9 +52,9 @@ from failover.lease import LeaseTiming
 if TYPE_CHECKING:
     from failover.metrics import FailoverMetrics
 
-__all__ = ["EtcdElector", "EtcdError", "EtcdUnavailable", "GatewayClient", "KeyValue", "WatchEvent",
-           "campaign_txn", "fenced_txn", "parse_endpoints", "parse_keepalive", "parse_kvs", "parse_watch_line",
-           "predecessor", "prefix_end"]
+__all__ = ["EtcdAuthError", "EtcdElector", "EtcdError", "EtcdSecurity", "EtcdUnavailable", "GatewayClient", "KeyValue",
+           "WatchEvent", "campaign_txn", "fenced_txn", "parse_endpoints", "parse_keepalive", "parse_kvs",
+           "parse_watch_line", "predecessor", "prefix_end"]
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO: one line per keepalive would drown the bridge's log.
@@ -64,6 +73,51 @@ class EtcdError(FailoverError):
 
 class EtcdUnavailable(EtcdError):
     """No member answered within the RPC timeout."""
+
+
+class EtcdAuthError(EtcdError):
+    """etcd refused our user name and password (or auth is off while we were told to use it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdSecurity:
+    """TLS and authentication towards etcd.  TLS is on when a CA or a client certificate is given
+    (``https://`` to every member); auth is on when ``user`` is given."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def tls(self) -> bool:
+        return self.ca_file is not None or self.cert_file is not None
+
+    def check(self) -> None:
+        """Raise ConfigError (with the setting's key) for an incomplete or unreadable setup."""
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("failover.etcd_cert", "a client certificate needs both etcd_cert and etcd_key")
+        if self.user is not None and not self.password:
+            raise ConfigError("failover.etcd_password", f"etcd user {self.user!r} has no password "
+                              "(failover.etcd_password, $WAKU_BRIDGE_FAILOVER_ETCD_PASSWORD or etcd_password_file)")
+        if self.password and self.user is None:
+            raise ConfigError("failover.etcd_user", "an etcd password was given without a user")
+        if self.tls:
+            self.ssl_context()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        try:
+            ctx = ssl.create_default_context(cafile=None if self.ca_file is None else str(self.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("failover.etcd_cacert", f"cannot load CA file {self.ca_file}: {exc}") from None
+        if self.cert_file is not None and self.key_file is not None:
+            try:
+                ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError("failover.etcd_cert", f"cannot load client certificate {self.cert_file} "
+                                  f"/ key {self.key_file}: {exc}") from None
+        return ctx
 
 
 def b64(data: bytes) -> str:
@@ -223,28 +277,55 @@ def leader_of(kvs: Sequence[KeyValue]) -> KeyValue | None:
 # --- the gateway client ---
 
 
+def _token_rejected(status: int, data: object) -> bool:
+    """The member does not know our token (or we sent none): authenticate again, then retry once."""
+    msg = str(data.get("error", "")) if isinstance(data, dict) else ""
+    return status == 401 or "invalid auth token" in msg or "user name is empty" in msg
+
+
 class GatewayClient:
     """POST JSON to one member at a time; on failure move to the next member (round robin)."""
 
-    def __init__(self, endpoints: Sequence[str], rpc_timeout: float) -> None:
+    def __init__(self, endpoints: Sequence[str], rpc_timeout: float, security: EtcdSecurity | None = None) -> None:
         if not endpoints:
             raise ConfigError("failover.backend", "no etcd endpoints")
         self.endpoints = list(endpoints)
         self.rpc_timeout = rpc_timeout
+        self.security = security or EtcdSecurity()
+        self.security.check()
+        self._ssl = self.security.ssl_context() if self.security.tls else None
+        self._tokens: dict[str, str] = {}  # member base URL -> its auth token
         self._current = 0
         self._http: httpx.AsyncClient | None = None
 
     @property
     def base(self) -> str:
-        return f"http://{self.endpoints[self._current]}"
+        return f"{'https' if self._ssl is not None else 'http'}://{self.endpoints[self._current]}"
 
     def rotate(self) -> None:
         self._current = (self._current + 1) % len(self.endpoints)
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.rpc_timeout), trust_env=False)
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.rpc_timeout), trust_env=False,
+                                           verify=self._ssl if self._ssl is not None else True)
         return self._http
+
+    async def _auth_headers(self, base: str) -> dict[str, str]:
+        """``Authorization`` for ``base`` (authenticating first if we hold no token for it)."""
+        user = self.security.user
+        if user is None:
+            return {}
+        token = self._tokens.get(base)
+        if token is None:
+            resp = await self._client().post(base + "/v3/auth/authenticate",
+                                             json={"name": user, "password": self.security.password or ""})
+            data = resp.json()
+            if resp.status_code != 200 or not isinstance(data, dict) or not data.get("token"):
+                msg = data.get("error", data) if isinstance(data, dict) else data
+                raise EtcdAuthError(f"{base}: authentication as {user!r} refused: HTTP {resp.status_code}: {msg}")
+            token = self._tokens[base] = str(data["token"])
+        return {"Authorization": token}
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -256,8 +337,12 @@ class GatewayClient:
         base = self.base
         try:
             with trio.fail_after(timeout or self.rpc_timeout):
-                resp = await self._client().post(base + path, json=body)
+                resp = await self._client().post(base + path, json=body, headers=await self._auth_headers(base))
                 data = resp.json()
+                if self.security.user is not None and _token_rejected(resp.status_code, data):
+                    self._tokens.pop(base, None)
+                    resp = await self._client().post(base + path, json=body, headers=await self._auth_headers(base))
+                    data = resp.json()
         except (httpx.HTTPError, trio.TooSlowError, ValueError, OSError) as exc:
             if self.base == base:
                 self.rotate()
@@ -277,7 +362,8 @@ class GatewayClient:
         body = {"create_request": {"key": b64(key), "start_revision": str(start_revision)}}
         try:
             with trio.fail_after(self.rpc_timeout):
-                cm = self._client().stream("POST", base + "/v3/watch", json=body,
+                headers = await self._auth_headers(base)
+                cm = self._client().stream("POST", base + "/v3/watch", json=body, headers=headers,
                                            timeout=httpx.Timeout(self.rpc_timeout, read=None))
                 resp = await cm.__aenter__()
         except (httpx.HTTPError, trio.TooSlowError, OSError) as exc:
@@ -312,13 +398,14 @@ class _SessionOver(Exception):
 class EtcdElector(ElectorCore):
     def __init__(self, endpoints: Sequence[str], identity: str, *, name: str = "bridge",
                  timing: LeaseTiming | None = None, prefix: str = DEFAULT_PREFIX,
-                 clock: Callable[[], float] = time.monotonic, metrics: FailoverMetrics | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, metrics: FailoverMetrics | None = None,
+                 security: EtcdSecurity | None = None) -> None:
         self.timing = timing or LeaseTiming.for_etcd(10)
         self.timing.check_etcd()
         super().__init__(identity, safety=self.timing.safety, clock=clock, metrics=metrics)
         self.name = name
         self.prefix = (prefix.rstrip("/") + "/" + name + "/").encode()
-        self.client = GatewayClient(endpoints, self.timing.rpc_timeout)
+        self.client = GatewayClient(endpoints, self.timing.rpc_timeout, security)
         self.ttl = int(self.timing.ttl)
         self.lease: int | None = None
         self.key: bytes | None = None
@@ -334,7 +421,8 @@ class EtcdElector(ElectorCore):
         try:
             resp = await self.client.post(path, body)
         except EtcdError as exc:
-            self._backend_error("unavailable" if isinstance(exc, EtcdUnavailable) else "rpc")
+            self._backend_error("unavailable" if isinstance(exc, EtcdUnavailable)
+                                else "auth" if isinstance(exc, EtcdAuthError) else "rpc")
             raise
         self._rpc_done(path.rsplit("/", 1)[-1], self.clock() - t0)
         return resp

@@ -60,7 +60,8 @@ class BridgeService:
         self.elector = parse_failover_url(cfg.failover.backend, identity=cfg.peer_id, data_dir=Path(cfg.data_dir),
                                           ttl=cfg.failover.ttl, renew_interval=cfg.failover.renew_interval,
                                           rpc_timeout=cfg.failover.rpc_timeout, safety=cfg.failover.safety,
-                                          metrics=self.failover_metrics)
+                                          metrics=self.failover_metrics,
+                                          etcd_security=cfg.failover.etcd_security())
         self.gate: Any = self.elector if self.elector is not None else AlwaysActive()
         self.pipeline = Pipeline(
             self.v1, self.v2, self.dedup, self.metrics,

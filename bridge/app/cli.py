@@ -89,6 +89,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for sec in ("v1", "v2"):
             if d[sec].get("nodekey"):
                 d[sec]["nodekey"] = "<set>"
+        if d["failover"].get("etcd_password"):
+            d["failover"]["etcd_password"] = "<set>"
         print(json.dumps(d, indent=1, default=str))
     return EXIT_OK
 

@@ -15,11 +15,14 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from bridge.errors import ConfigError, WakuBridgeError
+
+if TYPE_CHECKING:
+    from failover.etcd_backend import EtcdSecurity
 
 __all__ = [
     "SETTINGS",
@@ -103,6 +106,15 @@ def _opt_str(v: Any) -> str | None:
     if v is None or v == "":
         return None
     return _str(v)
+
+
+def _readable_file(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    path = _str(v).strip()
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ValueError(f"cannot read the file {path!r}")
+    return path
 
 
 _HEX32 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
@@ -397,6 +409,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("failover.safety", _failover_seconds, None,
             "step down this long before the lease could expire (s); default max(0.2, TTL/10) (sqlite), "
             "TTL/6 (etcd). Startup checks renew + 2 x rpc_timeout + safety < TTL", _f("--failover-safety")),
+    # etcd security, as etcdctl names it (--cacert, --cert, --key, --user)
+    Setting("failover.etcd_cacert", _readable_file, None, "CA bundle (PEM) that signed the etcd members' "
+            "certificates; turns on https", _f("--failover-etcd-cacert")),
+    Setting("failover.etcd_cert", _readable_file, None, "client certificate (PEM), for etcd's --client-cert-auth",
+            _f("--failover-etcd-cert")),
+    Setting("failover.etcd_key", _readable_file, None, "private key (PEM) of failover.etcd_cert",
+            _f("--failover-etcd-key")),
+    Setting("failover.etcd_user", _opt_str, None, "etcd user (etcd authentication)", _f("--failover-etcd-user")),
+    # No flag for the password itself: a command line is visible to every user of the host.
+    Setting("failover.etcd_password", _opt_str, None,
+            "etcd password: YAML or $WAKU_BRIDGE_FAILOVER_ETCD_PASSWORD only (or etcd_password_file)"),
+    Setting("failover.etcd_password_file", _readable_file, None,
+            "file holding the etcd password (e.g. a systemd credential)", _f("--failover-etcd-password-file")),
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}
@@ -477,6 +502,24 @@ class FailoverSection:
     renew_interval: float | None = None
     rpc_timeout: float | None = None
     safety: float | None = None
+    etcd_cacert: str | None = None
+    etcd_cert: str | None = None
+    etcd_key: str | None = None
+    etcd_user: str | None = None
+    etcd_password: str | None = field(default=None, repr=False)  # read from etcd_password_file if given
+    etcd_password_file: str | None = None
+
+    def etcd_security(self) -> EtcdSecurity | None:
+        """TLS and auth for the etcd backend (None when none is configured)."""
+        if not (self.etcd_cacert or self.etcd_cert or self.etcd_user):
+            return None
+        from failover.etcd_backend import EtcdSecurity
+
+        def p(x: str | None) -> Path | None:
+            return None if x is None else Path(x)
+
+        return EtcdSecurity(p(self.etcd_cacert), p(self.etcd_cert), p(self.etcd_key), self.etcd_user,
+                            self.etcd_password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,6 +627,29 @@ def load_config(
             values[s.key] = s.default
 
     # Cross-field rules.
+    etcd_keys = [k for k in ("failover.etcd_cacert", "failover.etcd_cert", "failover.etcd_key", "failover.etcd_user",
+                             "failover.etcd_password", "failover.etcd_password_file") if values[k] is not None]
+    backend = values["failover.backend"]
+    if etcd_keys and not (backend or "").startswith("etcd://"):
+        errors.append(ConfigError(etcd_keys[0], "only used with an etcd:// failover backend"))
+    elif etcd_keys:
+        if values["failover.etcd_password_file"] is not None:
+            if values["failover.etcd_password"] is not None:
+                errors.append(ConfigError("failover.etcd_password_file", "give etcd_password or etcd_password_file, "
+                                          "not both"))
+            else:
+                values["failover.etcd_password"] = (
+                    Path(values["failover.etcd_password_file"]).read_text().rstrip("\r\n") or None)
+        from failover.etcd_backend import EtcdSecurity
+
+        def file_of(k: str) -> Path | None:
+            return None if values[k] is None else Path(values[k])
+
+        try:
+            EtcdSecurity(file_of("failover.etcd_cacert"), file_of("failover.etcd_cert"), file_of("failover.etcd_key"),
+                         values["failover.etcd_user"], values["failover.etcd_password"]).check()
+        except ConfigError as exc:
+            errors.append(exc)
     if values["failover.backend"] != "none":
         from failover.lease import timing_for  # the startup invariant renew + 2 x rpc + safety < TTL
 

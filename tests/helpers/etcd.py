@@ -4,6 +4,9 @@ Uses the ``etcd`` binary (Debian ``etcd-server``, installed by scripts/setup.sh)
 it is missing.  Single member: ``EtcdCluster.start(tmp, 1)``; three members: ``(tmp, 3)``.
 Faults: ``kill`` (SIGKILL), ``stop`` (SIGSTOP), ``cont`` (SIGCONT), ``restart`` (same data dir,
 same ports).  ``raft_leader()`` asks ``/v3/maintenance/status`` of each live member.
+Security: ``start(..., tls=make_tls_files(dir))`` serves https and requires client certificates;
+``enable_auth`` turns etcd authentication on.  Keys and certificates are made by the test, in its
+tmp dir, never committed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -23,13 +27,85 @@ from pathlib import Path
 
 from tests.helpers.net import LOOPBACK, free_ports
 
-__all__ = ["ETCD", "EtcdCluster", "EtcdMember", "etcd_available"]
+__all__ = ["ETCD", "EtcdCluster", "EtcdMember", "TlsFiles", "enable_auth", "etcd_available", "make_tls_files"]
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
 
 def etcd_available() -> bool:
     return os.access(ETCD, os.X_OK)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
+
+
+def make_tls_files(directory: Path, name: str = "test") -> TlsFiles:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def subject(cn: str) -> x509.Name:
+        # No CN on the client: with auth on, etcd's gateway refuses a client certificate that has
+        # one ("CommonName of client sending a request against gateway will be ignored").
+        if not cn:
+            return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "waku-bridge")])
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        path.chmod(0o600)
+        return path
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(subject(f"{name} CA")).issuer_name(subject(f"{name} CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+
+    def leaf(cn: str, usage: list[x509.ObjectIdentifier],
+             san: bool) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        b = (x509.CertificateBuilder().subject_name(subject(cn)).issuer_name(ca.subject)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.ExtendedKeyUsage(usage), critical=False))
+        if san:
+            import ipaddress
+
+            b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK)),
+                                                             x509.DNSName("localhost")]), critical=False)
+        return b.sign(ca_key, hashes.SHA256()), key
+
+    # etcd's gateway dials its own gRPC port with the server certificate: it must be a client's too.
+    server, server_key = leaf("etcd", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], True)
+    client, client_key = leaf("", [ExtendedKeyUsageOID.CLIENT_AUTH], False)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "server.pem").write_bytes(server.public_bytes(pem))
+    (directory / "client.pem").write_bytes(client.public_bytes(pem))
+    return TlsFiles(directory / "ca.pem", directory / "server.pem", write_key(server_key, directory / "server.key"),
+                    directory / "client.pem", write_key(client_key, directory / "client.key"))
 
 
 @dataclass
@@ -43,6 +119,9 @@ class EtcdMember:
     proc: subprocess.Popen[bytes] | None = None
     stopped: bool = False
     starts: int = field(default=0)
+    tls: TlsFiles | None = None
+    auth: tuple[str, str] | None = None  # (user, password) the helper itself uses once auth is on
+    extra_args: tuple[str, ...] = ()
 
     @property
     def endpoint(self) -> str:
@@ -50,7 +129,7 @@ class EtcdMember:
 
     @property
     def url(self) -> str:
-        return f"http://{self.endpoint}"
+        return f"{'https' if self.tls else 'http'}://{self.endpoint}"
 
     def spawn(self) -> None:
         peer = f"http://{LOOPBACK}:{self.peer_port}"
@@ -66,7 +145,11 @@ class EtcdMember:
                  # Small for tests: the leases' minimum TTL derives from these (specs/failover.md §1.2).
                  "--heartbeat-interval", str(self.election_timeout_ms // 10),
                  "--election-timeout", str(self.election_timeout_ms),
-                 "--logger", "zap", "--log-level", "warn"],
+                 "--logger", "zap", "--log-level", "warn",
+                 *([] if self.tls is None else [
+                     "--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                     "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]),
+                 *self.extra_args],
                 stdout=log, stderr=log)
         finally:
             log.close()
@@ -94,8 +177,13 @@ class EtcdMember:
         self.stopped = False
 
     def post(self, path: str, body: dict[str, object], timeout: float = 1.0) -> dict[str, object]:
-        req = urllib.request.Request(self.url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        headers = {"Content-Type": "application/json"}
+        if self.auth is not None and path != "/v3/auth/authenticate":
+            token = self.post("/v3/auth/authenticate", {"name": self.auth[0], "password": self.auth[1]}, timeout)
+            headers["Authorization"] = str(token["token"])
+        req = urllib.request.Request(self.url + path, json.dumps(body).encode(), headers)
+        ctx = None if self.tls is None else self.tls.client_context()
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
             out: dict[str, object] = json.loads(resp.read())
             return out
 
@@ -112,7 +200,8 @@ class EtcdCluster:
         self.members = members
 
     @classmethod
-    def start(cls, tmp: Path, n: int = 1, *, wait: float = 20.0, election_timeout_ms: int = 1000) -> EtcdCluster:
+    def start(cls, tmp: Path, n: int = 1, *, wait: float = 20.0, election_timeout_ms: int = 1000,
+              tls: TlsFiles | None = None, extra_args: tuple[str, ...] = ()) -> EtcdCluster:
         ports = free_ports(2 * n)
         names = [f"m{i + 1}" for i in range(n)]
         initial = ",".join(f"{nm}=http://{LOOPBACK}:{ports[n + i]}" for i, nm in enumerate(names))
@@ -120,7 +209,8 @@ class EtcdCluster:
         for i, nm in enumerate(names):
             d = tmp / f"etcd-{nm}"
             d.mkdir(parents=True, exist_ok=True)
-            members.append(EtcdMember(nm, ports[i], ports[n + i], d / "data", initial, election_timeout_ms))
+            members.append(EtcdMember(nm, ports[i], ports[n + i], d / "data", initial, election_timeout_ms, tls=tls,
+                                      extra_args=extra_args))
         cluster = cls(members)
         try:
             for m in members:
@@ -180,3 +270,27 @@ class EtcdCluster:
     def close(self) -> None:
         for m in self.members:
             m.kill()
+
+
+def enable_auth(cluster: EtcdCluster, user: str, password: str, prefix: bytes) -> None:
+    """etcd authentication on: a root user, and ``user`` allowed to read and write keys under
+    ``prefix`` only (what an election needs; leases need no permission)."""
+    m = cluster.members[0]
+    root_pw = base64.b64encode(os.urandom(12)).decode()
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
+    end = bytearray(prefix)
+    end[-1] += 1
+    m.post("/v3/auth/role/add", {"name": "root"})
+    m.post("/v3/auth/user/add", {"name": "root", "password": root_pw})
+    m.post("/v3/auth/user/grant", {"user": "root", "role": "root"})
+    m.post("/v3/auth/role/add", {"name": "election"})
+    m.post("/v3/auth/role/grant", {"name": "election", "perm": {"permType": "READWRITE", "key": b64(prefix),
+                                                                "range_end": b64(bytes(end))}})
+    m.post("/v3/auth/user/add", {"name": user, "password": password})
+    m.post("/v3/auth/user/grant", {"user": user, "role": "election"})
+    m.post("/v3/auth/enable", {})
+    for member in cluster.members:
+        member.auth = ("root", root_pw)
