@@ -25,3 +25,8 @@ class FilterMetrics:
                                                  registry=registry)
         self.pushes = Counter("waku_filter_pushes", "MessagePush writes to subscribers, by result",
                               ["result"], registry=registry)
+        # nwaku has no counter for these (it logs them): reason = expired (no ping within the
+        # subscription timeout) | no_push_codec (identify does not list filter-push, §9).
+        self.subscribers_removed = Counter("waku_filter_subscribers_removed",
+                                           "Subscribers removed by maintenance, by reason", ["reason"],
+                                           registry=registry)

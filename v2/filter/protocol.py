@@ -16,9 +16,14 @@ so a half-dead connection costs one timeout, not one per queued message.
 Each message hash is pushed once per 2 min (nwaku's push cache).
 
 Maintenance (every minute, nwaku's period) removes subscribers that stopped pinging for
-``subscription_timeout`` (5 min).  Unlike nwaku we do not also drop subscribers whose identify
-lacks the push codec: a failed push is counted instead (py-libp2p's peer store is not a reliable
-record of identify results).
+``subscription_timeout`` (5 min), and, as nwaku's maintainSubscriptions does, subscribers whose
+identify does not list ``/vac/waku/filter-push/2.0.0-beta1`` (§9): they could never take a push.
+nwaku also checks before each push (pushToPeer) and skips such a peer; we check where we would
+open the push stream, and count the skip.  One difference: nim-libp2p finishes identify while it
+upgrades the connection, so nwaku's peer store always knows a subscriber's protocols, whereas
+py-libp2p identifies a new peer in the background; an empty protocol list therefore means "not
+identified yet", and such a subscriber is kept (it still expires without pings) rather than
+dropped.  Subscribers are never checked at subscribe time (nor does nwaku).
 """
 
 from __future__ import annotations
@@ -205,6 +210,12 @@ class FilterService:
                 await pusher.stream.aclose()
 
     async def _push_one(self, peer: str, pusher: _Pusher, frame: bytes) -> None:
+        if pusher.stream is None and self._lacks_push_codec(peer):
+            # nwaku's pushToPeer: no push to a peer whose identify lacks the codec (the stream
+            # could not be negotiated); maintenance removes the subscriber.
+            self.metrics.errors.labels("no_push_codec").inc()
+            self.metrics.pushes.labels("dropped").inc()
+            return
         if trio.current_time() < pusher.backoff_until:
             # A subscriber that just failed to take a push would cost every queued message a
             # full push timeout (a half-dead connection answers nothing): drop, counted.
@@ -239,6 +250,12 @@ class FilterService:
             pusher.backoff_until = trio.current_time() + self.push_backoff
             return
 
+    def _lacks_push_codec(self, peer: str) -> bool:
+        """True when the peer's identify is known and does not list filter-push (§9); False when
+        it lists it or py-libp2p has not identified the peer yet (an empty list)."""
+        protocols = self.host.peer_protocols(peer)
+        return bool(protocols) and FILTER_PUSH not in protocols
+
     @staticmethod
     async def _drop_stream(pusher: _Pusher) -> None:
         if pusher.stream is not None:
@@ -255,11 +272,19 @@ class FilterService:
     # -- maintenance --------------------------------------------------------------------------
 
     def sweep(self) -> list[str]:
-        """Expire subscribers that stopped pinging (also run every ``maintenance_interval``)."""
+        """One maintenance round (run every ``maintenance_interval``): remove the subscribers that
+        stopped pinging, then those whose identify lacks filter-push (nwaku's
+        maintainSubscriptions, §9); returns the removed peers."""
         expired = self.table.sweep(self._clock())
+        self.metrics.subscribers_removed.labels("expired").inc(len(expired))
+        unreachable = [p for p in self.table.peers() if self._lacks_push_codec(p)]
+        for peer in unreachable:
+            log.debug("filter: removing subscriber %s: its identify does not list %s", peer, FILTER_PUSH)
+            self.table.remove(peer)
+        self.metrics.subscribers_removed.labels("no_push_codec").inc(len(unreachable))
         self._forget_gone()
         self.metrics.subscriptions.set(len(self.table))
-        return expired
+        return expired + unreachable
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -268,9 +293,9 @@ class FilterService:
                 task_status.started()
                 while True:
                     await trio.sleep(self.maintenance_interval)
-                    expired = self.sweep()
-                    if expired:
-                        log.info("filter: %d subscriptions expired", len(expired))
+                    removed = self.sweep()
+                    if removed:
+                        log.info("filter: %d subscribers removed by maintenance", len(removed))
         finally:
             self._nursery = None
             for pusher in self._pushers.values():

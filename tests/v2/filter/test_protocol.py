@@ -10,13 +10,19 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from tests.helpers.v2host import mount, start_host
+from tests.helpers.v2host import mount, new_host, start_host
 from v2.core.message import WakuMessage, message_hash
 from v2.filter.client import FilterClient
 from v2.filter.protocol import FilterService
-from v2.filter.rpc_codec import FilterSubscribeResponse, FilterSubscribeType
+from v2.filter.rpc_codec import (
+    MAX_SUBSCRIBE_RESPONSE_SIZE,
+    FilterSubscribeRequest,
+    FilterSubscribeResponse,
+    FilterSubscribeType,
+)
 from v2.host import Host
-from v2.protocol_ids import FILTER_SUBSCRIBE
+from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE
+from v2.rpc import request
 from v2.stream import encode_uvarint
 
 PS = "/waku/2/rs/0/0"
@@ -191,8 +197,9 @@ async def test_one_push_stream_is_reused(pair: Pair) -> None:
 async def test_vanished_subscriber_is_counted_and_others_still_served(pair: Pair, nursery: trio.Nursery) -> None:
     async with trio.open_nursery() as gone:
         h = await start_host(gone)
+        client = FilterClient(h)  # before connecting, so the service's identify of h lists filter-push
         await h.connect(pair.server.listen_addrs[0])
-        assert (await FilterClient(h).subscribe(pair.server.peer_id, PS, [CT])).status_code == 200
+        assert (await client.subscribe(pair.server.peer_id, PS, [CT])).status_code == 200
         gone.cancel_scope.cancel()  # the subscriber's host stops without unsubscribing
     assert (await pair.client.subscribe(pair.server.peer_id, PS, [CT])).status_code == 200
     sent = [msg(i) for i in range(3)]
@@ -222,3 +229,76 @@ async def test_maintenance_expires_on_its_own(nursery: trio.Nursery) -> None:
         while registry.get_sample_value("waku_filter_subscriptions") != 0:
             await trio.sleep(0.05)
     assert len(service.table) == 0
+
+
+async def identified(host: Host, peer: str) -> list[str]:
+    """``peer``'s protocols once ``host`` has identified it (py-libp2p does so in the background)."""
+    with trio.fail_after(10):
+        while not host.peer_protocols(peer):
+            await trio.sleep(0.02)
+    return host.peer_protocols(peer)
+
+
+async def raw_request(h: Host, peer: str, kind: FilterSubscribeType, pubsub_topic: str | None = None,
+                      content_topics: tuple[str, ...] = ()) -> FilterSubscribeResponse:
+    """A filter request from a host that has no FilterClient (so no filter-push handler)."""
+    req = FilterSubscribeRequest("raw", kind, pubsub_topic, content_topics)
+    data = await request(h, peer, [FILTER_SUBSCRIBE], req.encode(), MAX_SUBSCRIBE_RESPONSE_SIZE, timeout=10)
+    assert data is not None
+    return FilterSubscribeResponse.decode(data)
+
+
+async def test_subscriber_without_the_push_codec_is_skipped_then_removed(pair: Pair, nursery: trio.Nursery) -> None:
+    """waku-v2.md §9: nwaku skips pushes to, and its maintenance drops, a subscriber whose identify
+    does not list filter-push; one that lists it is served throughout."""
+    server, svc = pair.server.peer_id, pair.service
+    bare = await start_host(nursery)  # a real node that never mounted filter-push
+    await bare.connect(pair.server.listen_addrs[0])
+    assert FILTER_PUSH not in await identified(pair.server, bare.peer_id)
+    assert FILTER_PUSH in await identified(pair.server, pair.client_host.peer_id)
+    sub = FilterSubscribeType.SUBSCRIBE
+    assert (await raw_request(bare, server, sub, PS, (CT,))).status_code == 200  # not checked at subscribe
+    assert (await pair.client.subscribe(server, PS, [CT])).status_code == 200
+
+    await feed(svc, first := msg(1))
+    with trio.fail_after(10):
+        assert (await pair.client.pushes().receive()).message == first
+        while pair.metric("waku_filter_errors_total", type="no_push_codec") < 1:
+            await trio.sleep(0.02)
+    assert pair.metric("waku_filter_pushes_total", result="dropped") == 1
+    assert pair.metric("waku_filter_pushes_total", result="failed") == 0  # no stream was even tried
+
+    assert svc.sweep() == [bare.peer_id]
+    assert svc.table.peers() == [pair.client_host.peer_id]
+    assert pair.metric("waku_filter_subscribers_removed_total", reason="no_push_codec") == 1
+    assert pair.metric("waku_filter_subscriptions") == 1
+    assert (await raw_request(bare, server, FilterSubscribeType.SUBSCRIBER_PING)).status_code == 404
+    await feed(svc, second := msg(2))
+    with trio.fail_after(10):
+        assert (await pair.client.pushes().receive()).message == second
+    assert svc.sweep() == []  # the good subscriber stays
+
+    # A subscriber py-libp2p has not identified (yet) is not judged: kept until it expires.
+    stranger = new_host().peer_id
+    assert svc.serve(stranger, FilterSubscribeRequest("s", sub, PS, (CT,))).status_code == 200
+    assert svc.sweep() == [] and stranger in svc.table.peers()
+
+
+async def test_maintenance_removes_them_on_its_own(nursery: trio.Nursery) -> None:
+    registry = CollectorRegistry()
+    server = await start_host(nursery)
+    service = FilterService(server, registry, clock=Clock(), maintenance_interval=0.05)
+    mount(server, service)
+    await nursery.start(service.run)
+    bare, good_host = await start_host(nursery), await start_host(nursery)
+    good = FilterClient(good_host)
+    for h in (bare, good_host):
+        await h.connect(server.listen_addrs[0])
+    assert (await raw_request(bare, server.peer_id, FilterSubscribeType.SUBSCRIBE, PS, (CT,))).status_code == 200
+    assert (await good.subscribe(server.peer_id, PS, [CT])).status_code == 200
+    with trio.fail_after(10):
+        while not registry.get_sample_value("waku_filter_subscribers_removed_total", {"reason": "no_push_codec"}):
+            await trio.sleep(0.02)
+    assert service.table.peers() == [good_host.peer_id]
+    assert (await good.ping(server.peer_id)).status_code == 200
+    assert registry.get_sample_value("waku_filter_subscriptions") == 1
