@@ -6,6 +6,7 @@ archive takes (``--store-message-db-url``, ``--store-message-retention-policy``;
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from enum import IntEnum
@@ -138,7 +139,10 @@ def _size(text: str) -> int:
     if unit is None:
         raise StoreConfigError(_RETENTION_KEY, f"unknown size unit {m.group(2)!r} in {text!r}; expected KB, MB or "
                                                "GB (binary, as nwaku: 1 MB = 1024 KB), or KiB, MiB, GiB")
-    n = int(float(m.group(1)) * unit)
+    quantity = float(m.group(1)) * unit
+    if not math.isfinite(quantity):  # 400 digits parse as inf
+        raise StoreConfigError(_RETENTION_KEY, f"size retention {text[:40]!r}… is too large")
+    n = int(quantity)
     if n < MIN_SIZE_RETENTION:
         raise StoreConfigError(_RETENTION_KEY, f"size retention {text!r} is below the minimum of 64KB")
     return n

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.v2.store.archive_writer import PUBSUB, make_messages
 from v2.core.message import WakuMessage, message_hash
@@ -320,11 +322,23 @@ def test_size_retention_parsing() -> None:
     for bad, why in (("size:", "size:<number><unit>"), ("size:10XB", "unknown size unit 'xb'"),
                      ("size:-1MB", "positive number"), ("size:MB", "size:<number><unit>"),
                      ("size:10", "size:<number><unit>"), ("size:0MB", "below the minimum"),
-                     ("size:1KB", "below the minimum"), ("size:1e3MB", "size:<number><unit>")):
+                     ("size:1KB", "below the minimum"), ("size:1e3MB", "size:<number><unit>"),
+                     ("size:" + "9" * 400 + "GB", "too large")):
         with pytest.raises(StoreConfigError, match=why) as e:
             parse_retention_policy(bad)
         assert e.value.key == "store_message_retention_policy"
         assert str(e.value).startswith("store_message_retention_policy: ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=30), st.from_regex(r"(?i)size:-?[0-9.e]{0,6}[kmgi]{0,2}[bx]?", fullmatch=True)))
+def test_retention_parser_accepts_or_names_the_key(spec: str) -> None:
+    try:
+        policies = parse_retention_policy(spec)
+    except StoreConfigError as e:
+        assert e.key == "store_message_retention_policy"
+    else:
+        assert all(getattr(p, "max_bytes", 1) >= 64 * 1024 for p in policies)
 
 
 def big_item(i: int, ts: int) -> Item:
