@@ -19,6 +19,8 @@ class V1Metrics:
         self.posts = Counter("waku_v1_posts", "Local posts (bridge v2->v1), by result", ["result"], registry=r)
         self.pool_size = Gauge("waku_v1_pool_envelopes", "Envelopes in the pool", registry=r)
         self.envelopes_sent = Counter("waku_v1_envelopes_sent", "Envelopes forwarded to peers", registry=r)
+        self.send_expired = Counter("waku_v1_send_expired", "Envelopes that expired while queued for a peer "
+                                    "whose advertised rate limits held them back", registry=r)
         self.packets_in = Counter("waku_v1_packets", "waku/1 packets received, by code", ["code"], registry=r)
         self.rate_limited = Counter("waku_v1_rate_limits_exceeded", "Rate-limit exceedances by kind",
                                     ["type"], registry=r)

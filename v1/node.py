@@ -36,7 +36,7 @@ from v1.waku.messages import (
     encode_messages,
 )
 from v1.waku.pool import EnvelopePool, PeerFilter, Rejection, validate
-from v1.waku.ratelimit import PeerRateLimiter
+from v1.waku.ratelimit import PeerRateLimiter, SendPacer
 from v1.waku.status import RateLimits, StatusError, StatusOptions, apply_update, decode_status, encode_status
 
 __all__ = ["PostResult", "ReceivedEnvelope", "V1Node", "V1NodeConfig", "V1PeerInfo"]
@@ -99,7 +99,7 @@ class _Peer:
     id: str
     filter: PeerFilter
     limiter: PeerRateLimiter
-    packets_limit: float = 0.0  # packets/s the peer advertised it accepts from us; 0 = unlimited
+    pacer: SendPacer  # what we send it, within the packets/s and bytes/s it advertised
 
 
 class V1Node:
@@ -229,7 +229,8 @@ class V1Node:
         if theirs is None:
             return
         peer = _Peer(conn, pid, _filter(theirs), PeerRateLimiter.create(
-            self.config.rate_limit_packets, self.config.rate_limit_bytes), _packets_limit(theirs.rate_limits))
+            self.config.rate_limit_packets, self.config.rate_limit_bytes), SendPacer(MAX_PACKET - 16))
+        peer.pacer.set_limits(_limit(theirs.rate_limits), _limit(theirs.bytes_rate_limits))
         if self.config.light_node and peer.filter.light:
             await self._drop(peer, "both_light", DisconnectReason.USELESS_PEER)
             return
@@ -301,8 +302,11 @@ class V1Node:
                     await self._drop(peer, "bad_status", DisconnectReason.BREACH_OF_PROTOCOL)
                     return
                 peer.filter = _filter(update, base=peer.filter)
-                if update.rate_limits is not None:
-                    peer.packets_limit = _packets_limit(update.rate_limits)
+                if update.rate_limits is not None or update.bytes_rate_limits is not None:
+                    peer.pacer.set_limits(
+                        _limit(update.rate_limits) if update.rate_limits is not None else peer.pacer.packets_per_s,
+                        _limit(update.bytes_rate_limits) if update.bytes_rate_limits is not None
+                        else peer.pacer.bytes_per_s)
                 self._update_max_pow()
             elif code == WakuCode.STATUS:
                 pass  # a second Status is ignored (waku-v1.md §2)
@@ -366,28 +370,17 @@ class V1Node:
         to the 20 s write timeout.
         """
         while True:
-            # Pace to the packets/s the peer advertised (status-go drops a peer that exceeds it;
-            # waku-v1.md §10): one Messages packet per tick, so the tick is at least 1/limit.
-            interval = self.config.forward_interval
-            if peer.packets_limit > 0:
-                interval = max(interval, 1.0 / peer.packets_limit)
-            await trio.sleep(interval)
-            envs = self.pool.pending_for(peer.id, peer.filter, self.clock())
-            if envs and not await self._send_batches(peer, envs):
-                return  # the session is over; the read loop ends and removes the peer
-
-    async def _send_batches(self, peer: _Peer, envs: list[Envelope]) -> bool:
-        """Messages packets of <= 1 MiB each (waku-v1.md §7); False once the session is over."""
-        batch: list[Envelope] = []
-        size = 0
-        for env in envs:
-            if batch and size + env.size > MAX_PACKET - 16:
+            await trio.sleep(self.config.forward_interval)
+            now = self.clock()
+            # Paced to the peer's advertised limits (status-go drops a peer that exceeds them;
+            # waku-v1.md §10); packets of <= 1 MiB (§7).  What does not fit waits for a later tick.
+            peer.pacer.offer(self.pool.pending_for(peer.id, peer.filter, now))
+            packets, expired = peer.pacer.take(now)
+            if expired:
+                self.metrics.send_expired.inc(len(expired))
+            for batch in packets:
                 if not await self._send(peer, batch):
-                    return False
-                batch, size = [], 0
-            batch.append(env)
-            size += env.size
-        return not batch or await self._send(peer, batch)
+                    return  # the session is over; the read loop ends and removes the peer
 
     async def _send(self, peer: _Peer, batch: list[Envelope]) -> bool:
         try:
@@ -401,8 +394,9 @@ class V1Node:
         self.metrics.max_peer_pow.set(max((p.filter.pow_requirement for p in self._peers.values()), default=0.0))
 
 
-def _packets_limit(limits: RateLimits | None) -> float:
-    """The tightest non-zero packets/s limit a peer applies to us (per IP or per peer id)."""
+def _limit(limits: RateLimits | None) -> float:
+    """The tightest non-zero limit (packets/s or bytes/s) a peer applies to us (per IP or per peer
+    id; its per-topic limit is not enforced by status-go, waku-v1.md §10)."""
     if limits is None:
         return 0.0
     return float(min((v for v in (limits.ip, limits.peer_id) if v > 0), default=0))

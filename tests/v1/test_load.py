@@ -183,6 +183,27 @@ async def test_a_busy_bridge_paces_to_status_go_like_limits(nursery: trio.Nurser
     assert len(hub.peers()) == 1
 
 
+async def test_sending_is_paced_to_the_bytes_per_s_a_peer_advertised(nursery: trio.Nursery) -> None:
+    # status-go's option 6 (bytes/s): 60 envelopes of ~210 B are 12.6 kB; at 4 kB/s (3.6 kB/s with
+    # our margin) they cannot leave in one packet, and all of them must still arrive.
+    hub = await start(nursery, rate_limit_bytes=4000)
+    a = await start(nursery, static_nodes=(hub.enode,))
+    with trio.fail_after(15):
+        while not hub.peers() or not a.peers():
+            await trio.sleep(0.02)
+    got: dict[bytes, int] = {}
+    nursery.start_soon(consume, hub, got)
+    now = time.time()
+    for i in range(60):
+        assert (await a.post(envelope(b"BY", i, now))).accepted
+    with trio.fail_after(30):
+        while got.get(b"BY", 0) < 60:
+            await trio.sleep(0.05)
+    packets = hub.metrics.registry.get_sample_value("waku_v1_packets_total", {"code": "messages"}) or 0
+    assert packets >= 4  # 12.6 kB at <= 3.6 kB per second of burst: at least four packets
+    assert total(hub, "waku_v1_rate_limits_exceeded_total") == 0 and total(a, "waku_v1_send_expired_total") == 0
+
+
 JS_KEY = "b71c71a67e1177ad4e901695e1b4b9ee17ae16c6668d313eac2f96dbcda3f291"
 
 

@@ -1,10 +1,16 @@
-"""Per-peer token buckets for packets/s and bytes/s (status-go rate_limiter.go; waku-v1.md §10)."""
+"""Per-peer token buckets for packets/s and bytes/s (status-go rate_limiter.go; waku-v1.md §10):
+:class:`PeerRateLimiter` polices what a peer sends us, :class:`SendPacer` keeps what we send a peer
+within the limits it advertised."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-__all__ = ["MAX_LEGIT_PACKET", "PeerRateLimiter", "TokenBucket"]
+from v1.waku.envelope import Envelope
+
+__all__ = ["MAX_LEGIT_PACKET", "PACING_MARGIN", "PeerRateLimiter", "SendPacer", "TokenBucket"]
 
 # A full Messages packet (<= 1 MiB of envelopes, waku-v1.md §7) plus snappy's worst-case growth.
 MAX_LEGIT_PACKET = (1 << 20) + (1 << 16)
@@ -64,3 +70,76 @@ class PeerRateLimiter:
     @property
     def abusive(self) -> bool:
         return self.exceeded >= self.tolerance
+
+
+PACING_MARGIN = 0.9  # send at 90 % of a peer's limit: its buckets refill on its own clock (100 ms ticks)
+
+
+@dataclass(slots=True)
+class SendPacer:
+    """What to send one peer now, within the packets/s and bytes/s it advertised (Status options
+    4 and 6, ``[ip, peer_id, topic]``; 0 = unlimited).  status-go counts 1 per waku packet and its
+    size in bytes against buckets holding one second, and disconnects a peer that keeps exceeding
+    them (waku-v1.md §10), so a bridge flooding v1 must queue instead.  Envelopes wait in arrival
+    order; one that expires while waiting is handed back as expired (the caller counts it).
+
+    A queued envelope larger than the byte bucket could never fit: it goes when the bucket is
+    full, and the debt delays what follows."""
+
+    max_packet: int
+    packets_per_s: float = 0.0
+    bytes_per_s: float = 0.0
+    _queue: deque[Envelope] = field(default_factory=deque)
+    _ptokens: float = 0.0
+    _btokens: float = 0.0
+    _stamp: float | None = None
+
+    def set_limits(self, packets_per_s: float, bytes_per_s: float) -> None:
+        self.packets_per_s = max(0.0, packets_per_s) * PACING_MARGIN
+        self.bytes_per_s = max(0.0, bytes_per_s) * PACING_MARGIN
+        self._stamp = None  # start again from full buckets
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def offer(self, envs: Iterable[Envelope]) -> None:
+        self._queue.extend(envs)
+
+    def _refill(self, now: float) -> None:
+        pburst, bburst = max(1.0, self.packets_per_s), self.bytes_per_s
+        if self._stamp is None:
+            self._ptokens, self._btokens = pburst, bburst
+        else:
+            dt = max(0.0, now - self._stamp)
+            self._ptokens = min(pburst, self._ptokens + dt * self.packets_per_s)
+            self._btokens = min(bburst, self._btokens + dt * self.bytes_per_s)
+        self._stamp = now
+
+    def take(self, now: float) -> tuple[list[list[Envelope]], list[Envelope]]:
+        """(Messages packets to send now, each <= ``max_packet`` bytes of envelopes; expired ones)."""
+        expired = [e for e in self._queue if e.expiry < now]
+        if expired:
+            self._queue = deque(e for e in self._queue if e.expiry >= now)
+        self._refill(now)
+        packets: list[list[Envelope]] = []
+        while self._queue and (self.packets_per_s <= 0 or self._ptokens >= 1.0):
+            batch: list[Envelope] = []
+            size = 0
+            while self._queue:
+                n = self._queue[0].size
+                if batch and size + n > self.max_packet:
+                    break
+                # Too big for what is left: wait, unless it is alone and the bucket is full.
+                if (self.bytes_per_s > 0 and n > self._btokens
+                        and (batch or packets or self._btokens < self.bytes_per_s)):
+                    break
+                batch.append(self._queue.popleft())
+                size += n
+                if self.bytes_per_s > 0:
+                    self._btokens -= n
+            if not batch:
+                break
+            packets.append(batch)
+            if self.packets_per_s > 0:
+                self._ptokens -= 1.0
+        return packets, expired

@@ -1,0 +1,89 @@
+"""SendPacer: what we send a peer stays within the packets/s and bytes/s it advertised, in order,
+and nothing is lost without being handed back (waku-v1.md §10)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from v1.waku.envelope import Envelope
+from v1.waku.ratelimit import PACING_MARGIN, SendPacer
+
+MAX = 1024 * 1024 - 16
+
+
+def env(i: int, size: int, expiry: int = 10_000) -> Envelope:
+    return Envelope(expiry, 10, b"\x00\x00\x00\x01", i.to_bytes(4, "big") + b"x" * size, 0)
+
+
+def test_unlimited_sends_everything_at_once_in_packets_of_at_most_1_mib() -> None:
+    p = SendPacer(MAX)
+    envs = [env(i, 300_000) for i in range(7)]
+    p.offer(envs)
+    packets, expired = p.take(0.0)
+    assert expired == [] and len(p) == 0
+    assert [e for b in packets for e in b] == envs
+    assert all(sum(e.size for e in b) <= MAX for b in packets) and len(packets) == 3
+
+
+def test_envelopes_that_expire_while_held_back_are_handed_back() -> None:
+    p = SendPacer(MAX)
+    p.set_limits(0, 1000)
+    p.offer([env(0, 800, expiry=100), env(1, 800, expiry=5), env(2, 800, expiry=100)])
+    sent, expired = p.take(0.0)
+    assert [len(b) for b in sent] == [1] and expired == []
+    sent, expired = p.take(6.0)
+    assert [e.data[:4] for e in expired] == [(1).to_bytes(4, "big")]
+    assert [e.data[:4] for b in sent for e in b] == [(2).to_bytes(4, "big")]
+
+
+def test_an_envelope_bigger_than_the_byte_bucket_still_goes_when_the_bucket_is_full() -> None:
+    p = SendPacer(MAX)
+    p.set_limits(0, 1000)
+    p.offer([env(0, 5000), env(1, 10)])
+    sent, _ = p.take(0.0)
+    assert [len(b) for b in sent] == [1]  # alone, into debt
+    sent, _ = p.take(1.0)
+    assert sent == []  # the debt is still being paid
+    sent, _ = p.take(7.0)
+    assert [len(b) for b in sent] == [1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes=st.lists(st.integers(0, 40_000), min_size=1, max_size=120),
+       packets_per_s=st.sampled_from([0, 1, 5, 10]), bytes_per_s=st.sampled_from([0, 10_000, 100_000, 1 << 20]),
+       tick=st.sampled_from([0.05, 0.3, 1.0]), arrivals=st.integers(1, 10))
+def test_within_the_advertised_limits_in_order_nothing_silently_lost(
+        sizes: list[int], packets_per_s: int, bytes_per_s: int, tick: float, arrivals: int) -> None:
+    p = SendPacer(MAX)
+    p.set_limits(packets_per_s, bytes_per_s)
+    envs = [env(i, s, expiry=30) for i, s in enumerate(sizes)]
+    chunks = [envs[i::arrivals] for i in range(arrivals)]
+    offered: list[Envelope] = []
+    sent: list[Envelope] = []
+    expired: list[Envelope] = []
+    bytes_sent = packets_sent = 0
+    t = 0.0
+    biggest = max(e.size for e in envs)
+    for k in range(int(40 / tick)):
+        t = k * tick
+        if k < len(chunks):
+            p.offer(chunks[k])
+            offered += chunks[k]
+        packets, gone = p.take(t)
+        expired += gone
+        for b in packets:
+            assert b and sum(e.size for e in b) <= max(MAX, b[0].size)
+            sent += b
+            bytes_sent += sum(e.size for e in b)
+            packets_sent += 1
+        # Over [0, t]: at most one second of burst plus the rate (the margin below the peer's
+        # limit), plus one oversize envelope's debt.
+        if bytes_per_s:
+            assert bytes_sent <= bytes_per_s * PACING_MARGIN * (t + 1) + biggest
+        if packets_per_s:
+            assert packets_sent <= packets_per_s * PACING_MARGIN * t + max(1.0, packets_per_s * PACING_MARGIN) + 1e-9
+    order = {id(e): i for i, e in enumerate(offered)}
+    assert [order[id(e)] for e in sent] == sorted(order[id(e)] for e in sent)  # arrival order kept
+    assert len(sent) + len(expired) + len(p) == len(offered)
+    assert all(e.expiry < t for e in expired)
