@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ import trio
 
 from bridge.errors import ConfigError
 from failover.elector import Elector, LeaderChange, parse_failover_url
+from failover.etcd_backend import EtcdSecurity
 from failover.lease import LeaseTiming, timing_for
 
 __all__ = ["main"]
@@ -34,12 +36,13 @@ def _emit(**fields: object) -> None:
     print(json.dumps({"t": time.monotonic(), **fields}), flush=True)
 
 
-def build(url: str, identity: str, timing: LeaseTiming, *, flock: bool) -> Elector:
+def build(url: str, identity: str, timing: LeaseTiming, *, flock: bool,
+          security: EtcdSecurity | None = None) -> Elector:
     if url.startswith("etcd://"):
         from failover.etcd_backend import EtcdElector, parse_endpoints
 
         endpoints, name = parse_endpoints(url)
-        return EtcdElector(endpoints, identity, name=name, timing=timing)
+        return EtcdElector(endpoints, identity, name=name, timing=timing, security=security)
     if url.startswith("sqlite:"):
         from failover.sqlite_backend import SqliteElector
 
@@ -72,7 +75,14 @@ async def _events(changes: trio.MemoryReceiveChannel[LeaderChange]) -> None:
 async def amain(args: argparse.Namespace) -> None:
     timing = timing_for(args.url, args.ttl, renew_interval=args.renew, rpc_timeout=args.rpc_timeout,
                         safety=args.safety)
-    elector = build(args.url, args.identity, timing, flock=not args.no_flock)
+    security = None
+    if args.cacert or args.cert or args.user:
+        def path(p: str | None) -> Path | None:
+            return None if p is None else Path(p)
+
+        security = EtcdSecurity(path(args.cacert), path(args.cert), path(args.key), args.user,
+                                os.environ.get("WAKU_BRIDGE_FAILOVER_ETCD_PASSWORD"))
+    elector = build(args.url, args.identity, timing, flock=not args.no_flock, security=security)
     elector_scope = trio.CancelScope()
     finished = trio.Event()
 
@@ -105,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--safety", type=float)
     p.add_argument("--no-flock", action="store_true", help="sqlite: no flock fast path (takeover by expiry)")
     p.add_argument("--trace-renewals", action="store_true")
+    p.add_argument("--cacert", help="etcd: CA bundle (PEM); turns on https")
+    p.add_argument("--cert", help="etcd: client certificate (PEM)")
+    p.add_argument("--key", help="etcd: client key (PEM)")
+    p.add_argument("--user", help="etcd: user; the password comes from $WAKU_BRIDGE_FAILOVER_ETCD_PASSWORD")
     args = p.parse_args(argv)
     try:
         trio.run(amain, args)

@@ -19,7 +19,7 @@ from failover.etcd_backend import DEFAULT_PREFIX, EtcdElector, EtcdSecurity
 from failover.lease import LeaseTiming
 from failover.metrics import FailoverMetrics
 from tests.drills.harness import BridgeProc
-from tests.failover.procs import wait_for
+from tests.failover.procs import Candidate, wait_for
 from tests.helpers.etcd import EtcdCluster, TlsFiles, enable_auth, etcd_available, make_tls_files
 
 pytestmark = pytest.mark.skipif(not etcd_available(), reason="needs the etcd binary (scripts/setup.sh)")
@@ -180,3 +180,21 @@ async def test_the_bridge_becomes_active_on_a_secured_etcd(secure_etcd: SecureEt
         assert secure_etcd.password not in b.log_tail(100_000)
     finally:
         await trio.to_thread.run_sync(b.kill, 15)
+
+
+async def test_the_candidate_cli_joins_a_secured_election(secure_etcd: SecureEtcd,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m failover`` (who is active?) works against the same etcd as the bridges."""
+    t = secure_etcd.tls
+    monkeypatch.setenv("WAKU_BRIDGE_FAILOVER_ETCD_PASSWORD", secure_etcd.password)
+    c = Candidate(f"{secure_etcd.cluster.url}/tls-cli", "C", extra=(
+        "--cacert", str(t.ca), "--cert", str(t.client_cert), "--key", str(t.client_key), "--user", USER))
+    async with trio.open_nursery() as n:
+        n.start_soon(c.pump)
+        try:
+            await wait_for(lambda: c.leader, 15, "the candidate leading")
+            assert c.token is not None and c.token > 0
+        finally:
+            c.proc.terminate()
+            await trio.to_thread.run_sync(c.proc.wait)
+        n.cancel_scope.cancel()
