@@ -147,6 +147,25 @@ async def _run(rows: int, db: Path, out: list[dict[str, Any]]) -> None:
                 "deleted_per_s": round(deleted / purge)})
     await archive.aclose()
 
+    # Reopen with a size policy of half the file: the first open converts the file to incremental
+    # vacuum (one full VACUUM); the periodic run purges the oldest down to 80 % of the limit.
+    before = (await trio.Path(db).stat()).st_size
+    limit_mb = max(1, before // 2 // (1 << 20))
+    archive = Archive(f"sqlite://{db}", retention=f"size:{limit_mb}MB")
+    s0 = time.perf_counter()
+    await archive.open()
+    reopen = time.perf_counter() - s0
+    rows_before = archive.message_count
+    s0 = time.perf_counter()
+    deleted = await archive.apply_retention()
+    purge = time.perf_counter() - s0
+    size = await archive.database_size()
+    out.append({"case": f"size retention: limit {limit_mb} MiB on a {before / (1 << 20):.0f} MiB file",
+                "rows": rows_before, "open_convert_s": round(reopen, 2), "deleted": deleted,
+                "purge_s": round(purge, 2), "deleted_per_s": round(deleted / purge) if purge else None,
+                "db_mib_after": round(size / (1 << 20), 1)})
+    await archive.aclose()
+
 
 def main() -> Iterator[dict[str, Any]]:
     rows = int(os.environ.get("WAKU_BENCH_STORE_ROWS", "1000000"))

@@ -163,16 +163,23 @@ async def test_a_frozen_peer_does_not_hold_up_the_others(nursery: trio.Nursery) 
     await stuck.aclose()
 
 
-async def test_a_busy_bridge_paces_to_status_go_like_limits(nursery: trio.Nursery) -> None:
-    # The hub enforces status-go's per-peer defaults (5 packets/s, 1 MiB/s) and advertises them;
-    # a bridge posting 250 envelopes/s with a 50 ms tick would send 20 packets/s unpaced.
-    hub = await start(nursery, rate_limit_packets=5, rate_limit_bytes=1 << 20)
+async def limited_hub_and_sender(nursery: trio.Nursery,
+                                 **limits: object) -> tuple[V1Node, V1Node, dict[bytes, int]]:
+    """A hub that enforces and advertises ``limits``, a node dialled to it, and the hub's arrivals."""
+    hub = await start(nursery, **limits)
     a = await start(nursery, static_nodes=(hub.enode,))
     with trio.fail_after(15):
         while not hub.peers() or not a.peers():
             await trio.sleep(0.02)
     got: dict[bytes, int] = {}
     nursery.start_soon(consume, hub, got)
+    return hub, a, got
+
+
+async def test_a_busy_bridge_paces_to_status_go_like_limits(nursery: trio.Nursery) -> None:
+    # The hub enforces status-go's per-peer defaults (5 packets/s, 1 MiB/s) and advertises them;
+    # a bridge posting 250 envelopes/s with a 50 ms tick would send 20 packets/s unpaced.
+    hub, a, got = await limited_hub_and_sender(nursery, rate_limit_packets=5, rate_limit_bytes=1 << 20)
     n = 600
     await post_at_rate(a, b"A0", n)
     with trio.fail_after(30):
@@ -186,13 +193,7 @@ async def test_a_busy_bridge_paces_to_status_go_like_limits(nursery: trio.Nurser
 async def test_sending_is_paced_to_the_bytes_per_s_a_peer_advertised(nursery: trio.Nursery) -> None:
     # status-go's option 6 (bytes/s): 60 envelopes of ~210 B are 12.6 kB; at 4 kB/s (3.6 kB/s with
     # our margin) they cannot leave in one packet, and all of them must still arrive.
-    hub = await start(nursery, rate_limit_bytes=4000)
-    a = await start(nursery, static_nodes=(hub.enode,))
-    with trio.fail_after(15):
-        while not hub.peers() or not a.peers():
-            await trio.sleep(0.02)
-    got: dict[bytes, int] = {}
-    nursery.start_soon(consume, hub, got)
+    hub, a, got = await limited_hub_and_sender(nursery, rate_limit_bytes=4000)
     now = time.time()
     for i in range(60):
         assert (await a.post(envelope(b"BY", i, now))).accepted
