@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from bridge.aggregates import AGGREGATES_FILE, AggregatesWriter
 from bridge.app.config import AppConfig
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
+from bridge.app.looplag import LoopLag
 from bridge.app.service import _until_signal, instance_dir, node_key, v1_node_config
 from bridge.app.v2service import v2_node_config
 from bridge.dedup import DedupStore
@@ -50,6 +51,7 @@ class BridgeService:
         self.dedup = DedupStore(home / "bridge.sqlite3", window=cfg.bridge.dedup_window,
                                 capacity=cfg.bridge.dedup_capacity)
         self.metrics = BridgeMetrics(self.registry, topic_cap=cfg.bridge.topic_cardinality)
+        self.loop_lag = LoopLag(self.registry)
         # Hourly topic x origin counts for `waku-bridge report`, flushed every 10 s and on shutdown.
         self.aggregates = AggregatesWriter(home / AGGREGATES_FILE,
                                            on_flush=lambda r: self.metrics.aggregates_flushes.labels(r).inc())
@@ -180,6 +182,7 @@ class BridgeService:
                 await nursery.start(self.v1.run)
                 await nursery.start(self.v2.run)
                 await nursery.start(self.aggregates.run)
+                await nursery.start(self.loop_lag.run)
                 await nursery.start(self.pipeline.run)
                 if self.elector is not None:
                     await nursery.start(self._run_elector)
