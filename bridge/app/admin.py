@@ -37,18 +37,18 @@ def run_status(urls: list[str], *, as_json: bool = False) -> int:
         print(json.dumps(rows, indent=1))
     else:
         cols = ("url", "peer_id", "role", "leader", "fencing_token", "v1_peers", "v2_peers",
-                "v1_to_v2", "v2_to_v1", "dropped")
+                "v1_to_v2", "v2_to_v1", "dropped", "loop_lag_s")
         table = [cols]
         for r in rows:
             if "error" in r:
-                table.append((r["url"], "-", "UNREACHABLE", "-", "-", "-", "-", "-", "-", r["error"][:40]))
+                table.append((r["url"], "-", "UNREACHABLE", "-", "-", "-", "-", "-", "-", r["error"][:40], "-"))
                 continue
             peers = r.get("peers", {})
             counts = r.get("transfers", {})
             table.append((r["url"], str(r.get("peer_id")), str(r.get("role")), str(r.get("leader")),
                           str(r.get("fencing_token")), str(peers.get("v1")), str(peers.get("v2")),
                           str(counts.get("v1_to_v2")), str(counts.get("v2_to_v1")),
-                          str(sum(r.get("dropped", {}).values()))))
+                          str(sum(r.get("dropped", {}).values())), str(r.get("event_loop_lag_max_s", "-"))))
         widths = [max(len(str(row[i])) for row in table) for i in range(len(cols))]
         for row in table:
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))

@@ -106,6 +106,7 @@ class BridgeService:
                    "cluster_id": self.cfg.v2.cluster_id, "num_shards": max(1, self.cfg.v2.num_shards_in_network),
                    "pubsub_topic": self.cfg.bridge.pubsub_topic},
             "uptime_s": round(now - self.started_at, 1),
+            "event_loop_lag_max_s": round(self.loop_lag.worst, 3),
         }
 
     async def _status(self, _: Request) -> Response:

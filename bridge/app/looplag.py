@@ -27,6 +27,7 @@ class LoopLag:
                              buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5), registry=registry)
         self.lag_max = Gauge("waku_bridge_event_loop_lag_max_seconds",
                              "The largest event-loop lag over the last 10 s", registry=registry)
+        self.worst = 0.0  # the largest lag of the last window (s), as the gauge says
         self._recent: deque[tuple[float, float]] = deque()
         self._warned = -warn_every
 
@@ -36,7 +37,8 @@ class LoopLag:
         self._recent.append((now, lag))
         while self._recent and self._recent[0][0] < now - self.window:
             self._recent.popleft()
-        self.lag_max.set(max(v for _, v in self._recent))
+        self.worst = max(v for _, v in self._recent)
+        self.lag_max.set(self.worst)
         if lag >= self.warn_at and now - self._warned >= self.warn_every:
             self._warned = now
             log.warning("the event loop ran %.1f s late (CPU starved, or a blocking call): renewals, "

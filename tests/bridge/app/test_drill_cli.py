@@ -78,7 +78,19 @@ async def test_drill_refuses_without_a_standby(nursery: trio.Nursery, tmp_path: 
                                                     for b in bridges])
         standby = next(b for b, s in zip(bridges, st, strict=True) if s["role"] == "standby")
         active = next(b for b in bridges if b is not standby)
+
+        async def status_cli() -> tuple[int, str]:
+            r = await trio.run_process([sys.executable, "-m", "bridge.app.cli", "status", active.url, standby.url],
+                                       capture_stdout=True, check=False, cwd=ROOT,
+                                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+            return r.returncode, r.stdout.decode()
+
+        code, out = await status_cli()  # `waku-bridge status`: one active, one standby: exit 0
+        assert code == 0 and "loop_lag_s" in out, out
+        assert {ln.split()[2] for ln in out.splitlines()[1:]} == {"active", "standby"}
         await trio.to_thread.run_sync(standby.kill, 15)
+        code, out = await status_cli()
+        assert code == 1 and "UNREACHABLE" in out
         r = await trio.run_process(
             [sys.executable, "-m", "bridge.app.cli", "drill", active.url, standby.url, "--json"],
             capture_stdout=True, capture_stderr=True, check=False, cwd=ROOT,
