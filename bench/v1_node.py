@@ -152,7 +152,50 @@ async def _mesh(rate: int, seconds: float, ping_interval: float) -> dict[str, An
             "sessions_ended": ended}
 
 
+def _pool_tick(peers: int, pool_size: int, new: int, ticks: int = 20) -> dict[str, Any]:
+    """The forwarding work of one tick: ``new`` envelopes added, then every peer flushed, with a pool
+    of ``pool_size`` that every peer already has (the steady state of a busy node)."""
+    from v1.waku.pool import EnvelopePool, PeerFilter
+
+    pool = EnvelopePool(capacity=pool_size + new * ticks + 1)
+    names = [f"p{i}" for i in range(peers)]
+    for p in names:
+        pool.add_peer(p)
+    wants = PeerFilter(pow_requirement=0)
+    topic = b"\x1a\x2b\x3c\x4d"
+    for i in range(pool_size):
+        pool.add(Envelope(10_000, 10, topic, i.to_bytes(8, "big"), 0), 1000.0)
+    for p in names:
+        pool.pending_for(p, wants, 1000.0)
+    t0 = time.perf_counter()
+    for t in range(ticks):
+        for j in range(new):
+            pool.add(Envelope(10_000, 10, topic, (1 << 40 | t * new + j).to_bytes(8, "big"), 0), 1000.0)
+        for p in names:
+            pool.pending_for(p, wants, 1000.0)
+    ms = (time.perf_counter() - t0) / ticks * 1000
+    return {"case": "forwarding tick", "peers": peers, "pool": pool_size, "new_per_tick": new,
+            "ms_per_tick": round(ms, 1)}
+
+
+def _full_pool_add(capacity: int, adds: int = 500) -> dict[str, Any]:
+    """An add into a full pool (overload): expire what is due, then evict the lowest PoW or refuse."""
+    from v1.waku.pool import EnvelopePool
+
+    pool = EnvelopePool(capacity=capacity)
+    topic = b"\x1a\x2b\x3c\x4d"
+    for i in range(capacity):
+        pool.add(Envelope(10_000, 10, topic, i.to_bytes(8, "big"), 0), 1000.0)
+    t0 = time.perf_counter()
+    for j in range(adds):
+        pool.add(Envelope(10_000, 10, topic, (1 << 40 | j).to_bytes(8, "big"), 1), 1000.0)
+    return {"case": "add into a full pool", "capacity": capacity,
+            "ms_per_add": round((time.perf_counter() - t0) / adds * 1000, 3)}
+
+
 def main() -> Iterator[dict[str, Any]]:
+    yield _pool_tick(50, 30_000, 100)
+    yield _full_pool_add(32_768)
     yield trio.run(_run, 20_000, 300, 50)
     yield trio.run(_mesh, 250, 10.0, 15.0)
     yield trio.run(_mesh, 250, 10.0, 0.02)

@@ -4,10 +4,19 @@ Mirrors nim's queue and status-go's ``known`` sets (waku-v1.md §9): bounded cap
 PoW (when full: drop expired, then evict the lowest PoW, or refuse a newcomer with lower PoW);
 every envelope is offered once to each peer that has not seen it, if it meets that peer's PoW
 requirement and bloom/topic interest.
+
+Each peer has an outbox of the hashes added since its last flush (a new peer's starts with the
+whole pool), so a flush costs what is new, not the pool: with a full pool, 50 peers and a 300 ms
+tick, rescanning every entry would be millions of lookups per second.  Likewise expiry and
+eviction use heaps (lazily cleaned: an entry that left by another way is skipped when it
+surfaces), so a full pool under load does not scan itself on every add.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -76,6 +85,7 @@ class _Entry:
     env: Envelope
     pow: float
     origin: str | None  # peer id it came from; None = our own post
+    seq: int = 0  # insertion order: ties of PoW evict the oldest; tells a live heap item from a stale one
 
 
 @dataclass(slots=True)
@@ -90,6 +100,10 @@ class EnvelopePool:
     capacity: int = 4096
     _entries: dict[bytes, _Entry] = field(default_factory=dict)
     _known: dict[str, set[bytes]] = field(default_factory=dict)
+    _outbox: dict[str, deque[bytes]] = field(default_factory=dict)  # hashes not yet offered, in order
+    _by_expiry: list[tuple[int, int, bytes]] = field(default_factory=list)  # heap (expiry, seq, hash)
+    _by_pow: list[tuple[float, int, bytes]] = field(default_factory=list)  # heap (pow, seq, hash)
+    _seq: itertools.count[int] = field(default_factory=itertools.count)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -99,9 +113,11 @@ class EnvelopePool:
 
     def add_peer(self, peer: str) -> None:
         self._known.setdefault(peer, set())
+        self._outbox.setdefault(peer, deque(self._entries))
 
     def remove_peer(self, peer: str) -> None:
         self._known.pop(peer, None)
+        self._outbox.pop(peer, None)
 
     def mark_known(self, peer: str, h: bytes) -> None:
         self._known.setdefault(peer, set()).add(h)
@@ -117,12 +133,20 @@ class EnvelopePool:
         if len(self._entries) >= self.capacity:
             evicted += self.expire(now)
         if len(self._entries) >= self.capacity:
-            low_h, low = min(self._entries.items(), key=lambda kv: kv[1].pow)
+            low_h, low = self._lowest_pow()
             if low.pow >= pow_:
                 return AddResult(False, Rejection.FULL_NEW)
             self._drop(low_h)
             evicted += 1
-        self._entries[h] = _Entry(env, pow_, origin)
+        seq = next(self._seq)
+        self._entries[h] = _Entry(env, pow_, origin, seq)
+        heapq.heappush(self._by_expiry, (env.expiry, seq, h))
+        heapq.heappush(self._by_pow, (pow_, seq, h))
+        if len(self._by_pow) > 2 * len(self._entries) + 1024:
+            self._compact()
+        for peer, box in self._outbox.items():
+            if peer != origin:
+                box.append(h)
         return AddResult(True, None, evicted)
 
     def _drop(self, h: bytes) -> None:
@@ -130,19 +154,48 @@ class EnvelopePool:
         for known in self._known.values():
             known.discard(h)
 
+    def _live(self, seq: int, h: bytes) -> _Entry | None:
+        e = self._entries.get(h)
+        return e if e is not None and e.seq == seq else None
+
+    def _lowest_pow(self) -> tuple[bytes, _Entry]:
+        """The entry a full pool evicts first: lowest PoW, oldest among equals (pool not empty)."""
+        while True:
+            _, seq, h = self._by_pow[0]
+            e = self._live(seq, h)
+            if e is not None:
+                return h, e
+            heapq.heappop(self._by_pow)
+
+    def _compact(self) -> None:
+        """Rebuild the heaps from the live entries (stale items pile up in the PoW heap, whose
+        top rarely holds the envelopes that expire)."""
+        self._by_expiry = [(e.env.expiry, e.seq, h) for h, e in self._entries.items()]
+        self._by_pow = [(e.pow, e.seq, h) for h, e in self._entries.items()]
+        heapq.heapify(self._by_expiry)
+        heapq.heapify(self._by_pow)
+
     def expire(self, now: float) -> int:
         """Drop envelopes whose expiry has passed; returns how many."""
-        dead = [h for h, e in self._entries.items() if e.env.expiry < now]
-        for h in dead:
-            self._drop(h)
-        return len(dead)
+        n = 0
+        while self._by_expiry and self._by_expiry[0][0] < now:
+            _, seq, h = heapq.heappop(self._by_expiry)
+            if self._live(seq, h) is not None:
+                self._drop(h)
+                n += 1
+        return n
 
     def pending_for(self, peer: str, filt: PeerFilter, now: float) -> list[Envelope]:
         """Envelopes to send this peer now (marked known for it as they are returned)."""
         known = self._known.setdefault(peer, set())
+        box = self._outbox.get(peer)
+        if box is None:  # not added as a peer: offer the whole pool, as to a new one
+            box = self._outbox[peer] = deque(self._entries)
         out: list[Envelope] = []
-        for h, e in self._entries.items():
-            if h in known or e.env.expiry < now:
+        while box:
+            h = box.popleft()
+            e = self._entries.get(h)
+            if e is None or h in known or e.env.expiry < now:
                 continue
             # A light peer still gets envelopes (status-go does), but we never send it back its own.
             if filt.wants(e.env, e.pow):
