@@ -328,6 +328,9 @@ SETTINGS: tuple[Setting, ...] = (
             _f("--waku-v1-rate-limit-packets", groups=(B, V1N))),
     Setting("v1.rate_limit_bytes", _int_in(0, 1 << 40), 0, "per-peer bytes/s (0 = unlimited)",
             _f("--waku-v1-rate-limit-bytes", groups=(B, V1N))),
+    Setting("v1.pool_capacity", _int_in(256, 10_000_000), 32_768,
+            "envelopes the v1 pool holds (each lives until it expires): >= peak envelopes/s x TTL, "
+            "counting both the v1 traffic and the bridge's own posts", _f("--waku-v1-pool-capacity", groups=(B, V1N))),
     # --- Waku v2 ---
     Setting("v2.tcp_port", _int_in(0, 65535), 60000, "libp2p TCP port",
             {B: ("--libp2p-tcp-port", "--tcp-port"), V2N: ("--tcp-port",)}),
@@ -451,6 +454,7 @@ class V1Section:
     future_allowance: float
     rate_limit_packets: int
     rate_limit_bytes: int
+    pool_capacity: int = 32_768
 
 
 @dataclass(frozen=True, slots=True)

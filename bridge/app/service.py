@@ -52,6 +52,7 @@ def v1_node_config(cfg: AppConfig, directory: Path | None = None) -> Any:
         future_allowance_s=cfg.v1.future_allowance,
         rate_limit_packets=cfg.v1.rate_limit_packets,
         rate_limit_bytes=cfg.v1.rate_limit_bytes,
+        pool_capacity=cfg.v1.pool_capacity,
     )
 
 
