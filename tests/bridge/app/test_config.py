@@ -41,13 +41,13 @@ def test_precedence_file_env_flag(tmp_path: Path) -> None:
 def test_all_errors_reported_at_once_with_keys(tmp_path: Path) -> None:
     f = tmp_path / "bad.yaml"
     f.write_text(
-        "v1:\n  pow: -1\n  port: 70000\n  staticnodes: [nonsense]\n"
+        "v1:\n  pow: -1\n  port: 70000\n  staticnodes: [nonsense]\n  pool_capacity: 10\n"
         "v2:\n  nodekey: xyz\n  store_message_retention_policy: forever\nbogus: 1\n"
     )
     with pytest.raises(ConfigErrors) as ei:
         load_config(f, {}, env={"WAKU_BRIDGE_V2_CLUSTER_ID": "many"})
     keys = {e.key for e in ei.value.errors}
-    assert keys >= {"v1.pow", "v1.port", "v1.staticnodes", "v2.nodekey",
+    assert keys >= {"v1.pow", "v1.port", "v1.staticnodes", "v1.pool_capacity", "v2.nodekey",
                     "v2.store_message_retention_policy", "bogus", "v2.cluster_id"}
     assert "from env" in str(ei.value)
 
@@ -56,8 +56,9 @@ def test_repeatable_flags_and_bool_forms() -> None:
     enode = "enode://" + "ab" * 64 + "@127.0.0.1:30303"
     flags = _flags("bridge", ["--staticnode-v1", enode, "--staticnode-v1", enode.replace("303", "304"),
                               "--store", "--filter=false", "--shard", "1", "--shard", "2",
-                              "--num-shards-in-network", "8"])
+                              "--num-shards-in-network", "8", "--waku-v1-pool-capacity", "100000"])
     cfg = load_config(None, flags, env={})
+    assert cfg.v1.pool_capacity == 100_000
     assert len(cfg.v1.staticnodes) == 2
     assert cfg.v2.store is True and cfg.v2.filter is False
     assert cfg.v2.shards == (1, 2)
