@@ -12,6 +12,10 @@ per phase, because the bridge's v1 pool holds every envelope until it expires (4
   forwarding tick (the bridge's v1 node flushes every 300 ms, like nim and status-go).
 * the bridge process's RSS (VmRSS) at the end of each phase.
 
+Soak (sockets): ``--soak N [RATE]``: one bridge process for the whole run, N messages in all, half
+each way at RATE per direction (default 250/s), 10 s TTLs as in production; the bridge's RSS is
+sampled every 30 s, and delivery is counted at the end (nothing may be lost or doubled).
+
 Core (no sockets): ``--core N`` (a child process) pushes N messages, half each way, through the
 real :class:`bridge.pipeline.Pipeline` with the real dedup ledger (SQLite file, write-ahead
 commit per message, capacity 1 M so every key stays in memory), real translation and PoW 0.002
@@ -86,6 +90,7 @@ class Net:
     v2: V2Node
     v1_arrivals: dict[int, float] = field(default_factory=dict)  # seq -> time (bridged v2->v1)
     v2_arrivals: dict[int, float] = field(default_factory=dict)
+    doubled: dict[str, int] = field(default_factory=lambda: {"v1": 0, "v2": 0})  # a seq seen again
 
 
 class BridgeProc:
@@ -263,11 +268,17 @@ async def _phase(run: Any, *args: Any) -> dict[str, Any]:
 
         async def collect_v1() -> None:
             async for rec in v1.inbound():
-                net.v1_arrivals.setdefault(int.from_bytes(rec.envelope.data[:8], "big"), time.perf_counter())
+                seq = int.from_bytes(rec.envelope.data[:8], "big")
+                if seq in net.v1_arrivals:
+                    net.doubled["v1"] += 1
+                net.v1_arrivals.setdefault(seq, time.perf_counter())
 
         async def collect_v2() -> None:
             async for m in v2.messages():
-                net.v2_arrivals.setdefault(int.from_bytes(m.message.payload[:8], "big"), time.perf_counter())
+                seq = int.from_bytes(m.message.payload[:8], "big")
+                if seq in net.v2_arrivals:
+                    net.doubled["v2"] += 1
+                net.v2_arrivals.setdefault(seq, time.perf_counter())
 
         nursery.start_soon(collect_v1)
         nursery.start_soon(collect_v2)
@@ -281,6 +292,59 @@ async def _sockets() -> list[dict[str, Any]]:
             await _phase(_throughput, "v1_to_v2", 3000, 0.002),
             await _phase(_throughput, "v2_to_v1", 3000, 0.002),
             await _phase(_throughput, "v2_to_v1", 2000, 0.2)]
+
+
+async def _soak(net: Net, total: int, rate: float) -> dict[str, Any]:
+    half = total // 2
+
+    async def body(b: BridgeProc) -> dict[str, Any]:
+        samples: list[dict[str, float]] = []
+        sent = {"v1": 0, "v2": 0}
+        t_start = trio.current_time()
+
+        def sample() -> None:
+            samples.append({"t_s": round(trio.current_time() - t_start), "sent": sent["v1"] + sent["v2"],
+                            "delivered": len(net.v1_arrivals) + len(net.v2_arrivals),
+                            "rss_mib": round(_rss_kib(b.proc.pid) / 1024, 1)})
+
+        async def sampler() -> None:
+            while True:
+                sample()
+                await trio.sleep(30)
+
+        async def v1_sender() -> None:
+            t0 = trio.current_time()
+            for i in range(half):
+                if i % 50 == 0:
+                    await trio.sleep_until(t0 + i / rate)
+                await net.v1.post(_envelope(i, time.time(), ttl=10))
+                sent["v1"] += 1
+
+        async def v2_sender() -> None:
+            t0 = trio.current_time()
+            for i in range(half):
+                if i % 50 == 0:
+                    await trio.sleep_until(t0 + i / rate)
+                await net.v2.publish(PUBSUB, _message(i))
+                sent["v2"] += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sampler)
+            async with trio.open_nursery() as senders:
+                senders.start_soon(v1_sender)
+                senders.start_soon(v2_sender)
+            await _settle(net.v2_arrivals, half, quiet=15)
+            await _settle(net.v1_arrivals, half, quiet=15)
+            sample()
+            nursery.cancel_scope.cancel()
+        seconds = trio.current_time() - t_start
+        # the arrival dicts hold each sequence number once: a doubled message would be a second
+        # arrival of a seen number, which the collectors count
+        return {"phase": "soak", "messages": 2 * half, "rate_per_direction": rate, "seconds": round(seconds),
+                "delivered": {"v1_to_v2": len(net.v2_arrivals), "v2_to_v1": len(net.v1_arrivals)},
+                "doubled": dict(net.doubled), "rss_samples": samples}
+
+    return await _with_bridge(net, 0.002, body)
 
 
 # --- core: 1 M messages through the pipeline without sockets ---
@@ -353,6 +417,9 @@ def main(core_messages: int = 1_000_000) -> Iterator[dict[str, Any]]:
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "--core":
         print(json.dumps(trio.run(_core, int(sys.argv[2]), Path(sys.argv[3]))))
+    elif len(sys.argv) >= 3 and sys.argv[1] == "--soak":
+        rate = float(sys.argv[3]) if len(sys.argv) > 3 else 250.0
+        print(json.dumps(trio.run(_phase, _soak, int(sys.argv[2]), rate)))
     else:
         for r in main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000):
             print(json.dumps(r))
