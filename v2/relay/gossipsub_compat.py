@@ -28,11 +28,21 @@ when upgrading (tests/v2/relay exercises each one).
   host's service manager and stopped the whole node (found by tests/v2/test_bad_input.py).
   Fix: :meth:`WakuPubsub.stream_handler` resets the stream, drops the peer's pubsub state
   (what the stock handler does for its own errors) and counts it via ``on_malformed_rpc``.
+- fault 8, signed peer record per RPC: every RPC written carries our signed peer record
+  (``senderRecord``), looked up afresh each time (``env_to_send_in_RPC`` turns every listen
+  address into a string: ~0.7 ms per RPC, a tenth of a bridge's CPU), and every one received
+  with a record is parsed and its ECDSA signature verified.  Waku peers ignore the field.
+  Fix: :func:`install_signed_record_cache` (called on import) caches our record bytes per host
+  for ``RECORD_REFRESH_S`` and accepts a record identical to the last one verified for that peer
+  without verifying it again.  The record cannot be dropped altogether: a py-libp2p receiver
+  rejects an RPC whose record field is present but empty.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -45,10 +55,54 @@ from libp2p.pubsub.mcache import CacheEntry, MessageCache
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
-__all__ = ["WAKU_RELAY_CODEC", "WakuGossipSub", "WakuMessageCache", "WakuPubsub", "waku_message_id"]
+__all__ = ["RECORD_REFRESH_S", "WAKU_RELAY_CODEC", "WakuGossipSub", "WakuMessageCache", "WakuPubsub",
+           "install_signed_record_cache", "waku_message_id"]
 
 WAKU_RELAY_CODEC = TProtocol("/vac/waku/relay/2.0.0")
 OUTBOUND_HIGH_WATER = 16  # of py-libp2p's OutBoundQueueSize = 32
+
+
+RECORD_REFRESH_S = 30.0  # our listen addresses change rarely (a restart); peers learn them within this
+
+
+def install_signed_record_cache() -> None:
+    """Fault 8 (see the module table): patch the three pubsub modules' imported names, once."""
+    import libp2p.pubsub.floodsub as floodsub_mod
+    import libp2p.pubsub.gossipsub as gossipsub_mod
+    import libp2p.pubsub.pubsub as pubsub_mod
+    from libp2p.peer.peerstore import env_to_send_in_RPC as stock_env
+    from libp2p.pubsub.utils import maybe_consume_signed_record as stock_consume
+
+    if getattr(pubsub_mod.env_to_send_in_RPC, "waku_cached", False):
+        return
+    ours: weakref.WeakKeyDictionary[Any, tuple[float, tuple[bytes, bool]]] = weakref.WeakKeyDictionary()
+    verified: weakref.WeakKeyDictionary[Any, dict[Any, bytes]] = weakref.WeakKeyDictionary()
+
+    def env_to_send_in_rpc(host: Any) -> tuple[bytes, bool]:
+        now = time.monotonic()
+        hit = ours.get(host)
+        if hit is not None and now < hit[0]:
+            return hit[1][0], False
+        out: tuple[bytes, bool] = stock_env(host)
+        ours[host] = (now + RECORD_REFRESH_S, out)
+        return out
+
+    def consume_signed_record(msg: Any, host: Any, peer_id: Any) -> bool:
+        if not msg.HasField("senderRecord"):
+            return True
+        seen = verified.setdefault(host, {})
+        record = bytes(msg.senderRecord)
+        if seen.get(peer_id) == record:
+            return True
+        ok = bool(stock_consume(msg, host, peer_id))
+        if ok:
+            seen[peer_id] = record
+        return ok
+
+    setattr(env_to_send_in_rpc, "waku_cached", True)  # noqa: B010 - a marker on a plain function
+    for mod in (pubsub_mod, gossipsub_mod, floodsub_mod):
+        mod.env_to_send_in_RPC = env_to_send_in_rpc  # type: ignore[attr-defined]
+        mod.maybe_consume_signed_record = consume_signed_record  # type: ignore[attr-defined]
 
 
 def waku_message_id(msg: Any) -> bytes:
@@ -127,3 +181,6 @@ class WakuPubsub(Pubsub):
         for topic in publish_message.topicIDs:
             if topic in self.topic_ids:
                 self._sink(topic, publish_message, own)
+
+
+install_signed_record_cache()

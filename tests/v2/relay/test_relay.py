@@ -94,3 +94,31 @@ async def test_invalid_messages_are_rejected_and_counted(nursery: trio.Nursery) 
     assert b.got == [good]
     assert b.metric("waku_relay_rejected_total", reason="malformed") >= 1
     assert b.metric("waku_relay_rejected_total", reason="empty_payload") >= 1
+
+
+async def test_signed_peer_records_are_cached_but_still_verified(nursery: trio.Nursery) -> None:
+    """Fault 8 (v2/relay/gossipsub_compat.py): our record is built once per refresh, a peer's
+    identical record is verified once, and a tampered one is still refused."""
+    import libp2p.pubsub.gossipsub as gossipsub_mod
+    from libp2p.pubsub.pb import rpc_pb2
+
+    a, b = await Node().start(nursery), await Node().start(nursery)
+    await b.host.connect(a.host.listen_addrs[0])
+    await wait_mesh([a, b])
+    env = gossipsub_mod.env_to_send_in_RPC
+    assert getattr(env, "waku_cached", False)
+    first = env(a.host.libp2p_host)[0]
+    assert env(a.host.libp2p_host)[0] is first  # cached: no new lookup, no new signature
+    consume = gossipsub_mod.maybe_consume_signed_record
+    a_id = a.host.libp2p_host.get_id()
+    rpc = rpc_pb2.RPC(senderRecord=first)
+    assert consume(rpc, b.host.libp2p_host, a_id) and consume(rpc, b.host.libp2p_host, a_id)
+    bad = bytearray(first)
+    bad[-1] ^= 1  # the signature's last byte
+    assert not consume(rpc_pb2.RPC(senderRecord=bytes(bad)), b.host.libp2p_host, a_id)
+    assert consume(rpc_pb2.RPC(), b.host.libp2p_host, a_id)  # no record: nothing to check
+    sent = [await a.relay.publish(TOPIC, msg(i, "rec")) for i in range(20)]
+    with trio.fail_after(20):
+        while len(b.got) < 20:
+            await trio.sleep(0.05)
+    assert sorted(b.got) == sorted(sent)
