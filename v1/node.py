@@ -303,10 +303,9 @@ class V1Node:
                     return
                 peer.filter = _filter(update, base=peer.filter)
                 if update.rate_limits is not None or update.bytes_rate_limits is not None:
-                    peer.pacer.set_limits(
-                        _limit(update.rate_limits) if update.rate_limits is not None else peer.pacer.packets_per_s,
-                        _limit(update.bytes_rate_limits) if update.bytes_rate_limits is not None
-                        else peer.pacer.bytes_per_s)
+                    peer.pacer.set_limits(None if update.rate_limits is None else _limit(update.rate_limits),
+                                          None if update.bytes_rate_limits is None
+                                          else _limit(update.bytes_rate_limits))
                 self._update_max_pow()
             elif code == WakuCode.STATUS:
                 pass  # a second Status is ignored (waku-v1.md §2)

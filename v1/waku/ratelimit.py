@@ -94,9 +94,13 @@ class SendPacer:
     _btokens: float = 0.0
     _stamp: float | None = None
 
-    def set_limits(self, packets_per_s: float, bytes_per_s: float) -> None:
-        self.packets_per_s = max(0.0, packets_per_s) * PACING_MARGIN
-        self.bytes_per_s = max(0.0, bytes_per_s) * PACING_MARGIN
+    def set_limits(self, packets_per_s: float | None = None, bytes_per_s: float | None = None) -> None:
+        """The limits the peer advertised (None: that one unchanged, as a Status Update that omits
+        it); we send at ``PACING_MARGIN`` of them."""
+        if packets_per_s is not None:
+            self.packets_per_s = max(0.0, packets_per_s) * PACING_MARGIN
+        if bytes_per_s is not None:
+            self.bytes_per_s = max(0.0, bytes_per_s) * PACING_MARGIN
         self._stamp = None  # start again from full buckets
 
     def __len__(self) -> int:

@@ -26,6 +26,15 @@ def test_unlimited_sends_everything_at_once_in_packets_of_at_most_1_mib() -> Non
     assert all(sum(e.size for e in b) <= MAX for b in packets) and len(packets) == 3
 
 
+def test_a_status_update_with_one_limit_keeps_the_other_as_advertised() -> None:
+    p = SendPacer(MAX)
+    p.set_limits(5, 1000)
+    p.set_limits(bytes_per_s=2000)  # an update with option 6 only: packets/s stays 5 (x the margin, once)
+    assert (p.packets_per_s, p.bytes_per_s) == (5 * PACING_MARGIN, 2000 * PACING_MARGIN)
+    p.set_limits(packets_per_s=0)
+    assert (p.packets_per_s, p.bytes_per_s) == (0, 2000 * PACING_MARGIN)
+
+
 def test_envelopes_that_expire_while_held_back_are_handed_back() -> None:
     p = SendPacer(MAX)
     p.set_limits(0, 1000)
