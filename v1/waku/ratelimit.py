@@ -20,17 +20,22 @@ MAX_LEGIT_PACKET = (1 << 20) + (1 << 16)
 class TokenBucket:
     rate: float  # tokens per second; 0 = unlimited
     burst: float
-    tokens: float = -1.0
-    stamp: float = 0.0
+    tokens: float = 0.0  # may go below 0: a debt (SendPacer's oversize envelope)
+    stamp: float | None = None  # None: full at the first use
+
+    def refill(self, now: float) -> float:
+        """The tokens available at ``now`` (a full bucket at the first call)."""
+        if self.stamp is None:
+            self.tokens = self.burst
+        else:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return self.tokens
 
     def take(self, n: float, now: float) -> bool:
         if self.rate <= 0:
             return True
-        if self.tokens < 0:
-            self.tokens, self.stamp = self.burst, now
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= n:
+        if self.refill(now) >= n:
             self.tokens -= n
             return True
         return False
@@ -87,21 +92,29 @@ class SendPacer:
     full, and the debt delays what follows."""
 
     max_packet: int
-    packets_per_s: float = 0.0
-    bytes_per_s: float = 0.0
     _queue: deque[Envelope] = field(default_factory=deque)
-    _ptokens: float = 0.0
-    _btokens: float = 0.0
-    _stamp: float | None = None
+    # One second of burst, as the peer's own buckets hold (at least one packet).
+    _packets: TokenBucket = field(default_factory=lambda: TokenBucket(0.0, 1.0))
+    _bytes: TokenBucket = field(default_factory=lambda: TokenBucket(0.0, 0.0))
+
+    @property
+    def packets_per_s(self) -> float:
+        return self._packets.rate
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self._bytes.rate
 
     def set_limits(self, packets_per_s: float | None = None, bytes_per_s: float | None = None) -> None:
         """The limits the peer advertised (None: that one unchanged, as a Status Update that omits
-        it); we send at ``PACING_MARGIN`` of them."""
+        it); we send at ``PACING_MARGIN`` of them, starting again from full buckets."""
         if packets_per_s is not None:
-            self.packets_per_s = max(0.0, packets_per_s) * PACING_MARGIN
+            rate = max(0.0, packets_per_s) * PACING_MARGIN
+            self._packets = TokenBucket(rate, max(1.0, rate))
         if bytes_per_s is not None:
-            self.bytes_per_s = max(0.0, bytes_per_s) * PACING_MARGIN
-        self._stamp = None  # start again from full buckets
+            rate = max(0.0, bytes_per_s) * PACING_MARGIN
+            self._bytes = TokenBucket(rate, rate)
+        self._packets.stamp = self._bytes.stamp = None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -109,24 +122,16 @@ class SendPacer:
     def offer(self, envs: Iterable[Envelope]) -> None:
         self._queue.extend(envs)
 
-    def _refill(self, now: float) -> None:
-        pburst, bburst = max(1.0, self.packets_per_s), self.bytes_per_s
-        if self._stamp is None:
-            self._ptokens, self._btokens = pburst, bburst
-        else:
-            dt = max(0.0, now - self._stamp)
-            self._ptokens = min(pburst, self._ptokens + dt * self.packets_per_s)
-            self._btokens = min(bburst, self._btokens + dt * self.bytes_per_s)
-        self._stamp = now
-
     def take(self, now: float) -> tuple[list[list[Envelope]], list[Envelope]]:
         """(Messages packets to send now, each <= ``max_packet`` bytes of envelopes; expired ones)."""
         expired = [e for e in self._queue if e.expiry < now]
         if expired:
             self._queue = deque(e for e in self._queue if e.expiry >= now)
-        self._refill(now)
+        pk, by = self._packets, self._bytes
+        pk.refill(now)
+        by.refill(now)
         packets: list[list[Envelope]] = []
-        while self._queue and (self.packets_per_s <= 0 or self._ptokens >= 1.0):
+        while self._queue and (pk.rate <= 0 or pk.tokens >= 1.0):
             batch: list[Envelope] = []
             size = 0
             while self._queue:
@@ -134,16 +139,15 @@ class SendPacer:
                 if batch and size + n > self.max_packet:
                     break
                 # Too big for what is left: wait, unless it is alone and the bucket is full.
-                if (self.bytes_per_s > 0 and n > self._btokens
-                        and (batch or packets or self._btokens < self.bytes_per_s)):
+                if by.rate > 0 and n > by.tokens and (batch or packets or by.tokens < by.burst):
                     break
                 batch.append(self._queue.popleft())
                 size += n
-                if self.bytes_per_s > 0:
-                    self._btokens -= n
+                if by.rate > 0:
+                    by.tokens -= n
             if not batch:
                 break
             packets.append(batch)
-            if self.packets_per_s > 0:
-                self._ptokens -= 1.0
+            if pk.rate > 0:
+                pk.tokens -= 1.0
         return packets, expired
