@@ -77,11 +77,8 @@ async def amain(args: argparse.Namespace) -> None:
                         safety=args.safety)
     security = None
     if args.cacert or args.cert or args.user:
-        def path(p: str | None) -> Path | None:
-            return None if p is None else Path(p)
-
-        security = EtcdSecurity(path(args.cacert), path(args.cert), path(args.key), args.user,
-                                os.environ.get("WAKU_BRIDGE_FAILOVER_ETCD_PASSWORD"))
+        security = EtcdSecurity.of(args.cacert, args.cert, args.key, args.user,
+                                   os.environ.get("WAKU_BRIDGE_FAILOVER_ETCD_PASSWORD"))
     elector = build(args.url, args.identity, timing, flock=not args.no_flock, security=security)
     elector_scope = trio.CancelScope()
     finished = trio.Event()

@@ -266,8 +266,8 @@ def parse_failover_url(spec: str | None, *, identity: str, data_dir: Path | str,
     ``none`` -> None (always active); None or ``sqlite:`` -> ``<data dir>/failover.sqlite3``
     (shared by every instance using that data dir); ``sqlite:PATH``; ``etcd://HOST:PORT[,HOST:PORT...]``
     with an optional ``/NAME`` election name (default ``bridge``) and ``etcd_security`` (TLS, auth).
-    Timings left None derive from the TTL per backend (``LeaseTiming.for_ttl`` / ``for_etcd``); the startup invariant
-    renew + 2 x rpc_timeout + safety < TTL is checked here, before anything runs.
+    Timings left None derive from the TTL per backend (``LeaseTiming.for_ttl`` / ``for_etcd``); the
+    startup invariant renew + 2 x rpc_timeout + safety < TTL is checked here, before anything runs.
     """
     from failover.lease import timing_for
 

@@ -90,12 +90,22 @@ class EtcdSecurity:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
 
+    @classmethod
+    def of(cls, ca_file: str | None, cert_file: str | None, key_file: str | None, user: str | None,
+           password: str | None) -> EtcdSecurity:
+        """From the configuration's strings (None: not set)."""
+        def path(p: str | None) -> Path | None:
+            return None if p is None else Path(p)
+
+        return cls(path(ca_file), path(cert_file), path(key_file), user, password)
+
     @property
     def tls(self) -> bool:
         return self.ca_file is not None or self.cert_file is not None
 
-    def check(self) -> None:
-        """Raise ConfigError (with the setting's key) for an incomplete or unreadable setup."""
+    def check(self) -> ssl.SSLContext | None:
+        """Raise ConfigError (with the setting's key) for an incomplete or unreadable setup; the
+        TLS context to use (None without TLS)."""
         if (self.cert_file is None) != (self.key_file is None):
             raise ConfigError("failover.etcd_cert", "a client certificate needs both etcd_cert and etcd_key")
         if self.user is not None and not self.password:
@@ -103,8 +113,7 @@ class EtcdSecurity:
                               "(failover.etcd_password, $WAKU_BRIDGE_FAILOVER_ETCD_PASSWORD or etcd_password_file)")
         if self.password and self.user is None:
             raise ConfigError("failover.etcd_user", "an etcd password was given without a user")
-        if self.tls:
-            self.ssl_context()
+        return self.ssl_context() if self.tls else None
 
     def ssl_context(self) -> ssl.SSLContext:
         try:
@@ -292,8 +301,7 @@ class GatewayClient:
         self.endpoints = list(endpoints)
         self.rpc_timeout = rpc_timeout
         self.security = security or EtcdSecurity()
-        self.security.check()
-        self._ssl = self.security.ssl_context() if self.security.tls else None
+        self._ssl = self.security.check()
         self._tokens: dict[str, str] = {}  # member base URL -> its auth token
         self._current = 0
         self._http: httpx.AsyncClient | None = None
@@ -335,14 +343,17 @@ class GatewayClient:
 
     async def post(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         base = self.base
+
+        async def send() -> tuple[httpx.Response, Any]:
+            resp = await self._client().post(base + path, json=body, headers=await self._auth_headers(base))
+            return resp, resp.json()
+
         try:
             with trio.fail_after(timeout or self.rpc_timeout):
-                resp = await self._client().post(base + path, json=body, headers=await self._auth_headers(base))
-                data = resp.json()
+                resp, data = await send()
                 if self.security.user is not None and _token_rejected(resp.status_code, data):
                     self._tokens.pop(base, None)
-                    resp = await self._client().post(base + path, json=body, headers=await self._auth_headers(base))
-                    data = resp.json()
+                    resp, data = await send()
         except (httpx.HTTPError, trio.TooSlowError, ValueError, OSError) as exc:
             if self.base == base:
                 self.rotate()

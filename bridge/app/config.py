@@ -519,11 +519,7 @@ class FailoverSection:
             return None
         from failover.etcd_backend import EtcdSecurity
 
-        def p(x: str | None) -> Path | None:
-            return None if x is None else Path(x)
-
-        return EtcdSecurity(p(self.etcd_cacert), p(self.etcd_cert), p(self.etcd_key), self.etcd_user,
-                            self.etcd_password)
+        return EtcdSecurity.of(self.etcd_cacert, self.etcd_cert, self.etcd_key, self.etcd_user, self.etcd_password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,12 +642,9 @@ def load_config(
                     Path(values["failover.etcd_password_file"]).read_text().rstrip("\r\n") or None)
         from failover.etcd_backend import EtcdSecurity
 
-        def file_of(k: str) -> Path | None:
-            return None if values[k] is None else Path(values[k])
-
         try:
-            EtcdSecurity(file_of("failover.etcd_cacert"), file_of("failover.etcd_cert"), file_of("failover.etcd_key"),
-                         values["failover.etcd_user"], values["failover.etcd_password"]).check()
+            EtcdSecurity.of(values["failover.etcd_cacert"], values["failover.etcd_cert"], values["failover.etcd_key"],
+                            values["failover.etcd_user"], values["failover.etcd_password"]).check()
         except ConfigError as exc:
             errors.append(exc)
     if values["failover.backend"] != "none":
