@@ -63,6 +63,7 @@ OUTBOUND_HIGH_WATER = 16  # of py-libp2p's OutBoundQueueSize = 32
 
 
 RECORD_REFRESH_S = 30.0  # our listen addresses change rarely (a restart); peers learn them within this
+_VERIFIED_MAX = 4096  # peers whose last record we remember; beyond it start afresh (churn must not grow it)
 
 
 def install_signed_record_cache() -> None:
@@ -96,6 +97,8 @@ def install_signed_record_cache() -> None:
             return True
         ok = bool(stock_consume(msg, host, peer_id))
         if ok:
+            if len(seen) >= _VERIFIED_MAX:
+                seen.clear()
             seen[peer_id] = record
         return ok
 
