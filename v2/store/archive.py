@@ -271,11 +271,11 @@ class Archive:
         """
         limit = self._size_limit
         assert limit is not None
-        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         if not self._purging:
-            if int(conn.execute("PRAGMA page_count").fetchone()[0]) * page_size <= limit:
+            if self._db_size(conn) <= limit:
                 return 0, False
             self._purging = True
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         target = int(limit * _SIZE_TARGET)
 
         def used() -> int:
