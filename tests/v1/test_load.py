@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import rlp
 import trio
@@ -86,6 +87,29 @@ async def consume(node: V1Node, got: dict[bytes, int]) -> None:
             await trio.sleep(0.15)
 
 
+Arrivals = dict[bytes, dict[bytes, int]]  # receiver tag -> origin tag -> envelopes
+
+
+async def load_until(nodes: dict[bytes, V1Node], n: int, done: Callable[[Arrivals], bool], *,
+                     also: Callable[[], Awaitable[None]] | None = None, timeout: float = 60.0) -> Arrivals:
+    """Every node posts ``n`` envelopes tagged with its key (``also``: one more poster) while all
+    of them count arrivals, until ``done(got)``; returns ``got[receiver][origin tag]``."""
+    got: Arrivals = {tag: {} for tag in nodes}
+    async with trio.open_nursery() as load:
+        for tag, node in nodes.items():
+            load.start_soon(consume, node, got[tag])
+        async with trio.open_nursery() as posters:
+            for tag, node in nodes.items():
+                posters.start_soon(post_at_rate, node, tag, n)
+            if also is not None:
+                posters.start_soon(also)
+        with trio.fail_after(timeout):
+            while not done(got):
+                await trio.sleep(0.1)
+        load.cancel_scope.cancel()
+    return got
+
+
 async def test_hub_and_two_bridges_at_250_per_s_each_way_stay_connected(nursery: trio.Nursery) -> None:
     hub = await start(nursery)
     a = await start(nursery, static_nodes=(hub.enode,))
@@ -94,21 +118,12 @@ async def test_hub_and_two_bridges_at_250_per_s_each_way_stay_connected(nursery:
         while len(hub.peers()) < 2 or not a.peers() or not b.peers():
             await trio.sleep(0.02)
     nodes = {b"H0": hub, b"A0": a, b"B0": b}
-    got: dict[bytes, dict[bytes, int]] = {tag: {} for tag in nodes}
     n = int(RATE * SECONDS)
     # CPU contention: a busy process on the same 2 cores, as in the drills (bounded by the test)
     busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 60\nwhile time.time() < t: pass"])
     try:
-        async with trio.open_nursery() as load:
-            for tag, node in nodes.items():
-                load.start_soon(consume, node, got[tag])
-            async with trio.open_nursery() as posters:
-                for tag, node in nodes.items():
-                    posters.start_soon(post_at_rate, node, tag, n)
-            with trio.fail_after(60):
-                while any(got[me].get(tag, 0) < n for me in nodes for tag in nodes if tag != me):
-                    await trio.sleep(0.1)
-            load.cancel_scope.cancel()
+        got = await load_until(nodes, n, lambda got: all(got[me].get(tag, 0) >= n
+                                                         for me in nodes for tag in nodes if tag != me))
     finally:
         busy.kill()
         busy.wait()
@@ -221,7 +236,6 @@ async def test_hub_bridge_and_ethereumjs_under_load_stay_connected(nursery: trio
             while len(hub.peers()) < 2 or not a.peers():
                 await trio.sleep(0.02)
         nodes = {b"H0": hub, b"A0": a}
-        got: dict[bytes, dict[bytes, int]] = {tag: {} for tag in nodes}
         n = int(RATE * SECONDS)
 
         async def js_posts() -> None:
@@ -235,20 +249,11 @@ async def test_hub_bridge_and_ethereumjs_under_load_stay_connected(nursery: trio
             return sum(1 for e in js.events if e.get("event") == "envelope"
                        and rlp.decode(bytes.fromhex(e["hex"]))[3][:2] == tag)
 
-        async with trio.open_nursery() as load:
-            for tag, node in nodes.items():
-                load.start_soon(consume, node, got[tag])
-            async with trio.open_nursery() as posters:
-                for tag, node in nodes.items():
-                    posters.start_soon(post_at_rate, node, tag, n)
-                posters.start_soon(js_posts)
-            with trio.fail_after(60):
-                while (got[b"H0"].get(b"J0", 0) < n or got[b"H0"].get(b"A0", 0) < n
-                       or got[b"A0"].get(b"J0", 0) < n or got[b"A0"].get(b"H0", 0) < n):
-                    await trio.sleep(0.1)
-                while js_got(b"H0") < n or js_got(b"A0") < n:
-                    await trio.sleep(0.2)
-            load.cancel_scope.cancel()
+        def all_arrived(got: Arrivals) -> bool:  # each of ours has the other two origins', and so has js
+            return (all(got[me].get(tag, 0) >= n for me in nodes for tag in (b"J0", *nodes) if tag != me)
+                    and js_got(b"H0") >= n and js_got(b"A0") >= n)
+
+        await load_until(nodes, n, all_arrived, also=js_posts)
         assert js_got(b"H0") == n and js_got(b"A0") == n and js_got(b"J0") == 0
         assert [e for e in js.events if e.get("event") in ("peer_removed", "error")] == []
         for tag, node in nodes.items():
