@@ -50,4 +50,22 @@ for dir in tests/interop/js/*/; do
     touch "$dir/node_modules/.stamp-$want"
   fi
 done
+# Go peers (status-go's Waku v1, go-waku): one module per peer under tests/interop/go/ (their
+# go-ethereum versions conflict), each built once per change of its go.mod/go.sum/sources. The
+# module proxy is the only source; versions are pinned by the committed go.sum (-mod=readonly).
+if compgen -G "tests/interop/go/*/go.mod" >/dev/null; then
+  command -v go >/dev/null || { echo "setup: Go is needed for the Go interop peers" >&2; exit 1; }
+  for mod in tests/interop/go/*/go.mod; do
+    dir=$(dirname "$mod"); name=$(basename "$dir")
+    want=$(cat "$dir"/go.mod "$dir"/go.sum "$dir"/*.go 2>/dev/null | sha256sum | cut -c1-16)
+    if [ ! -x "$dir/bin/$name" ] || [ ! -f "$dir/bin/.stamp-$want" ]; then
+      echo "setup: go build in $dir"
+      start=$SECONDS
+      rm -rf "$dir/bin"
+      (cd "$dir" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go build -tags gowaku_no_rln -o "bin/$name" .)
+      touch "$dir/bin/.stamp-$want"
+      echo "setup: built $dir in $((SECONDS - start)) s"
+    fi
+  done
+fi
 echo "setup: ok"

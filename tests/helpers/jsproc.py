@@ -1,10 +1,12 @@
-"""Drive a third-party JavaScript peer (js-waku, @ethereumjs/devp2p) from a trio test.
+"""Drive a third-party peer (js-waku, @ethereumjs/devp2p, status-go, go-waku) from a trio test.
 
-Protocol between the test and a harness script under ``tests/interop/js/<name>/``: the script
+Protocol between the test and a harness program (a script under ``tests/interop/js/<name>/`` or a
+Go program built from ``tests/interop/go/<module>/``): the program
 reads one JSON object per line on stdin (commands, each with an ``id``) and writes one JSON object
 per line on stdout: replies ``{"id": ..., "ok": true|false, ...}`` and events
 ``{"event": "<type>", ...}``.  stderr is captured for failure messages.  The harness folders are
-installed by ``make setup`` (npm ci); a missing ``node_modules`` is an error, not a skip.
+installed by ``make setup`` (npm ci; ``go build`` for the Go programs); a missing ``node_modules``
+or binary is an error, not a skip.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Any
 
 import trio
 
-__all__ = ["JS_DIR", "JsPeer", "JsPeerError"]
+__all__ = ["GO_DIR", "JS_DIR", "GoPeer", "JsPeer", "JsPeerError"]
 
 JS_DIR = Path(__file__).resolve().parents[1] / "interop" / "js"
+GO_DIR = Path(__file__).resolve().parents[1] / "interop" / "go"
 
 
 class JsPeerError(AssertionError):
@@ -57,17 +60,23 @@ class JsPeer:
         cwd = JS_DIR / folder
         if not (cwd / "node_modules").is_dir():
             raise JsPeerError(f"{cwd}/node_modules missing; run `make setup`")
+        return await cls.spawn(nursery, [node, *node_args, script, *args], cwd, f"{folder}/{script}", env)
+
+    @classmethod
+    async def spawn(
+        cls,
+        nursery: trio.Nursery,
+        argv: Sequence[str],
+        cwd: Path,
+        name: str,
+        env: Mapping[str, str] | None = None,
+    ) -> JsPeer:
         full_env = dict(os.environ)
         full_env.update(env or {})
         proc = await trio.lowlevel.open_process(
-            [node, *node_args, script, *args],
-            cwd=cwd,
-            stdin=-1,
-            stdout=-1,
-            stderr=-1,
-            env=full_env,
+            list(argv), cwd=cwd, stdin=-1, stdout=-1, stderr=-1, env=full_env
         )
-        peer = cls(proc, f"{folder}/{script}")
+        peer = cls(proc, name)
         nursery.start_soon(peer._read_stdout)
         nursery.start_soon(peer._read_stderr)
         return peer
@@ -155,3 +164,20 @@ class JsPeer:
                 if self._proc.returncode is None:
                     self._proc.kill()
                     await self._proc.wait()
+
+
+class GoPeer(JsPeer):
+    """A Go harness program of ``tests/interop/go/<module>/``, built by ``make setup``."""
+
+    @classmethod
+    async def start_go(
+        cls,
+        nursery: trio.Nursery,
+        module: str,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> JsPeer:
+        binary = GO_DIR / module / "bin" / module
+        if not binary.is_file():
+            raise JsPeerError(f"{binary} missing; run `make setup` (it builds the Go peers)")
+        return await cls.spawn(nursery, [str(binary), *args], GO_DIR / module, f"go/{module}", env)
