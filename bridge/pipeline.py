@@ -8,44 +8,21 @@ Dedup is one ledger for both directions (key = sha256(v1 topic ‖ v1 data)); a 
 either side means "this message exists there", which is what makes loops impossible: our v2→v1
 post that comes back to us from v1 has the key of the original v2 message, and vice versa.
 
-Warm standby: while the gate says we are not active, nothing is published; messages are
-remembered as *pending* until their translation is seen arriving on the other side (the active
-bridged them).  :meth:`Pipeline.take_over` bridges what is still pending and within its TTL, after
-two checks that keep a takeover from making an echo (specs/failover.md §7.5: publish what is "not
-in the dedup cache, the ledger or a sink history query"):
-
-* *Echo grace.*  A pending v1→v2 item may be the v1 translation of a v2 message that the old active
-  bridged and whose v2 original has not reached us yet (the v1 copy won the race).  Items younger
-  than ``echo_grace_s`` stay pending until the grace has passed (:meth:`Pipeline.release_held`);
-  the original's arrival clears them as it does on a standby.
-* *Sink history.*  A standby that was down missed v2 messages; on reconnect its v1 peers re-offer
-  their pools, which hold the v1 translations of those messages, and it cannot tell them from v1
-  originals.  Before bridging pending v1→v2 items we ask the v2 side's history (an injected
-  :data:`SinkHistory`: our own archive and connected store peers) for their content topics and
-  timestamps; a stored message with the item's dedup key already exists on v2: it is skipped.
-  The re-offer can still sit in our v1 inbound queue when we become active, so while active a v1
-  envelope created before we were warm (``run()`` + ``warmup_s``) is treated the same way: it
-  becomes pending and the release loop bridges it after the grace and the history check.
-* *Takeover window.*  The old active's last v2→v1 posts are still travelling through v1 peers
-  when we take over, and their v2 originals can reach us later than they do (relay under load:
-  the drills measured ~1 s).  So for ``echo_grace_s`` after the gate opens, every v1 envelope
-  is held like the items pending at takeover, and bridged after its grace and the history check.
-  Outside a takeover nothing is held: v1 originals are delayed only then.
-
-Not applied: "skip pending items received well before the active's last visible bridging" (the
-standby tracking the active's progress on the sink).  It assumes the active received every item we
-did, in the same order, and bridged it unless it was a duplicate; with several v1 peers, a link
-that dropped on the active only, or a publish that failed there, the item was never bridged and the
-rule would lose it (tests/bridge/test_pipeline.py pins the case).
+Warm standby: while the gate says we are not active, nothing is published; what to hold, and what
+to bridge when at takeover, is decided by the pure core :mod:`bridge.standby` (its docstring states
+the rules: pending, echo grace, takeover window, uncertain envelopes, two active bridges).  This
+module is its trio shell: it feeds the core every arrival with the gate's answer and the clock,
+and carries out the decisions (dedup, the sink history check, publish, post).  Timers sleep for
+differences of the injected clock, so a clock that follows trio's (tests: ``MockClock``) makes
+the whole pipeline run on virtual time.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
@@ -54,10 +31,12 @@ from bridge.dedup import DedupStore
 from bridge.metrics import V1_TO_V2, V2_TO_V1, BridgeMetrics
 from bridge.payload import wrap_unencrypted
 from bridge.policy import Policy
+from bridge.standby import Action, Batch, Pending, Standby, StandbyConfig, looks_bridged_from_v1
 from bridge.topics import InvalidTopic, NotBridgeable, v1_topic_of
 from bridge.translate import NS, Drop, DropReason, Unsealed, V1ToV2, dedup_key, seal, v1_to_v2, v2_to_v1
 from v1.waku.envelope import Envelope
 from v2.core.message import WakuMessage
+from v2.store.client import HistoryRequest, HistoryResult
 
 __all__ = [
     "MAX_HISTORY_TOPICS",
@@ -93,24 +72,6 @@ class V2Side(Protocol):
 
 class Gate(Protocol):
     def is_active(self) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRequest:
-    """One sink history query: messages on ``pubsub_topic`` with one of ``content_topics`` and
-    ``time_start <= timestamp < time_end`` (ns), as a store v3 query expresses it."""
-
-    pubsub_topic: str
-    content_topics: tuple[str, ...]  # at most MAX_HISTORY_TOPICS
-    time_start: int
-    time_end: int
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryResult:
-    messages: tuple[WakuMessage, ...] = ()
-    sources: int = 0  # how many history sources were asked
-    failures: tuple[str, ...] = ()  # one short reason per source that did not answer in full
 
 
 SinkHistory = Callable[[HistoryRequest, float], Awaitable[HistoryResult]]
@@ -178,15 +139,6 @@ class PipelineConfig:
     warmup_s: float = 5.0  # after run(): until then our v2 node may have missed originals (see above)
 
 
-@dataclass(slots=True)
-class _Pending:
-    direction: str
-    expires: float
-    sent_at: float
-    item: V1ToV2 | Unsealed
-    received_at: float = field(default=0.0)
-
-
 class Pipeline:
     def __init__(self, v1: V1Side, v2: V2Side, dedup: DedupStore, metrics: BridgeMetrics, config: PipelineConfig,
                  *, policy: Policy | None = None, gate: Gate | None = None,
@@ -200,14 +152,16 @@ class Pipeline:
         self.gate = gate or AlwaysActive()
         self.history = history
         self.clock = clock
-        self.pending: OrderedDict[bytes, _Pending] = OrderedDict()
+        self.standby = Standby(StandbyConfig(echo_grace_s=config.echo_grace_s, max_pending=config.max_pending,
+                                             warmup_s=config.warmup_s),
+                               active=self.gate.is_active(), checks_history=history is not None)
         self._mine_limiter = trio.CapacityLimiter(1)
-        self._grace_send, self._grace_recv = trio.open_memory_channel[tuple[float, WakuMessage, float]](10_000)
-        self._running = False
-        self._warm_from: float | None = None  # v1 envelopes created before this are uncertain
-        self._was_active = self.gate.is_active()  # an always-open gate has no takeover window
-        self._active_since: float | None = None  # when the gate last opened (see "Takeover window")
+        self._echo_queued = trio.Event()  # set when the core defers a v2 message (wakes _echo_loop)
         self._bridge_lock = trio.Lock()  # one pass over pending at a time (takeover, release loop)
+
+    @property
+    def pending(self) -> Mapping[bytes, Pending]:
+        return self.standby.pending
 
     # --- helpers ---
 
@@ -216,25 +170,24 @@ class Pipeline:
         if reason not in (DropReason.DUPLICATE, DropReason.NOT_BRIDGEABLE):
             log.info("not bridged: %s %s", reason.value, detail)
 
-    async def _seen_or_remember(self, key: bytes, direction: str) -> bool:
+    def _pending_changed(self) -> None:
+        self.metrics.pending.set(len(self.standby))
+
+    async def _seen_or_remember(self, key: bytes, *, from_v1: bool) -> bool:
         """True if ``key`` was known (and it clears a pending entry of the *other* direction)."""
         if self.dedup.seen(key):
-            p = self.pending.get(key)
-            if p is not None and p.direction != direction:
-                del self.pending[key]  # the active bridged it: its translation reached us
-                self.metrics.pending.set(len(self.pending))
+            if self.standby.clear(key, from_v1=from_v1):
+                self._pending_changed()  # the active bridged it: its translation reached us
             self._drop(DropReason.DUPLICATE)
             return True
         await self.dedup.add(key)  # write-ahead of the publish
         self.metrics.dedup_entries.set(len(self.dedup))
         return False
 
-    def _hold(self, key: bytes, direction: str, item: V1ToV2 | Unsealed, expires: float, sent_at: float) -> None:
-        self.pending[key] = _Pending(direction, expires, sent_at, item, self.clock())
-        while len(self.pending) > self.config.max_pending:
-            self.pending.popitem(last=False)
+    def _hold(self, key: bytes, item: V1ToV2 | Unsealed, expires: float, sent_at: float) -> None:
+        for _ in range(self.standby.hold(key, item, expires=expires, sent_at=sent_at, now=self.clock())):
             self._drop(DropReason.STANDBY_EXPIRED, "pending set full")
-        self.metrics.pending.set(len(self.pending))
+        self._pending_changed()
 
     # --- v1 -> v2 ---
 
@@ -246,10 +199,12 @@ class Pipeline:
                        pubsub_topic=self.config.pubsub_topic)
         if isinstance(out, Drop):
             return self._drop(out.reason, out.detail)
-        if await self._seen_or_remember(out.key, V1_TO_V2):
+        if await self._seen_or_remember(out.key, from_v1=True):
             return
-        if not self._gate_open(self.clock()) or self._uncertain(env) or self._in_takeover_window(received_at):
-            return self._hold(out.key, V1_TO_V2, out, float(env.expiry), float(env.sent))
+        action = self.standby.on_v1(active=self.gate.is_active(), sent=env.sent, received_at=received_at,
+                                    now=self.clock())
+        if action is Action.HOLD:
+            return self._hold(out.key, out, float(env.expiry), float(env.sent))
         await self._publish_v2(out, received_at)
 
     async def _publish_v2(self, out: V1ToV2, received_at: float | None = None) -> None:
@@ -263,32 +218,27 @@ class Pipeline:
 
     # --- v2 -> v1 ---
 
-    @staticmethod
-    def looks_bridged_from_v1(msg: WakuMessage) -> bool:
-        """A v1->v2 translation: RFC 26 payload on a /waku/1 topic with a whole-second timestamp."""
-        return (msg.version == 1 and msg.content_topic.startswith("/waku/1/") and bool(msg.timestamp)
-                and (msg.timestamp or 0) % NS == 0)
+    looks_bridged_from_v1 = staticmethod(looks_bridged_from_v1)
 
     async def on_message(self, msg: WakuMessage, received_at: float | None = None) -> None:
-        # Two active bridges race: B may see A's v1->v2 translation on relay before the v1 original
-        # reaches B through v1 forwarding (300 ms per hop).  Bridging it back would post a *new*
-        # envelope (its TTL is ours, not the original's) on v1.  Such messages wait a short grace
-        # period in which the original's key normally arrives; genuine v2 messages with a
-        # whole-second timestamp are merely delayed.
         received_at = self.clock() if received_at is None else received_at
-        if self._running and self.config.echo_grace_s > 0 and self.looks_bridged_from_v1(msg):
-            try:
-                self._grace_send.send_nowait((self.clock() + self.config.echo_grace_s, msg, received_at))
-                return
-            except trio.WouldBlock:
-                pass  # grace queue full: bridge now rather than drop
+        if self.standby.defer_echo(msg, received_at, self.clock()):  # two active bridges race (standby.py)
+            self._echo_queued.set()
+            return
         await self._on_message_now(msg, received_at)
 
-    async def _grace_loop(self) -> None:
-        async for due, msg, received_at in self._grace_recv:
+    async def _echo_loop(self) -> None:
+        """Bridges each v2 message the core deferred once its echo grace has passed."""
+        while True:
+            due = self.standby.next_echo()
+            if due is None:
+                self._echo_queued = trio.Event()
+                await self._echo_queued.wait()
+                continue
             delay = due - self.clock()
             if delay > 0:
                 await trio.sleep(delay)
+            msg, received_at = self.standby.pop_echo()
             await self._on_message_now(msg, received_at)
 
     async def _on_message_now(self, msg: WakuMessage, received_at: float | None = None) -> None:
@@ -300,10 +250,10 @@ class Pipeline:
             return self._drop(out.reason, out.detail)
         if not self.policy.allows_v1_topic(out.topic):
             return self._drop(DropReason.DENIED, out.topic.hex())
-        if await self._seen_or_remember(out.key, V2_TO_V1):
+        if await self._seen_or_remember(out.key, from_v1=False):
             return
-        if not self.gate.is_active():
-            return self._hold(out.key, V2_TO_V1, out, float(out.expiry), float(out.expiry - out.ttl))
+        if self.standby.on_v2(active=self.gate.is_active()) is Action.HOLD:
+            return self._hold(out.key, out, float(out.expiry), float(out.expiry - out.ttl))
         await self._post_v1(out, received_at)
 
     async def _post_v1(self, u: Unsealed, received_at: float | None = None) -> None:
@@ -315,8 +265,8 @@ class Pipeline:
             log.warning("PoW mining exceeded its budget (%.1f s) for a %d-byte payload: dropped",
                         self.config.pow_budget_s, len(u.data))
             return self._drop(env.reason, env.detail)
-        if not self.gate.is_active():  # leadership may have gone while we mined
-            return self._hold(u.key, V2_TO_V1, u, float(u.expiry), float(u.expiry - u.ttl))
+        if self.standby.on_v2(active=self.gate.is_active()) is Action.HOLD:  # leadership went while we mined
+            return self._hold(u.key, u, float(u.expiry), float(u.expiry - u.ttl))
         res = await self.v1.post(env)
         if not getattr(res, "accepted", True):
             if getattr(res, "reason", None) == "duplicate":
@@ -328,27 +278,7 @@ class Pipeline:
         latency = None if received_at is None else now - received_at  # receive -> post, mining included
         self.metrics.transfer(V2_TO_V1, f"/waku/1/0x{u.topic.hex()}/rfc26", len(u.data), latency, now)
 
-    # --- standby / takeover ---
-
-    def _gate_open(self, now: float) -> bool:
-        """``gate.is_active()``, noting when it opens (the start of the takeover window)."""
-        active = self.gate.is_active()
-        if active and not self._was_active:
-            self._active_since = now
-        self._was_active = active
-        return active
-
-    def _in_takeover_window(self, now: float) -> bool:
-        return self._active_since is not None and now < self._active_since + self.config.echo_grace_s
-
-    def _uncertain(self, env: Envelope) -> bool:
-        """Created before we were warm: its v2 original (if it is a translation) may have passed
-        before our v2 node was up, so it needs the sink history check (only if we have one)."""
-        return self.history is not None and self._warm_from is not None and env.sent < self._warm_from
-
-    def _held(self, p: _Pending, now: float) -> bool:
-        """Within the echo grace: a v1->v2 item whose v2 original may still be on its way."""
-        return p.direction == V1_TO_V2 and p.received_at + self.config.echo_grace_s > now
+    # --- standby / takeover (decisions: bridge.standby) ---
 
     async def take_over(self) -> int:
         """Bridge what is pending, oldest first; returns how many were bridged.
@@ -357,60 +287,42 @@ class Pipeline:
         :meth:`release_held`; v1->v2 items found in the sink's history are skipped (they exist on
         v2 already).  Items stay in ``pending`` until their turn comes, so an original that arrives
         meanwhile still clears its entry."""
-        now = self.clock()
-        self._gate_open(now)
-        return await self._bridge_pending([k for k, p in self.pending.items() if not self._held(p, now)], now)
+        return await self._bridge(self.standby.takeover(active=self.gate.is_active(), now=self.clock()))
 
     def held_until(self) -> float | None:
         """When the next item held by the echo grace comes due (None: nothing held)."""
-        dues = [p.received_at + self.config.echo_grace_s for p in self.pending.values() if p.direction == V1_TO_V2]
-        return min(dues) if dues else None
+        return self.standby.held_until()
 
     async def release_held(self) -> int:
         """Bridge the held items whose grace has passed, with the same checks as :meth:`take_over`."""
-        if not self.gate.is_active():
+        return await self._bridge(self.standby.release(active=self.gate.is_active(), now=self.clock()))
+
+    async def _bridge(self, batch: Batch) -> int:
+        for _ in range(batch.expired):
+            self._drop(DropReason.STANDBY_EXPIRED)
+        self._pending_changed()
+        if not batch.v2_to_v1 and not batch.v1_to_v2:
             return 0
-        now = self.clock()
-        return await self._bridge_pending(
-            [k for k, p in self.pending.items() if p.direction == V1_TO_V2 and not self._held(p, now)], now)
-
-    async def _bridge_pending(self, keys: Sequence[bytes], now: float) -> int:
         async with self._bridge_lock:
-            return await self._bridge_pending_locked(keys, now)
+            done = await self._bridge_candidates(batch.v2_to_v1, set())
+            in_history = await self._in_sink_history([p.item for _, p in batch.v1_to_v2 if isinstance(p.item, V1ToV2)])
+            return done + await self._bridge_candidates(batch.v1_to_v2, in_history)
 
-    async def _bridge_pending_locked(self, keys: Sequence[bytes], now: float) -> int:
-        candidates = []
-        for k in keys:
-            p = self.pending.get(k)
-            if p is None:
-                continue
-            if p.expires <= now:
-                del self.pending[k]
-                self._drop(DropReason.STANDBY_EXPIRED)
-                continue
-            candidates.append((k, p))
-        self.metrics.pending.set(len(self.pending))
-        candidates.sort(key=lambda kp: kp[1].sent_at)
-        # v2->v1 first: they need no lookup (the networks are independent; order is per direction).
-        done = await self._bridge_candidates([kp for kp in candidates if kp[1].direction == V2_TO_V1], set())
-        v1_items = [kp for kp in candidates if kp[1].direction == V1_TO_V2]
-        in_history = await self._in_sink_history([p.item for _, p in v1_items if isinstance(p.item, V1ToV2)])
-        return done + await self._bridge_candidates(v1_items, in_history)
-
-    async def _bridge_candidates(self, candidates: list[tuple[bytes, _Pending]], in_history: set[bytes]) -> int:
+    async def _bridge_candidates(self, candidates: Iterable[tuple[bytes, Pending]], in_history: set[bytes]) -> int:
         done = 0
-        for key, p in candidates:
-            if self.pending.pop(key, None) is None:
+        for key, _ in candidates:
+            p = self.standby.claim(key)
+            if p is None:
                 continue  # its translation arrived while we looked (counted as a duplicate then)
-            self.metrics.pending.set(len(self.pending))
+            self._pending_changed()
             if key in in_history:
                 self.metrics.takeover_skipped.labels("in_sink_history").inc()
                 if not self.dedup.seen(key):
                     await self.dedup.add(key)
                 continue
             if not self.gate.is_active():  # leadership went while we looked: keep it for the next one
-                self.pending[key] = p
-                self.metrics.pending.set(len(self.pending))
+                self.standby.keep(key, p)
+                self._pending_changed()
                 continue
             if isinstance(p.item, V1ToV2):
                 await self._publish_v2(p.item)
@@ -460,21 +372,18 @@ class Pipeline:
         return found
 
     def expire_pending(self, now: float) -> None:
-        dead = [k for k, p in self.pending.items() if p.expires <= now]
-        for k in dead:
-            del self.pending[k]
-        self.metrics.pending.set(len(self.pending))
+        self.standby.expire(now)
+        self._pending_changed()
 
     # --- run ---
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            self._running = True
-            self._warm_from = self.clock() + self.config.warmup_s
+            self.standby.start(self.clock())
             nursery.start_soon(self._v1_loop)
             nursery.start_soon(self._release_loop)
             nursery.start_soon(self._v2_loop)
-            nursery.start_soon(self._grace_loop)
+            nursery.start_soon(self._echo_loop)
             nursery.start_soon(self._housekeeping)
             task_status.started()
 
@@ -491,7 +400,7 @@ class Pipeline:
         or uncertain ones that arrived since), with the sink history check."""
         while True:
             await trio.sleep(0.2)
-            if not self._gate_open(self.clock()):
+            if not self.standby.observe(self.gate.is_active(), self.clock()):
                 continue
             due = self.held_until()
             if due is not None and due <= self.clock():

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import logging
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +20,12 @@ from bridge.app.service import _until_signal, instance_dir, node_key, v1_node_co
 from bridge.app.v2service import v2_node_config
 from bridge.dedup import DedupStore
 from bridge.metrics import BridgeMetrics
-from bridge.pipeline import AlwaysActive, HistoryRequest, HistoryResult, Pipeline, PipelineConfig
+from bridge.pipeline import AlwaysActive, Pipeline, PipelineConfig
 from bridge.policy import Policy
-from bridge.translate import NS
 
-__all__ = ["HISTORY_MAX_PAGES", "HISTORY_PAGE_SIZE", "BridgeService", "run_bridge", "sink_history"]
+__all__ = ["BridgeService", "run_bridge"]
 
 log = logging.getLogger(__name__)
-
-HISTORY_PAGE_SIZE = 100  # nwaku's maximum page
-HISTORY_MAX_PAGES = 50  # per source and query: a takeover's window at ~100 msg/s per topic batch
 
 
 class BridgeService:
@@ -40,6 +34,7 @@ class BridgeService:
         from failover.metrics import FailoverMetrics
         from v1.node import V1Node
         from v2.node import V2Node
+        from v2.store.client import query_history
 
         self.cfg = cfg
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -71,7 +66,9 @@ class BridgeService:
                            pubsub_topic=cfg.bridge.pubsub_topic, ttl=cfg.bridge.ttl, max_skew=cfg.bridge.max_skew,
                            pow_target=cfg.v1.pow, pow_budget_s=cfg.bridge.pow_budget),
             policy=Policy.from_lists(cfg.bridge.allow_topics, cfg.bridge.deny_topics), gate=self.gate,
-            history=lambda req, deadline: sink_history(self.v2, req, deadline))
+            # the sink history at takeover: our archive (if up over the window) and every store peer
+            history=lambda req, deadline: query_history(self.v2.host, self.v2.store_peers(), req, deadline,
+                                                        local=self.v2.store, local_since=self.v2.started_at))
         self.http_port = cfg.metrics.port
         self._elector_scope: trio.CancelScope | None = None
         self._resigning = False
@@ -200,62 +197,6 @@ class BridgeService:
                 task_status.started()
         finally:
             await self.dedup.aclose()
-
-
-async def sink_history(v2: Any, req: HistoryRequest, deadline: float) -> HistoryResult:
-    """The pipeline's sink history at takeover (specs/failover.md §7.5.4), for a running
-    :class:`v2.node.V2Node` ``v2``: ``req`` asked of its own archive, if the store is mounted and
-    the node was running over the whole window (an earlier gap may hide a message), and of every
-    connected peer whose identify lists store v3, all at once, each until ``deadline``.  Store
-    peers are trusted to tell the truth about what they hold (fleet store nodes): a lying one
-    could make us skip a message."""
-    from v2.core.message import MessageDecodeError, WakuMessage
-    from v2.store.client import StoreClient
-    from v2.store.common import StatusCode, StoreError
-    from v2.store.rpc_codec import StoreQuery, StoreResponse, encode_query
-
-    asks: list[tuple[str, Any]] = []
-    store, started = v2.store, v2.started_at
-    if store is not None and started is not None and started * NS <= req.time_start:
-        asks.append(("local", lambda q: store.answer(encode_query(q))))
-    client = StoreClient(v2.host)
-    for peer in v2.store_peers():
-        asks.append((peer, lambda q, peer=peer: client.query(
-            peer, q, timeout=max(0.1, deadline - trio.current_time()))))
-    messages: list[WakuMessage] = []
-    failures: list[str] = []
-
-    async def one(name: str, ask: Any) -> None:
-        q = StoreQuery(request_id="", include_data=True, pubsub_topic=req.pubsub_topic,
-                       content_topics=req.content_topics, time_start=req.time_start, time_end=req.time_end,
-                       pagination_forward=True, pagination_limit=HISTORY_PAGE_SIZE)
-        with trio.move_on_at(deadline):
-            try:
-                for _ in range(HISTORY_MAX_PAGES):
-                    q = dataclasses.replace(q, request_id=str(uuid.uuid4()))
-                    resp: StoreResponse = await ask(q)
-                    if resp.status_code != StatusCode.OK:
-                        failures.append(f"{name}: {resp.status_code} {resp.status_desc}")
-                        return
-                    for kv in resp.messages:
-                        if kv.data is not None:
-                            try:
-                                messages.append(WakuMessage.decode(kv.data))
-                            except MessageDecodeError:
-                                pass  # not a message: it cannot match a key
-                    if resp.pagination_cursor is None or resp.pagination_cursor == q.pagination_cursor:
-                        return
-                    q = dataclasses.replace(q, pagination_cursor=resp.pagination_cursor)
-                failures.append(f"{name}: more than {HISTORY_MAX_PAGES} pages")
-            except StoreError as exc:
-                failures.append(f"{name}: {exc}")
-            return
-        failures.append(f"{name}: deadline")
-
-    async with trio.open_nursery() as nursery:
-        for name, ask in asks:
-            nursery.start_soon(one, name, ask)
-    return HistoryResult(tuple(messages), len(asks), tuple(failures))
 
 
 async def run_bridge(cfg: AppConfig) -> None:

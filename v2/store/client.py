@@ -1,4 +1,5 @@
-"""Store v3 client: one query per stream, and an iterator over every page (waku-v2.md §2, §7).
+"""Store v3 client: one query per stream, an iterator over every page, and a history lookup over
+several sources at once (waku-v2.md §2, §7).
 
 As the client of nwaku we read exactly one length-prefixed response (§2).  Paging follows the
 response cursor, which nwaku sets iff more results exist.
@@ -7,8 +8,13 @@ response cursor, which nwaku sets iff more results exist.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
 
+import trio
+
+from v2.core.message import MessageDecodeError, WakuMessage
 from v2.host import DialError, Host
 from v2.protocol_ids import STORE_V3
 from v2.rpc import new_request_id, request
@@ -17,7 +23,22 @@ from v2.store.protocol import MAX_RESPONSE_SIZE
 from v2.store.rpc_codec import StoreDecodeError, StoreQuery, StoreResponse, decode_response, encode_query
 from v2.stream import FrameTooLarge, StreamClosedError
 
-__all__ = ["StoreClient", "StoreClientError", "StoreQueryFailed"]
+__all__ = [
+    "HISTORY_MAX_PAGES",
+    "HISTORY_PAGE_SIZE",
+    "HistoryRequest",
+    "HistoryResult",
+    "LocalStore",
+    "StoreClient",
+    "StoreClientError",
+    "StoreQueryFailed",
+    "query_history",
+]
+
+HISTORY_PAGE_SIZE = 100  # nwaku's maximum page (nwaku waku/waku_store/common.nim, MaxPageSize)
+HISTORY_MAX_PAGES = 50  # per source and query: a bridge takeover's window at ~100 msg/s per topic batch
+
+NS = 10**9
 
 
 class StoreClientError(StoreError):
@@ -78,3 +99,92 @@ class StoreClient:
                 return
             seen.add(cursor)
             q = dataclasses.replace(q, request_id="", pagination_cursor=cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """One history query: messages on ``pubsub_topic`` with one of ``content_topics`` and
+    ``time_start <= timestamp < time_end`` (ns), as a store v3 query expresses it."""
+
+    pubsub_topic: str
+    content_topics: tuple[str, ...]  # at most 10 (nwaku's limit, waku-v2.md §7)
+    time_start: int
+    time_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    messages: tuple[WakuMessage, ...] = ()
+    sources: int = 0  # how many history sources were asked
+    failures: tuple[str, ...] = ()  # one short reason per source that did not answer in full
+
+
+Ask = Callable[[StoreQuery], Awaitable[StoreResponse]]
+
+
+class LocalStore(Protocol):
+    """Our own store service, asked without a stream (:meth:`v2.store.protocol.StoreService.answer`)."""
+
+    async def answer(self, raw: bytes) -> StoreResponse: ...
+
+
+async def query_history(host: Host, peers: Iterable[str], req: HistoryRequest, deadline: float, *,
+                        local: LocalStore | None = None, local_since: float | None = None,
+                        page_size: int = HISTORY_PAGE_SIZE, max_pages: int = HISTORY_MAX_PAGES) -> HistoryResult:
+    """What the history holds for ``req``: asked of every store peer in ``peers`` and of ``local``
+    (our own archive) if it was up over the whole window (``local_since``, wall seconds, at or
+    before ``req.time_start``: an earlier gap may hide a message), all at once, each until
+    ``deadline`` (a ``trio.current_time()`` value), every page.
+
+    Never raises for a source: one that answers a non-200, breaks, runs past ``max_pages`` or the
+    deadline is listed in ``failures`` with what it returned so far kept.  Store peers are trusted
+    to tell the truth about what they hold (fleet store nodes): a lying one hides a message."""
+    client = StoreClient(host)
+
+    def remote(peer: str) -> Ask:
+        async def ask(q: StoreQuery) -> StoreResponse:
+            return await client.query(peer, q, timeout=max(0.1, deadline - trio.current_time()))
+        return ask
+
+    asks: list[tuple[str, Ask]] = []
+    if local is not None and local_since is not None and local_since * NS <= req.time_start:
+        store = local
+
+        async def ask_local(q: StoreQuery) -> StoreResponse:
+            return await store.answer(encode_query(q))
+        asks.append(("local", ask_local))
+    asks += [(peer, remote(peer)) for peer in peers]
+    messages: list[WakuMessage] = []
+    failures: list[str] = []
+
+    async def one(name: str, ask: Ask) -> None:
+        q = StoreQuery(request_id="", include_data=True, pubsub_topic=req.pubsub_topic,
+                       content_topics=req.content_topics, time_start=req.time_start, time_end=req.time_end,
+                       pagination_forward=True, pagination_limit=page_size)
+        with trio.move_on_at(deadline):
+            try:
+                for _ in range(max_pages):
+                    q = dataclasses.replace(q, request_id=new_request_id())
+                    resp = await ask(q)
+                    if resp.status_code != StatusCode.OK:
+                        failures.append(f"{name}: {resp.status_code} {resp.status_desc}")
+                        return
+                    for kv in resp.messages:
+                        if kv.data is not None:
+                            try:
+                                messages.append(WakuMessage.decode(kv.data))
+                            except MessageDecodeError:
+                                pass  # not a message: it cannot match anything
+                    if resp.pagination_cursor is None or resp.pagination_cursor == q.pagination_cursor:
+                        return
+                    q = dataclasses.replace(q, pagination_cursor=resp.pagination_cursor)
+                failures.append(f"{name}: more than {max_pages} pages")
+            except StoreError as exc:
+                failures.append(f"{name}: {exc}")
+            return
+        failures.append(f"{name}: deadline")
+
+    async with trio.open_nursery() as nursery:
+        for name, ask in asks:
+            nursery.start_soon(one, name, ask)
+    return HistoryResult(tuple(messages), len(asks), tuple(failures))
