@@ -12,7 +12,8 @@ Warm standby: while the gate says we are not active, nothing is published; what 
 to bridge when at takeover, is decided by the pure core :mod:`bridge.standby` (its docstring states
 the rules: pending, echo grace, takeover window, uncertain envelopes, two active bridges).  This
 module is its trio shell: it feeds the core every arrival with the gate's answer and the clock,
-and carries out the decisions (dedup, the sink history check, publish, post).  Timers sleep for
+and carries out the decisions (dedup, the sink history check of :mod:`bridge.history`, publish,
+post).  Timers sleep for
 differences of the injected clock, so a clock that follows trio's (tests: ``MockClock``) makes
 the whole pipeline run on virtual time.
 """
@@ -21,39 +22,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
 
 from bridge.dedup import DedupStore
+from bridge.history import SinkHistory, find_in_history
 from bridge.metrics import V1_TO_V2, V2_TO_V1, BridgeMetrics
-from bridge.payload import wrap_unencrypted
 from bridge.policy import Policy
 from bridge.standby import Action, Batch, Pending, Standby, StandbyConfig, looks_bridged_from_v1
-from bridge.topics import InvalidTopic, NotBridgeable, v1_topic_of
-from bridge.translate import NS, Drop, DropReason, Unsealed, V1ToV2, dedup_key, seal, v1_to_v2, v2_to_v1
+from bridge.translate import Drop, DropReason, Unsealed, V1ToV2, seal, v1_to_v2, v2_to_v1
 from v1.waku.envelope import Envelope
 from v2.core.message import WakuMessage
-from v2.store.client import HistoryRequest, HistoryResult
 
-__all__ = [
-    "MAX_HISTORY_TOPICS",
-    "AlwaysActive",
-    "Gate",
-    "HistoryRequest",
-    "HistoryResult",
-    "Pipeline",
-    "PipelineConfig",
-    "SinkHistory",
-    "V1Side",
-    "V2Side",
-    "history_requests",
-    "sink_key",
-]
-
-MAX_HISTORY_TOPICS = 10  # content topics per store query (nwaku's limit, waku-v2.md §7)
+__all__ = ["AlwaysActive", "Gate", "Pipeline", "PipelineConfig", "V1Side", "V2Side"]
 
 log = logging.getLogger(__name__)
 
@@ -72,48 +56,6 @@ class V2Side(Protocol):
 
 class Gate(Protocol):
     def is_active(self) -> bool: ...
-
-
-SinkHistory = Callable[[HistoryRequest, float], Awaitable[HistoryResult]]
-"""``history(request, deadline)``: what the v2 side's history holds for ``request``, from every
-source that can answer (``deadline`` is a ``trio.current_time()`` value: return by then with what
-arrived, a source that did not finish listed in ``failures``)."""
-
-
-def sink_key(msg: WakuMessage) -> bytes | None:
-    """The dedup key a stored v2 message has (that of its v2->v1 translation); None if it has no
-    v1 form.  Same rule as :func:`bridge.translate.v2_to_v1`, without the time checks."""
-    try:
-        topic = v1_topic_of(msg.content_topic)
-    except (NotBridgeable, InvalidTopic):
-        return None
-    return dedup_key(topic, msg.payload if msg.version == 1 else wrap_unencrypted(msg.payload))
-
-
-def history_requests(items: Iterable[V1ToV2], chunk_s: int = 2) -> list[HistoryRequest]:
-    """Queries covering ``items``: per pubsub topic, content topics in batches of at most
-    :data:`MAX_HISTORY_TOPICS`, and per batch one query per ``chunk_s`` seconds of timestamps that
-    hold an item, [first second, last second + 1 s) (short windows run in parallel: a takeover
-    after a restart looks up a pool's worth, TTL seconds of traffic).
-
-    A v1->v2 item's timestamp is the envelope's creation second; the v2 message it may be the
-    translation of has a timestamp in that second (v2_to_v1 floors ns to s), and a translation of
-    a v1 original has exactly it: the windows are exact, no slack needed."""
-    by_topic: dict[str, dict[str, set[int]]] = {}
-    for it in items:
-        sec = (it.message.timestamp or 0) // NS
-        by_topic.setdefault(it.pubsub_topic, {}).setdefault(it.message.content_topic, set()).add(sec)
-    out = []
-    step = max(1, chunk_s)
-    for pubsub, topics in sorted(by_topic.items()):
-        names = sorted(topics)
-        for i in range(0, len(names), MAX_HISTORY_TOPICS):
-            batch = names[i:i + MAX_HISTORY_TOPICS]
-            chunks = sorted({sec // step for n in batch for sec in topics[n]})
-            for c in chunks:
-                secs = [sec for n in batch for sec in topics[n] if sec // step == c]
-                out.append(HistoryRequest(pubsub, tuple(batch), min(secs) * NS, (max(secs) + 1) * NS))
-    return out
 
 
 class AlwaysActive:
@@ -305,7 +247,11 @@ class Pipeline:
             return 0
         async with self._bridge_lock:
             done = await self._bridge_candidates(batch.v2_to_v1, set())
-            in_history = await self._in_sink_history([p.item for _, p in batch.v1_to_v2 if isinstance(p.item, V1ToV2)])
+            in_history: set[bytes] = set()
+            if self.history is not None:
+                in_history = await find_in_history(
+                    self.history, [p.item for _, p in batch.v1_to_v2 if isinstance(p.item, V1ToV2)], self.metrics,
+                    deadline_s=self.config.history_deadline_s, chunk_s=self.config.history_chunk_s)
             return done + await self._bridge_candidates(batch.v1_to_v2, in_history)
 
     async def _bridge_candidates(self, candidates: Iterable[tuple[bytes, Pending]], in_history: set[bytes]) -> int:
@@ -330,46 +276,6 @@ class Pipeline:
                 await self._post_v1(p.item)
             done += 1
         return done
-
-    async def _in_sink_history(self, items: list[V1ToV2]) -> set[bytes]:
-        """The keys of ``items`` that the sink's history holds.  Bounded by ``history_deadline_s``
-        in total; a query that fails or runs out of time is counted and treated as "not found"
-        (we then bridge: a duplicate is better than a loss, §7.7)."""
-        if self.history is None or not items:
-            return set()
-        wanted = {it.key for it in items}
-        found: set[bytes] = set()
-        history = self.history
-        deadline = trio.current_time() + self.config.history_deadline_s
-
-        async def one(req: HistoryRequest) -> None:
-            try:
-                res = await history(req, deadline)
-            except Exception as exc:  # a broken lookup must not stop the takeover
-                log.warning("sink history query failed: %s", exc)
-                self.metrics.takeover_history_queries.labels("failed").inc()
-                return
-            for reason in res.failures:
-                log.info("sink history source failed: %s", reason)
-            self.metrics.takeover_history_queries.labels("ok").inc(max(0, res.sources - len(res.failures)))
-            self.metrics.takeover_history_queries.labels("failed").inc(len(res.failures))
-            for m in res.messages:
-                k = sink_key(m)
-                if k in wanted:
-                    found.add(k)
-
-        requests = history_requests(items, self.config.history_chunk_s)
-        # A grace of 0.5 s past the deadline for the lookup to return what it has; then cut.
-        with trio.move_on_at(deadline + 0.5) as scope:
-            async with trio.open_nursery() as nursery:
-                for req in requests:
-                    nursery.start_soon(one, req)
-        if scope.cancelled_caught:
-            self.metrics.takeover_history_queries.labels("timeout").inc()
-            log.warning("sink history lookup cut at its deadline (%.1f s)", self.config.history_deadline_s)
-        log.info("sink history: %d of %d pending v1->v2 found on v2 (%d queries, %.2f s)", len(found), len(wanted),
-                 len(requests), self.config.history_deadline_s - (deadline - trio.current_time()))
-        return found
 
     def expire_pending(self, now: float) -> None:
         self.standby.expire(now)

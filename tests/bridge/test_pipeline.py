@@ -19,17 +19,9 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from bridge.dedup import DedupStore
+from bridge.history import HistoryRequest, HistoryResult, SinkHistory
 from bridge.metrics import BridgeMetrics, RateWindow, TopicCap
-from bridge.pipeline import (
-    MAX_HISTORY_TOPICS,
-    HistoryRequest,
-    HistoryResult,
-    Pipeline,
-    PipelineConfig,
-    SinkHistory,
-    history_requests,
-    sink_key,
-)
+from bridge.pipeline import Pipeline, PipelineConfig
 from bridge.policy import Policy
 from bridge.translate import NS, V1ToV2, v1_to_v2
 from v1.waku.envelope import Envelope
@@ -515,28 +507,3 @@ async def test_no_local_progress_rule_a_message_only_the_standby_got_is_bridged(
     gate.active = True
     assert await s.take_over() == 1
     assert [x.payload for _, x in s2.published] == [b"reached the standby only"]
-
-
-def test_history_requests_batch_topics_and_cover_exact_windows() -> None:
-    items = []
-    for i in range(2 * MAX_HISTORY_TOPICS + 3):
-        for dt in (0, 1, 5):  # seconds 1_000_000 + {0, 1, 5}: two 2-second chunks
-            e = Envelope(1_000_000 + dt + 10, 10, i.to_bytes(4, "big"), b"x")
-            out = v1_to_v2(e, cluster_id=1, num_shards=8, pubsub_topic="/waku/2/rs/1/0")
-            assert isinstance(out, V1ToV2)
-            items.append(out)
-    reqs = history_requests(items, chunk_s=2)
-    assert [len(r.content_topics) for r in reqs] == [10, 10, 10, 10, 3, 3]
-    topics = sorted({i.message.content_topic for i in items})
-    assert sorted(t for r in reqs for t in r.content_topics) == sorted(topics * 2)  # each topic, both chunks
-    for r in reqs:
-        assert (r.time_start, r.time_end) in ((1_000_000 * NS, 1_000_002 * NS), (1_000_005 * NS, 1_000_006 * NS))
-    for it in items:  # every item is inside one query
-        ts = it.message.timestamp or 0
-        assert any(it.message.content_topic in r.content_topics and r.time_start <= ts < r.time_end for r in reqs)
-
-
-def test_sink_key_is_the_key_of_the_v2_to_v1_translation() -> None:
-    m = wmsg(b"k")
-    assert sink_key(m) is not None
-    assert sink_key(WakuMessage(b"k", "/app/1/chat/proto", timestamp=1)) is None

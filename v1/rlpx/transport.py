@@ -424,6 +424,54 @@ async def _refuse(stream: trio.SocketStream, session: Session, reason: Disconnec
         await stream.aclose()
 
 
+async def _open(stream: trio.SocketStream, session: Session, metrics: RLPxMetrics, timeouts: Timeouts,
+                remote_address: tuple[str, int], *, inbound: bool) -> RLPxConnection:
+    """:func:`_establish`, or: the failure counted (``connect_failure`` / ``accept_failure``), the
+    socket closed (after a Disconnect if the peer broke the protocol), and PeerDisconnected raised."""
+    failures = metrics.accept_failure if inbound else metrics.connect_failure
+    try:
+        return await _establish(stream, session, metrics, timeouts, remote_address, inbound=inbound)
+    except (ProtocolError, HandshakeError, FrameError) as exc:
+        failures.labels(_kind(exc)).inc()
+        if inbound:
+            log.info("inbound %s refused: %s", remote_address, exc)
+        await _refuse(stream, session, _reason(exc))
+        raise PeerDisconnected(DisconnectReason.BREACH_OF_PROTOCOL, by_remote=False, detail=str(exc)) from None
+    except (trio.TooSlowError, OSError, trio.BrokenResourceError, PeerDisconnected) as exc:
+        if isinstance(exc, PeerDisconnected):  # the peer's Disconnect (or EOF) during the handshake
+            failures.labels("io" if inbound else "disconnected").inc()
+        else:
+            failures.labels("timeout" if isinstance(exc, trio.TooSlowError) else "io").inc()
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        if isinstance(exc, PeerDisconnected):
+            raise
+        raise PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=False, detail=str(exc) or "timeout") from None
+
+
+@asynccontextmanager
+async def _running(conn: RLPxConnection, metrics: RLPxMetrics) -> AsyncIterator[RLPxConnection]:
+    """The session of an established connection, dialled or accepted alike: its reader, keepalive
+    and ponger run while the owner's body does; on exit, however the body ended, Disconnect
+    (CLIENT_QUITTING if the node is shutting down, else REQUESTED) and close."""
+    metrics.connected_peers.inc()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn._run)
+            reason = DisconnectReason.REQUESTED
+            try:
+                yield conn
+            except BaseException:
+                if _being_cancelled():  # the node is shutting down (SIGTERM / Ctrl-C)
+                    reason = DisconnectReason.CLIENT_QUITTING
+                raise
+            finally:
+                await conn.disconnect(reason)
+                nursery.cancel_scope.cancel()
+    finally:
+        metrics.connected_peers.dec()
+
+
 @asynccontextmanager
 async def rlpx_connect(
     enode: Enode | str,
@@ -446,39 +494,10 @@ async def rlpx_connect(
         raise PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=False, detail=f"dial: {exc}") from None
     session = Session(node_key, hello, secrets.token_bytes, remote_pubkey=target.pubkey,
                       max_frame_size=max_frame_size, max_message_size=max_frame_size, eip8=eip8)
-    try:
-        conn = await _establish(stream, session, m, timeouts, (target.host, target.port), inbound=False)
-    except (ProtocolError, HandshakeError, FrameError) as exc:
-        m.connect_failure.labels(_kind(exc)).inc()
-        await _refuse(stream, session, _reason(exc))
-        raise PeerDisconnected(DisconnectReason.BREACH_OF_PROTOCOL, by_remote=False, detail=str(exc)) from None
-    except (trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
-        m.connect_failure.labels("timeout" if isinstance(exc, trio.TooSlowError) else "io").inc()
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
-        raise PeerDisconnected(DisconnectReason.TCP_ERROR, by_remote=False, detail=str(exc) or "timeout") from None
-    except PeerDisconnected:
-        m.connect_failure.labels("disconnected").inc()
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
-        raise
+    conn = await _open(stream, session, m, timeouts, (target.host, target.port), inbound=False)
     m.connect_success.inc()
-    m.connected_peers.inc()
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(conn._run)
-            reason = DisconnectReason.REQUESTED
-            try:
-                yield conn
-            except BaseException:
-                if _being_cancelled():  # the node is shutting down (SIGTERM / Ctrl-C)
-                    reason = DisconnectReason.CLIENT_QUITTING
-                raise
-            finally:
-                await conn.disconnect(reason)
-                nursery.cancel_scope.cancel()
-    finally:
-        m.connected_peers.dec()
+    async with _running(conn, m):
+        yield conn
 
 
 async def rlpx_serve(
@@ -517,17 +536,9 @@ async def rlpx_serve(
         session = Session(node_key, hello, secrets.token_bytes, max_frame_size=max_frame_size,
                           max_message_size=max_frame_size)
         try:
-            conn = await _establish(stream, session, m, timeouts, addr, inbound=True)
-        except (ProtocolError, HandshakeError, FrameError) as exc:
-            m.accept_failure.labels(_kind(exc)).inc()
-            log.info("inbound %s refused: %s", addr, exc)
-            await _refuse(stream, session, _reason(exc))
-            return
-        except (trio.TooSlowError, OSError, trio.BrokenResourceError, PeerDisconnected) as exc:
-            m.accept_failure.labels("timeout" if isinstance(exc, trio.TooSlowError) else "io").inc()
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-            return
+            conn = await _open(stream, session, m, timeouts, addr, inbound=True)
+        except PeerDisconnected:
+            return  # counted and closed
         refusal = DisconnectReason.TOO_MANY_PEERS if active >= max_peers else None
         if refusal is None and admit is not None:
             refusal = admit(conn.remote_pubkey)
@@ -536,21 +547,10 @@ async def rlpx_serve(
             await conn.disconnect(refusal)
             return
         m.accept_success.inc()
-        m.connected_peers.inc()
         active += 1
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(conn._run)
-                reason = DisconnectReason.REQUESTED
-                try:
-                    await handler(conn)
-                except BaseException:
-                    if _being_cancelled():
-                        reason = DisconnectReason.CLIENT_QUITTING
-                    raise
-                finally:
-                    await conn.disconnect(reason)
-                    nursery.cancel_scope.cancel()
+            async with _running(conn, m):
+                await handler(conn)
         except PeerDisconnected:
             pass
         except Exception:  # a bug in one peer's handler must not take the listener down
@@ -558,7 +558,6 @@ async def rlpx_serve(
             m.protocol_errors.labels("handler_bug").inc()
         finally:
             active -= 1
-            m.connected_peers.dec()
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, serve_one, listeners)
