@@ -1,7 +1,8 @@
 """The bridge pipeline: v1 → v2 and v2 → v1, each: policy → dedup → translate → publish.
 
-Depends only on small protocols (``V1Side``, ``V2Side``, ``Gate``) that ``v1.node.V1Node`` and
-``v2.node.V2Node`` satisfy.  Every message ends as a transfer or a counted drop.
+Depends only on the small protocols of :mod:`bridge.ports` (``V1Port``, ``V2Port``, ``Gate``) that
+``v1.node.V1Node``, ``v2.node.V2Node`` and the failover elector satisfy.  Every message ends as a
+transfer or a counted drop.
 
 Dedup is one ledger for both directions (key = sha256(v1 topic ‖ v1 data)); a key is committed
 *before* the publish (write-ahead), so a restart never bridges it again.  A key seen arriving on
@@ -24,7 +25,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import trio
 
@@ -32,35 +32,15 @@ from bridge.dedup import DedupStore
 from bridge.history import SinkHistory, find_in_history
 from bridge.metrics import V1_TO_V2, V2_TO_V1, BridgeMetrics
 from bridge.policy import Policy
+from bridge.ports import AlwaysActive, Gate, V1Port, V2Port
 from bridge.standby import Action, Batch, Pending, Standby, StandbyConfig, looks_bridged_from_v1
 from bridge.translate import Drop, DropReason, Unsealed, V1ToV2, seal, v1_to_v2, v2_to_v1
 from v1.waku.envelope import Envelope
 from v2.core.message import WakuMessage
 
-__all__ = ["AlwaysActive", "Gate", "Pipeline", "PipelineConfig", "V1Side", "V2Side"]
+__all__ = ["Pipeline", "PipelineConfig"]
 
 log = logging.getLogger(__name__)
-
-
-class V1Side(Protocol):
-    def inbound(self) -> Any: ...  # trio.MemoryReceiveChannel[ReceivedEnvelope]
-    async def post(self, envelope: Envelope) -> Any: ...  # .accepted, .reason
-    def peers(self) -> list[Any]: ...
-
-
-class V2Side(Protocol):
-    def messages(self) -> Any: ...  # trio.MemoryReceiveChannel[ReceivedMessage]
-    async def publish(self, pubsub_topic: str, msg: WakuMessage) -> Any: ...
-    def peers(self) -> list[str]: ...
-
-
-class Gate(Protocol):
-    def is_active(self) -> bool: ...
-
-
-class AlwaysActive:
-    def is_active(self) -> bool:
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +62,7 @@ class PipelineConfig:
 
 
 class Pipeline:
-    def __init__(self, v1: V1Side, v2: V2Side, dedup: DedupStore, metrics: BridgeMetrics, config: PipelineConfig,
+    def __init__(self, v1: V1Port, v2: V2Port, dedup: DedupStore, metrics: BridgeMetrics, config: PipelineConfig,
                  *, policy: Policy | None = None, gate: Gate | None = None,
                  history: SinkHistory | None = None, clock: Callable[[], float] = time.time) -> None:
         self.v1 = v1
@@ -210,12 +190,12 @@ class Pipeline:
         if self.standby.on_v2(active=self.gate.is_active()) is Action.HOLD:  # leadership went while we mined
             return self._hold(u.key, u, float(u.expiry), float(u.expiry - u.ttl))
         res = await self.v1.post(env)
-        if not getattr(res, "accepted", True):
-            if getattr(res, "reason", None) == "duplicate":
+        if not res.accepted:
+            if res.reason == "duplicate":
                 # Our pool already holds these exact bytes (the active's post reached us and waits in
                 # our inbound queue, e.g. at takeover): it is on the network, not a failure.
                 return self._drop(DropReason.DUPLICATE)
-            return self._drop(DropReason.PUBLISH_FAILED, f"v1: {getattr(res, 'reason', '')}")
+            return self._drop(DropReason.PUBLISH_FAILED, f"v1: {res.reason}")
         now = self.clock()
         latency = None if received_at is None else now - received_at  # receive -> post, mining included
         self.metrics.transfer(V2_TO_V1, f"/waku/1/0x{u.topic.hex()}/rfc26", len(u.data), latency, now)
@@ -295,11 +275,11 @@ class Pipeline:
 
     async def _v1_loop(self) -> None:
         async for rec in self.v1.inbound():
-            await self.on_envelope(rec.envelope, getattr(rec, "received_at", None))
+            await self.on_envelope(rec.envelope, rec.received_at)
 
     async def _v2_loop(self) -> None:
         async for rm in self.v2.messages():
-            await self.on_message(rm.message, getattr(rm, "received_at", None))
+            await self.on_message(rm.message, rm.received_at)
 
     async def _release_loop(self) -> None:
         """While active: bridge pending v1->v2 items once their grace has passed (held at takeover,
@@ -322,7 +302,7 @@ class Pipeline:
             self.metrics.refresh(now)
             self.metrics.peers.labels("v1").set(len(self.v1.peers()))
             self.metrics.peers.labels("v2").set(len(self.v2.peers()))
-            above = [p for p in self.v1.peers() if getattr(p, "pow_requirement", 0) > self.config.pow_target]
+            above = [p for p in self.v1.peers() if p.pow_requirement > self.config.pow_target]
             if above and not self.metrics.pow_above_target._value.get():
                 log.warning("%d v1 peer(s) require more PoW than our target %.6g: they will drop our posts",
                             len(above), self.config.pow_target)

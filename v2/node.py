@@ -21,14 +21,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from prometheus_client import CollectorRegistry
 
 from v2.core.message import MAX_MESSAGE_SIZE, WakuMessage
 from v2.core.topics import PubsubTopic
-from v2.host import Host, HostConfig
+from v2.host import ConnectionEvent, Host, HostConfig
 from v2.metadata.client import query_metadata
 from v2.metadata.protocol import MetadataService
 from v2.metadata.rpc import Verdict, judge
@@ -39,7 +39,16 @@ from v2.protocol_ids import FILTER_PUSH, IDENTIFY, PING, RELAY, STORE_V3
 from v2.relay.protocol import PublishError, Relay, RelayMessage
 from v2.stream import Stream
 
-__all__ = ["PublishResult", "ReceivedMessage", "Service", "V2Node", "V2NodeConfig"]
+if TYPE_CHECKING:  # each protocol's package is imported only when it is mounted (see _mount_*)
+    from v2.enr.enr import Enr
+    from v2.filter.protocol import FilterService
+    from v2.lightpush.protocol import LightpushAccepted, LightpushService
+    from v2.peer_exchange.protocol import PeerExchangeService
+    from v2.peers.manager import PeerManager
+    from v2.store.archive import Archive
+    from v2.store.protocol import StoreService
+
+__all__ = ["MessageSink", "PublishResult", "ReceivedMessage", "Runnable", "Service", "V2Node", "V2NodeConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +136,20 @@ class PublishResult:
 class Service(Protocol):
     """The shape every mounted protocol has (docs/decisions/0002)."""
 
-    protocol_ids: tuple[str, ...]
+    @property
+    def protocol_ids(self) -> tuple[str, ...]: ...
 
     async def handle(self, stream: Stream) -> None: ...
 
 
+class Runnable(Protocol):
+    """A mounted service with tasks of its own (store retention, filter subscription expiry)."""
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
+
+
 MessageSink = Callable[[str, WakuMessage, bytes, bytes], Awaitable[None]]
+"""``on_message(pubsub_topic, msg, hash, data)`` of a service fed every message the node accepts."""
 
 
 class V2Node:
@@ -149,18 +166,19 @@ class V2Node:
         self.started = trio.Event()
         self.started_at: float | None = None  # wall clock when run() was up (the archive's gap-free since)
         self.peer_metadata: dict[str, Metadata] = {}
-        self._enr: Any = None
+        self._enr: Enr | None = None
 
         self.metadata = MetadataService(config.cluster_id, config.relay_shards, self.registry,
                                         idle_timeout=config.idle_stream_timeout)
-        self.services: list[Any] = [self.metadata]
-        self._sinks: list[MessageSink] = []
-        self.store: Any = None
-        self.archive: Any = None
-        self.filter: Any = None
-        self.lightpush: Any = None
-        self.peer_exchange: Any = None
-        self.peer_manager: Any = None
+        self.services: list[Service] = [self.metadata]
+        self._sinks: list[MessageSink] = []  # services fed every accepted message (store, filter)
+        self._runners: list[Runnable] = []  # services started with the node (store, filter)
+        self.store: StoreService | None = None
+        self.archive: Archive | None = None
+        self.filter: FilterService | None = None
+        self.lightpush: LightpushService | None = None
+        self.peer_exchange: PeerExchangeService | None = None
+        self.peer_manager: PeerManager
         if config.store:
             self._mount_store()
         if config.filter:
@@ -175,9 +193,6 @@ class V2Node:
         for svc in self.services:
             for pid in svc.protocol_ids:
                 self.host.set_stream_handler(pid, svc.handle)
-            sink = getattr(svc, "on_message", None)
-            if sink is not None:
-                self._sinks.append(sink)
         # We are no filter client, but identify must list the push codec (nwaku drops filter
         # peers whose identify lacks it; §9, §16): accept and discard, counted.
         self.host.set_stream_handler(FILTER_PUSH, self._unsolicited_push)
@@ -191,6 +206,8 @@ class V2Node:
         self.archive = Archive(self.config.store_db_url(), retention=self.config.store_message_retention_policy)
         self.store = StoreService(self.archive, self.registry, request_timeout=self.config.idle_stream_timeout)
         self.services.append(self.store)
+        self._sinks.append(self.store.on_message)
+        self._runners.append(self.store)
 
     def _mount_filter(self) -> None:
         from v2.filter.protocol import FilterService
@@ -200,6 +217,8 @@ class V2Node:
                                     subscription_timeout=c.filter_subscription_timeout,
                                     max_peers=c.filter_max_peers_to_serve, max_criteria_per_peer=c.filter_max_criteria)
         self.services.append(self.filter)
+        self._sinks.append(self.filter.on_message)
+        self._runners.append(self.filter)
 
     def _mount_lightpush(self) -> None:
         from v2.lightpush.protocol import LightpushService
@@ -256,7 +275,7 @@ class V2Node:
         """Our ENR text (31/WAKU2-ENR), once the host listens; None before."""
         return self._enr.to_text() if self._enr is not None else None
 
-    def _build_enr(self) -> Any:
+    def _build_enr(self) -> Enr:
         from v2.enr.enr import Enr, Waku2
 
         c = self.config
@@ -283,7 +302,7 @@ class V2Node:
         state = self.peer_manager.policy.get(peer)
         return state is not None and bool(state.static)
 
-    def _known_enrs(self) -> list[Any]:
+    def _known_enrs(self) -> list[Enr]:
         return list(self.peer_manager.enrs())
 
     def protocols(self) -> list[str]:
@@ -329,9 +348,8 @@ class V2Node:
             await nursery.start(self.host.run)
             self._enr = self._build_enr()
             nursery.start_soon(self._watch_connections, conn_events)
-            for svc in self.services:
-                if hasattr(svc, "run"):
-                    await nursery.start(svc.run)
+            for svc in self._runners:
+                await nursery.start(svc.run)
             if self.config.relay:
                 for topic in self.config.pubsub_topics:
                     await self.relay.subscribe(topic)
@@ -378,7 +396,7 @@ class V2Node:
         await self._feed(pubsub_topic, msg, h, msg.encode())
         return max(peers, len(self.relay.topic_peers(pubsub_topic)))
 
-    async def _lightpush_accepted(self, acc: Any) -> None:
+    async def _lightpush_accepted(self, acc: LightpushAccepted) -> None:
         """After a 200: hand it to ``messages()`` (the bridge bridges lightpushed messages too)."""
         self.metrics.node_messages.labels("lightpush").inc()
         await self._send.send(ReceivedMessage(acc.pubsub_topic, acc.message, acc.message.encode(), acc.hash,
@@ -390,7 +408,7 @@ class V2Node:
 
     # -- connections ---------------------------------------------------------------------------
 
-    async def _watch_connections(self, events: trio.MemoryReceiveChannel[Any]) -> None:
+    async def _watch_connections(self, events: trio.MemoryReceiveChannel[ConnectionEvent]) -> None:
         limiter = trio.CapacityLimiter(16)  # metadata queries in flight at once
         async with trio.open_nursery() as nursery:
             async for ev in events:

@@ -20,8 +20,9 @@ from bridge.app.service import _until_signal, instance_dir, node_key, v1_node_co
 from bridge.app.v2service import v2_node_config
 from bridge.dedup import DedupStore
 from bridge.metrics import BridgeMetrics
-from bridge.pipeline import AlwaysActive, Pipeline, PipelineConfig
+from bridge.pipeline import Pipeline, PipelineConfig
 from bridge.policy import Policy
+from bridge.ports import AlwaysActive
 
 __all__ = ["BridgeService", "run_bridge"]
 

@@ -24,6 +24,7 @@ from bridge.metrics import BridgeMetrics, RateWindow, TopicCap
 from bridge.pipeline import Pipeline, PipelineConfig
 from bridge.policy import Policy
 from bridge.translate import NS, V1ToV2, v1_to_v2
+from v1.node import PostResult
 from v1.waku.envelope import Envelope
 from v1.waku.pow import mine_smallest_nonce
 from v2.core.message import WakuMessage
@@ -38,7 +39,7 @@ class V1Port:
 
     async def post(self, envelope: Envelope) -> Any:
         self.posted.append(envelope)
-        return type("R", (), {"accepted": True})()
+        return PostResult(True)
 
     def peers(self) -> list[Any]:
         return []
@@ -56,6 +57,22 @@ class V2Port:
 
     def peers(self) -> list[str]:
         return []
+
+
+@dataclass(frozen=True)
+class EnvIn:
+    """What V1Node.inbound() carries, as far as the pipeline reads it (bridge.ports.EnvelopeIn)."""
+
+    envelope: Envelope
+    received_at: float
+
+
+@dataclass(frozen=True)
+class MsgIn:
+    """What V2Node.messages() carries, as far as the pipeline reads it (bridge.ports.MessageIn)."""
+
+    message: WakuMessage
+    received_at: float
 
 
 class Gate:
@@ -243,8 +260,8 @@ async def test_run_loops_with_channels(autojump_clock: trio.abc.Clock) -> None:
     p.v2.messages = lambda: r2  # type: ignore[method-assign]
     async with trio.open_nursery() as n:
         await n.start(p.run)
-        await s1.send(type("R", (), {"envelope": env(b"chan")})())
-        await s2.send(type("M", (), {"message": wmsg(b"chan v2")})())
+        await s1.send(EnvIn(env(b"chan"), p.clock()))
+        await s2.send(MsgIn(wmsg(b"chan v2"), p.clock()))
         await until(lambda: bool(p1.posted and p2.published))
         await trio.sleep(1.5)  # one housekeeping tick
         assert p.metrics.peers.labels("v1")._value.get() == 0
@@ -279,10 +296,10 @@ async def test_echo_grace_holds_translations_until_the_original_arrives(tmp_path
     b.v2.messages = lambda: r2  # type: ignore[method-assign]
     async with trio.open_nursery() as n:
         await n.start(b.run)
-        await s2.send(type("M", (), {"message": translation})())
+        await s2.send(MsgIn(translation, b.clock()))
         await trio.sleep(0.3)
         assert b2.published == [] and b1.posted == []  # deferred, not bridged
-        await s1.send(type("R", (), {"envelope": e})())
+        await s1.send(EnvIn(e, b.clock()))
         await until(lambda: bool(b2.published))  # the original, bridged at once
         await trio.sleep(1.5)  # the grace has passed: the translation was a duplicate by then
         assert b.standby.next_echo() is None and dropped(b, "duplicate") == 1
@@ -296,7 +313,7 @@ async def test_echo_grace_passes_then_a_genuine_v2_message_is_bridged(autojump_c
     delayed by the grace, in arrival order; one that does not look like one is not delayed."""
     clock = trio_wall_clock()
     b, b1, _, _ = await make(None, "b", echo_grace_s=1.0, clock=clock)
-    second = int(time.time()) * NS
+    second = int(b.clock()) * NS
     looks = [WakuMessage(f"whole second {i}".encode(), "/waku/1/0x1a2b3c4d/rfc26", version=1, timestamp=second)
              for i in range(3)]
     plain = WakuMessage(b"not whole", "/waku/1/0x1a2b3c4d/rfc26", version=1, timestamp=second + 1)
@@ -306,9 +323,9 @@ async def test_echo_grace_passes_then_a_genuine_v2_message_is_bridged(autojump_c
     async with trio.open_nursery() as n:
         await n.start(b.run)
         for m in looks:
-            await s2.send(type("M", (), {"message": m})())
+            await s2.send(MsgIn(m, b.clock()))
             await trio.sleep(0.1)
-        await s2.send(type("M", (), {"message": plain})())
+        await s2.send(MsgIn(plain, b.clock()))
         await until(lambda: len(b1.posted) == 1)
         assert b1.posted[0].data == plain.payload  # it arrived last, after the three deferred ones
         await until(lambda: len(b1.posted) == 4)
@@ -415,8 +432,8 @@ async def test_release_loop_bridges_held_and_uncertain_items(tmp_path: Path, aut
         await s.on_envelope(env(b"held at takeover"))
         gate.active = True
         assert await s.take_over() == 0
-        await s_in.send(type("R", (), {"envelope": echo})())  # created before warm: checked, not bridged
-        await s_in.send(type("R", (), {"envelope": env(b"also uncertain, not in history")})())
+        await s_in.send(EnvIn(echo, s.clock()))  # created before warm: checked, not bridged
+        await s_in.send(EnvIn(env(b"also uncertain, not in history"), s.clock()))
         await until(lambda: len(s2.published) >= 2 and not s.pending)
         n.cancel_scope.cancel()
     assert sorted(x.payload for _, x in s2.published) == [b"also uncertain, not in history", b"held at takeover"]
