@@ -15,6 +15,7 @@ __all__ = [
     "EnvelopeErrorEntry",
     "MessageResponse",
     "MessagesError",
+    "P2PRequestComplete",
     "WakuCode",
     "decode_batch_ack",
     "decode_message_response",
@@ -66,7 +67,10 @@ def decode_messages(data: bytes) -> list[Envelope | EnvelopeError]:
 @dataclass(frozen=True, slots=True)
 class EnvelopeErrorEntry:
     envelope_hash: bytes
-    code: int  # spec says 1 = time sync; status-go emits 21 / 22 (waku-v1.md §11): accept any
+    # The spec says 1 = time sync.  status-go declares 21 (time not synced) and 22 (other), but
+    # sends 21 for *every* error: `type TimeSyncError error` is an interface, so the type switch
+    # in ErrorToEnvelopeError matches any error (waku/common/errors.go, envelope.go).  Accept any.
+    code: int
     description: str
 
 
@@ -113,14 +117,38 @@ def decode_message_response(data: bytes) -> MessageResponse:
     return MessageResponse(batch, entries)
 
 
-def decode_p2p_request_complete(data: bytes) -> tuple[bytes, bytes, bytes]:
-    """P2P Request Complete (125): status-go wraps ``[request_id, last_envelope_hash, cursor]``."""
+@dataclass(frozen=True, slots=True)
+class P2PRequestComplete:
+    """A mail server's P2P Request Complete (125).  ``error`` is set for a failed request."""
+
+    request_id: bytes
+    last_envelope_hash: bytes = b""  # empty when the server sent only the request id
+    cursor: bytes = b""  # 36 bytes (4 timestamp + 32 hash) when more pages follow
+    error: str | None = None
+
+
+_FAILED_PREFIX = b"ERROR="  # status-go waku/mailserver.go mailServerFailedPayloadPrefix
+_CURSOR_LEN = 36
+
+
+def decode_p2p_request_complete(data: bytes) -> P2PRequestComplete:
+    """P2P Request Complete (125): one RLP string holding the *concatenation*
+    ``request_id(32) ‖ last_envelope_hash(32) ‖ cursor(36)`` (shorter forms: the id alone, or id and
+    hash), or ``"ERROR=" ‖ request_id ‖ message`` for a failed request.  status-go builds it with
+    CreateMailServerRequestCompletedPayload and parses it by slicing (waku/mailserver.go
+    tryCreateMailServerRequestCompletedEvent); it is not an RLP list."""
     try:
-        item = rlp.decode(data)
-        if isinstance(item, bytes):
-            item = rlp.decode(item)
+        payload = rlp.decode(data)
     except rlp.exceptions.DecodingError as exc:
         raise MessagesError(f"malformed P2P Request Complete: {exc}") from None
-    if not isinstance(item, list) or len(item) < 3 or not all(isinstance(x, bytes) for x in item[:3]):
-        raise MessagesError("P2P Request Complete has the wrong shape")
-    return item[0], item[1], item[2]
+    if not isinstance(payload, bytes):
+        raise MessagesError("P2P Request Complete is not an RLP string")
+    if payload.startswith(_FAILED_PREFIX) and len(payload) >= len(_FAILED_PREFIX) + 32:
+        rest = payload[len(_FAILED_PREFIX):]
+        return P2PRequestComplete(rest[:32], error=rest[32:].decode("utf-8", "replace"))
+    if len(payload) < 32 or len(payload) > 64 + _CURSOR_LEN:
+        raise MessagesError(f"P2P Request Complete payload of {len(payload)} bytes")
+    last = payload[32:64] if len(payload) >= 64 else b""
+    # status-go keeps a remainder as the cursor only if it has a cursor's full length.
+    cursor = payload[64:] if len(payload) - 64 >= _CURSOR_LEN else b""
+    return P2PRequestComplete(payload[:32], last, cursor)

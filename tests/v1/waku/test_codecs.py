@@ -114,6 +114,21 @@ def test_fuzz_envelope_roundtrip(expiry: int, ttl: int, topic: bytes, data: byte
     assert Envelope.decode(env.encode()) == env
 
 
+def test_p2p_request_complete_is_status_go_concatenation() -> None:
+    """status-go's payload is an RLP string of request_id ‖ last_envelope_hash ‖ cursor, not a list
+    (waku/mailserver.go CreateMailServerRequestCompletedPayload); captured from v1.1.0."""
+    from v1.waku.messages import P2PRequestComplete, decode_p2p_request_complete
+
+    rid, last, cursor = b"\x04" * 32, b"\x05" * 32, b"\x06" * 36
+    assert decode_p2p_request_complete(rlp.encode(rid + last + cursor)) == P2PRequestComplete(rid, last, cursor)
+    assert decode_p2p_request_complete(rlp.encode(rid + last)) == P2PRequestComplete(rid, last)
+    assert decode_p2p_request_complete(rlp.encode(rid)) == P2PRequestComplete(rid)
+    # a remainder shorter than a cursor is ignored, as status-go does
+    assert decode_p2p_request_complete(rlp.encode(rid + last + b"ab")) == P2PRequestComplete(rid, last)
+    failed = decode_p2p_request_complete(rlp.encode(b"ERROR=" + rid + b"db closed"))
+    assert failed == P2PRequestComplete(rid, error="db closed")
+
+
 def test_message_response_batch_ack_and_p2p_complete() -> None:
     from v1.waku.messages import (
         EnvelopeErrorEntry,
@@ -127,9 +142,7 @@ def test_message_response_batch_ack_and_p2p_complete() -> None:
     resp = MessageResponse(b"\x01" * 32, (EnvelopeErrorEntry(b"\x02" * 32, 21, "time sync"),))
     assert decode_message_response(encode_message_response(resp)) == resp
     assert decode_batch_ack(rlp.encode(b"\x03" * 32)) == b"\x03" * 32
-    inner = rlp.encode([b"\x04" * 32, b"\x05" * 32, b"cur"])
-    assert decode_p2p_request_complete(rlp.encode(inner)) == (b"\x04" * 32, b"\x05" * 32, b"cur")
-    for bad in (b"\xc0", rlp.encode([1, 2]), b"\xff"):
+    for bad in (b"\xc0", rlp.encode([1, 2]), b"\xff", rlp.encode(b"\x01" * 31), rlp.encode(b"\x01" * 101)):
         for fn in (decode_batch_ack, decode_message_response, decode_p2p_request_complete):
             try:
                 fn(bad)
