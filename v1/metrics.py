@@ -21,6 +21,9 @@ class V1Metrics:
         self.envelopes_sent = Counter("waku_v1_envelopes_sent", "Envelopes forwarded to peers", registry=r)
         self.send_expired = Counter("waku_v1_send_expired", "Envelopes that expired while queued for a peer "
                                     "whose advertised rate limits held them back", registry=r)
+        self.send_oversize = Counter("waku_v1_send_oversize", "Envelopes not sent to a peer because a packet "
+                                     "holding them exceeds the bytes/s limit it advertised (status-go's "
+                                     "bucket could never let it through)", registry=r)
         self.packets_in = Counter("waku_v1_packets", "waku/1 packets received, by code", ["code"], registry=r)
         self.rate_limited = Counter("waku_v1_rate_limits_exceeded", "Rate-limit exceedances by kind",
                                     ["type"], registry=r)

@@ -100,6 +100,7 @@ class _Peer:
     filter: PeerFilter
     limiter: PeerRateLimiter
     pacer: SendPacer  # what we send it, within the packets/s and bytes/s it advertised
+    confirmations: bool = False  # it advertised confirmations: it answers our Messages packets
 
 
 class V1Node:
@@ -231,6 +232,7 @@ class V1Node:
         peer = _Peer(conn, pid, _filter(theirs), PeerRateLimiter.create(
             self.config.rate_limit_packets, self.config.rate_limit_bytes), SendPacer(MAX_PACKET - 16))
         peer.pacer.set_limits(_limit(theirs.rate_limits), _limit(theirs.bytes_rate_limits))
+        peer.confirmations = bool(theirs.confirmations)
         if self.config.light_node and peer.filter.light:
             await self._drop(peer, "both_light", DisconnectReason.USELESS_PEER)
             return
@@ -284,7 +286,7 @@ class V1Node:
         while True:
             code, data, size = await peer.conn.receive_sized()
             now = self.clock()
-            kind = peer.limiter.check(size, now)
+            kind = peer.limiter.check(size, now, answer=code in (WakuCode.BATCH_ACK, WakuCode.MESSAGE_RESPONSE))
             if kind is not None:
                 self.metrics.rate_limited.labels(kind).inc()
                 if peer.limiter.abusive:
@@ -302,6 +304,8 @@ class V1Node:
                     await self._drop(peer, "bad_status", DisconnectReason.BREACH_OF_PROTOCOL)
                     return
                 peer.filter = _filter(update, base=peer.filter)
+                if update.confirmations is not None:
+                    peer.confirmations = update.confirmations
                 if update.rate_limits is not None or update.bytes_rate_limits is not None:
                     peer.pacer.set_limits(None if update.rate_limits is None else _limit(update.rate_limits),
                                           None if update.bytes_rate_limits is None
@@ -374,9 +378,11 @@ class V1Node:
             # Paced to the peer's advertised limits (status-go drops a peer that exceeds them;
             # waku-v1.md §10); packets of <= 1 MiB (§7).  What does not fit waits for a later tick.
             peer.pacer.offer(self.pool.pending_for(peer.id, peer.filter, now))
-            packets, expired = peer.pacer.take(now)
+            packets, expired, oversize = peer.pacer.take(now)
             if expired:
                 self.metrics.send_expired.inc(len(expired))
+            if oversize:
+                self.metrics.send_oversize.inc(len(oversize))
             for batch in packets:
                 if not await self._send(peer, batch):
                     return  # the session is over; the read loop ends and removes the peer
@@ -386,6 +392,8 @@ class V1Node:
             await peer.conn.send(WakuCode.MESSAGES, encode_messages(batch))
         except PeerDisconnected:
             return False
+        if peer.confirmations:
+            peer.limiter.expect_answers(2)  # Message Response + Batch Ack (status-go)
         self.metrics.envelopes_sent.inc(len(batch))
         return True
 

@@ -59,7 +59,7 @@ async def start_node(nursery: trio.Nursery, **cfg: Any) -> V1Node:
 
 async def until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
     with trio.fail_after(timeout):
-        while not cond():  # noqa: ASYNC110 -- the node exposes no event for these conditions
+        while not cond():  # the node exposes no event for these conditions: poll
             await trio.sleep(0.05)
 
 
@@ -249,7 +249,7 @@ async def test_pacing_to_statusgo_rate_limits(nursery: trio.Nursery) -> None:
         nursery, "-pow", "0.002", "-rate-packets-ip", "20", "-rate-packets-peer", str(packets_peer),
         "-rate-bytes-ip", "64000", "-rate-bytes-peer", str(bytes_peer), "-rate-tolerance", "1")
     try:
-        node = await start_node(nursery, static_nodes=(ready["enode"],), forward_interval=0.3)
+        node = await start_node(nursery, static_nodes=(ready["enode"],), forward_interval=0.3, pool_capacity=16384)
         await connected(node)
         theirs = (await until_event(go, "status", dir="out", code=0))[0]
         check_statusgo_options(theirs)
@@ -263,7 +263,7 @@ async def test_pacing_to_statusgo_rate_limits(nursery: trio.Nursery) -> None:
         burst_bytes = 0
         for second in range(0, 60, 2):
             start = trio.current_time()
-            burst = [envelope(f"{second:03d}-{i:04d} ".encode() + os.urandom(88), ttl=60) for i in range(400)]
+            burst = [envelope(f"{second:03d}-{i:04d} ".encode() + os.urandom(88), ttl=30) for i in range(400)]
             burst_bytes = sum(e.size for e in burst)
             for e in burst:
                 assert (await node.post(e)).accepted
@@ -289,7 +289,7 @@ async def test_pacing_to_statusgo_rate_limits(nursery: trio.Nursery) -> None:
 
 async def test_line_statusgo_ours_statusgo(nursery: trio.Nursery) -> None:
     a, ready_a = await start_statusgo(nursery, "-pow", "0.002")
-    b, ready_b = await start_statusgo(nursery, "-pow", "0.002")
+    b, _ = await start_statusgo(nursery, "-pow", "0.002")
     try:
         node = await start_node(nursery, static_nodes=(ready_a["enode"],))
         await b.request("connect", enode=node.enode)  # one dialled by us, one dialling us
@@ -382,3 +382,28 @@ async def test_statusgo_mailserver_p2p_messages(nursery: trio.Nursery) -> None:
 
 
 
+
+
+async def test_confirmations_do_not_count_against_our_rate_limit(nursery: trio.Nursery) -> None:
+    """status-go answers every Messages packet with two packets (12 and 11) and ignores the
+    limits we advertise (v1/peer.go: stored, never used to send): those answers, which our own
+    sending provokes, must not make our limiter drop it as abusive."""
+    go, ready = await start_statusgo(nursery, "-pow", "0.002", "-confirmations")
+    try:
+        node = await start_node(nursery, static_nodes=(ready["enode"],), rate_limit_packets=4)
+        await connected(node)
+        mine = (await until_event(go, "status", dir="in", code=0))[0]["options"]
+        assert mine["rate_limits"] == [0, 4, 0]
+        for i in range(30):  # one Messages packet each: 60 confirmation packets back
+            e = envelope(f"paced {i} ".encode() + os.urandom(8))
+            assert (await node.post(e)).accepted
+            await go.wait_event("envelope", hash=e.hash.hex())
+        await go.wait_event("batch_ack", dir="out", count=30)
+        marker = await go.request("post", topic=T1.hex(), data=os.urandom(8).hex(), ttl=30, pow=0.002)
+        with trio.fail_after(30):
+            rec = await node.inbound().receive()
+        assert rec.envelope.hash.hex() == marker["hash"]  # read after all 60 answers: still connected
+        assert len(node.peers()) == 1 and not [e for e in go.events if e.get("event") == "peer_drop"]
+        assert node.metrics.rate_limited.labels("packets")._value.get() == 0
+    finally:
+        await go.aclose()

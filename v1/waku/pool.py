@@ -24,7 +24,7 @@ from v1.waku.bloom import FULL_BLOOM, bloom_matches, topic_to_bloom
 from v1.waku.envelope import Envelope
 from v1.waku.pow import SizeRule, pow_value
 
-__all__ = ["AddResult", "EnvelopePool", "PeerFilter", "Rejection", "validate"]
+__all__ = ["AddResult", "EnvelopePool", "PeerFilter", "Rejection", "receiver_pow", "validate"]
 
 
 class Rejection(Enum):
@@ -61,6 +61,20 @@ def validate(env: Envelope, now: float, *, pow_requirement: float, max_size: int
     elif bloom != FULL_BLOOM and not bloom_matches(bloom, topic_to_bloom(env.topic)):
         return Rejection.BLOOM
     return None
+
+
+def receiver_pow(pow_spec: float, env: Envelope, now: float) -> float:
+    """The PoW a status-go peer computes for ``env`` on receipt at ``now``.
+
+    For an envelope created in the (near) future, status-go recomputes the PoW with the ttl
+    stretched by the time left plus one second (waku/waku.go addAndBridge: ``CalculatePoW(sent -
+    now + 1)``, whole seconds), so an envelope just above a peer's requirement is refused by it as
+    low PoW until its creation time has come.
+    """
+    t = int(now)
+    if env.sent <= t or env.ttl == 0:
+        return pow_spec
+    return pow_spec * env.ttl / (env.ttl + env.sent - t + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,13 +206,18 @@ class EnvelopePool:
         if box is None:  # not added as a peer: offer the whole pool, as to a new one
             box = self._outbox[peer] = deque(self._entries)
         out: list[Envelope] = []
+        later: list[bytes] = []
         while box:
             h = box.popleft()
             e = self._entries.get(h)
             if e is None or h in known or e.env.expiry < now:
                 continue
             # A light peer still gets envelopes (status-go does), but we never send it back its own.
-            if filt.wants(e.env, e.pow):
+            if filt.wants(e.env, receiver_pow(e.pow, e.env, now)):
                 out.append(e.env)
+            elif e.env.sent > now and filt.wants(e.env, e.pow):
+                later.append(h)  # from the near future: it will pass once its creation time is here
+                continue
             known.add(h)
+        box.extend(later)
         return out

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 from v1.waku.envelope import Envelope
 
-__all__ = ["MAX_LEGIT_PACKET", "PACING_MARGIN", "PeerRateLimiter", "SendPacer", "TokenBucket"]
+__all__ = ["MAX_LEGIT_PACKET", "MAX_OWED_ANSWERS", "PACING_MARGIN", "PeerRateLimiter", "SendPacer", "TokenBucket",
+           "refill_rate"]
+
+MAX_OWED_ANSWERS = 64  # two answers for each of our last 32 Messages packets
 
 # A full Messages packet (<= 1 MiB of envelopes, waku-v1.md §7) plus snappy's worst-case growth.
 MAX_LEGIT_PACKET = (1 << 20) + (1 << 16)
@@ -50,6 +53,11 @@ class PeerRateLimiter:
     tolerance: int = 5
     exceeded: int = 0
     _window_start: float = 0.0
+    # Answers the peer owes us: a status-go node with confirmations on answers every Messages
+    # packet it receives with a Message Response (12) and a Batch Ack (11) (waku/v1/peer.go
+    # sendConfirmation), and it ignores the limits we advertise.  Those answers are provoked by
+    # our own sending; counted, they ate the budget and real Messages packets were discarded.
+    _owed_answers: int = 0
 
     @classmethod
     def create(cls, packets_per_s: float, bytes_per_s: float, tolerance: int = 5) -> PeerRateLimiter:
@@ -59,8 +67,17 @@ class PeerRateLimiter:
         return cls(TokenBucket(packets_per_s, max(packets_per_s, 1.0)),
                    TokenBucket(bytes_per_s, max(bytes_per_s, MAX_LEGIT_PACKET)), tolerance)
 
-    def check(self, size: int, now: float) -> str | None:
-        """None if within limits, else the kind exceeded ("packets" | "bytes")."""
+    def expect_answers(self, n: int) -> None:
+        """We sent the peer something it may answer with ``n`` packets (capped: a peer that never
+        answers must not bank an unlimited exemption)."""
+        self._owed_answers = min(self._owed_answers + n, MAX_OWED_ANSWERS)
+
+    def check(self, size: int, now: float, *, answer: bool = False) -> str | None:
+        """None if within limits, else the kind exceeded ("packets" | "bytes").  An ``answer``
+        (Batch Ack / Message Response) that we are owed is not counted."""
+        if answer and self._owed_answers > 0:
+            self._owed_answers -= 1
+            return None
         kind = None
         if not self.packets.take(1, now):
             kind = "packets"
@@ -78,6 +95,33 @@ class PeerRateLimiter:
 
 
 PACING_MARGIN = 0.9  # send at 90 % of a peer's limit: its buckets refill on its own clock (100 ms ticks)
+_REFILL_TICK = 0.1  # status-go's throttlers: tb.NewThrottler(100 * time.Millisecond)
+
+
+def refill_rate(limit: float) -> float:
+    """What status-go's bucket for an advertised ``limit`` really refills per second.
+
+    tsenart/tb (which status-go's rate_limiter.go uses) adds ``floor(0.5 + limit · 0.1)`` tokens
+    every 100 ms (throttler.go ``Bucket``), not ``limit`` per second: a limit of 14 refills 10/s,
+    of 15 refills 20/s, and a limit below 5 refills nothing at all (its bucket holds ``limit``
+    tokens and never refills).  The bucket's capacity is ``limit``.
+    """
+    return float(int(0.5 + limit * _REFILL_TICK)) / _REFILL_TICK
+
+
+def _paced(limit: float) -> float:
+    """The rate we send at: a margin under both the advertised limit and what really refills.
+    A limit that refills nothing (< 5/s) cannot be kept by any sender; we pace to the limit."""
+    real = refill_rate(limit)
+    return max(0.0, min(limit, real) if real > 0 else limit) * PACING_MARGIN
+
+
+def _packet_size(payload: int) -> int:
+    """The msg-data size status-go counts for a Messages packet carrying ``payload`` bytes of
+    envelopes: the RLP list around them (its limiter counts ``msg.Size``)."""
+    if payload < 56:
+        return payload + 1
+    return payload + 1 + (payload.bit_length() + 7) // 8
 
 
 @dataclass(slots=True)
@@ -88,14 +132,17 @@ class SendPacer:
     them (waku-v1.md §10), so a bridge flooding v1 must queue instead.  Envelopes wait in arrival
     order; one that expires while waiting is handed back as expired (the caller counts it).
 
-    A queued envelope larger than the byte bucket could never fit: it goes when the bucket is
-    full, and the debt delays what follows."""
+    A queued envelope a little larger than our byte bucket (which runs at the margin) goes alone
+    when the bucket is full, and the debt delays what follows.  One whose packet exceeds the
+    peer's bytes/s limit itself can never pass status-go's bucket (its capacity is the limit, and
+    a packet larger than that is an exceedance every time): it is handed back as oversize."""
 
     max_packet: int
     _queue: deque[Envelope] = field(default_factory=deque)
     # One second of burst, as the peer's own buckets hold (at least one packet).
     _packets: TokenBucket = field(default_factory=lambda: TokenBucket(0.0, 1.0))
     _bytes: TokenBucket = field(default_factory=lambda: TokenBucket(0.0, 0.0))
+    _bytes_limit: float = 0.0  # the peer's advertised bytes/s: its bucket's capacity
 
     @property
     def packets_per_s(self) -> float:
@@ -107,13 +154,15 @@ class SendPacer:
 
     def set_limits(self, packets_per_s: float | None = None, bytes_per_s: float | None = None) -> None:
         """The limits the peer advertised (None: that one unchanged, as a Status Update that omits
-        it); we send at ``PACING_MARGIN`` of them, starting again from full buckets."""
+        it); we send at ``PACING_MARGIN`` of what its buckets really refill (:func:`refill_rate`),
+        with ``PACING_MARGIN`` of their capacity as burst, starting again from full buckets."""
         if packets_per_s is not None:
-            rate = max(0.0, packets_per_s) * PACING_MARGIN
-            self._packets = TokenBucket(rate, max(1.0, rate))
+            limit = max(0.0, packets_per_s)
+            self._packets = TokenBucket(_paced(limit), max(1.0, limit * PACING_MARGIN))
         if bytes_per_s is not None:
-            rate = max(0.0, bytes_per_s) * PACING_MARGIN
-            self._bytes = TokenBucket(rate, rate)
+            limit = max(0.0, bytes_per_s)
+            self._bytes = TokenBucket(_paced(limit), limit * PACING_MARGIN)
+            self._bytes_limit = limit
         self._packets.stamp = self._bytes.stamp = None
 
     def __len__(self) -> int:
@@ -122,11 +171,15 @@ class SendPacer:
     def offer(self, envs: Iterable[Envelope]) -> None:
         self._queue.extend(envs)
 
-    def take(self, now: float) -> tuple[list[list[Envelope]], list[Envelope]]:
-        """(Messages packets to send now, each <= ``max_packet`` bytes of envelopes; expired ones)."""
+    def take(self, now: float) -> tuple[list[list[Envelope]], list[Envelope], list[Envelope]]:
+        """(Messages packets to send now, each <= ``max_packet`` bytes of envelopes; expired ones;
+        oversize ones, which the peer's byte limit can never let through)."""
         expired = [e for e in self._queue if e.expiry < now]
-        if expired:
-            self._queue = deque(e for e in self._queue if e.expiry >= now)
+        limit = self._bytes_limit if self._bytes.rate > 0 else 0.0
+        oversize = [e for e in self._queue if limit and e.expiry >= now and _packet_size(e.size) > limit]
+        if expired or oversize:
+            self._queue = deque(e for e in self._queue
+                                if e.expiry >= now and not (limit and _packet_size(e.size) > limit))
         pk, by = self._packets, self._bytes
         pk.refill(now)
         by.refill(now)
@@ -150,4 +203,4 @@ class SendPacer:
             packets.append(batch)
             if pk.rate > 0:
                 pk.tokens -= 1.0
-        return packets, expired
+        return packets, expired, oversize

@@ -87,6 +87,27 @@ def test_rate_limiter() -> None:
     assert lim.check(10, 102.0) is None  # refilled
 
 
+def test_rate_limiter_does_not_count_the_answers_we_are_owed() -> None:
+    """A status-go peer with confirmations answers each of our Messages packets with two packets
+    (waku/v1/peer.go sendConfirmation) whatever limits we advertise: owed answers are free, and
+    only owed ones (a peer flooding answers is counted as usual)."""
+    from v1.waku.ratelimit import MAX_OWED_ANSWERS
+
+    lim = PeerRateLimiter.create(packets_per_s=4, bytes_per_s=0, tolerance=5)
+    for _ in range(30):
+        lim.expect_answers(2)
+        assert lim.check(40, 100.0, answer=True) is None
+        assert lim.check(40, 100.0, answer=True) is None
+    assert lim.exceeded == 0
+    assert [lim.check(10, 100.0) for _ in range(4)] == [None] * 4  # its budget is intact
+    assert lim.check(40, 100.0, answer=True) == "packets"  # an answer nobody asked for counts
+    lim2 = PeerRateLimiter.create(packets_per_s=1, bytes_per_s=0)
+    for _ in range(100):
+        lim2.expect_answers(2)
+    free = sum(lim2.check(1, 300.0, answer=True) is None for _ in range(MAX_OWED_ANSWERS + 10))
+    assert free == MAX_OWED_ANSWERS + 1  # the capped credit, then the one token of its bucket
+
+
 def test_rate_limiter_always_lets_one_full_packet_through() -> None:
     # 100 kB/s: a legitimate 1 MiB Messages packet passes once the bucket has refilled, never "abuse"
     lim = PeerRateLimiter.create(packets_per_s=0, bytes_per_s=100_000)

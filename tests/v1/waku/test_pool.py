@@ -97,3 +97,32 @@ def test_outboxes_and_heaps_match_a_full_rescan(ops: list[tuple[str, object, obj
             model.known.pop(a, None)
     for p in PEERS:
         assert pool.pending_for(p, ANY, now) == model.pending_for(p, now)
+
+
+def test_an_envelope_from_the_near_future_waits_until_a_status_go_peer_would_accept_its_pow() -> None:
+    """status-go recomputes the PoW of an envelope created in the future with ttl + (sent - now + 1)
+    (waku/waku.go addAndBridge) and refuses it below its requirement: we hold it back until then."""
+    from v1.waku.pool import receiver_pow
+    from v1.waku.pow import mine_smallest_nonce
+
+    now = 1000.5
+    sent, ttl, topic, data = 1002, 10, b"\x01\x02\x03\x04", b"future"
+    nonce = mine_smallest_nonce(sent + ttl, ttl, topic, data, 0.3, size_rule=SizeRule.SPEC)
+    assert nonce is not None
+    env = Envelope(sent + ttl, ttl, topic, data, nonce)
+    p = pow_value(env, SizeRule.SPEC)
+    assert receiver_pow(p, env, now) == p * 10 / (10 + 2 + 1)
+    assert receiver_pow(p, env, 1002.0) == p
+    req = p * 0.95  # met by the envelope's own PoW, not by the stretched one
+    pool = EnvelopePool(16)
+    pool.add_peer("go")
+    assert pool.add(env, now).new
+    filt = PeerFilter(pow_requirement=req)
+    assert pool.pending_for("go", filt, now) == []
+    assert pool.pending_for("go", filt, 1001.9) == []  # status-go still sees it 1 s ahead
+    assert pool.pending_for("go", filt, 1002.0) == [env]
+    assert pool.pending_for("go", filt, 1002.3) == []  # once only
+    # a requirement it never meets: dropped for that peer at once, as before
+    pool.add_peer("strict")
+    assert pool.pending_for("strict", PeerFilter(pow_requirement=p * 2), now) == []
+    assert pool.pending_for("strict", PeerFilter(pow_requirement=0), 1002.0) == []

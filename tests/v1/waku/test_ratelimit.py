@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from v1.waku.envelope import Envelope
-from v1.waku.ratelimit import PACING_MARGIN, SendPacer
+from v1.waku.ratelimit import PACING_MARGIN, SendPacer, refill_rate
 
 MAX = 1024 * 1024 - 16
 
@@ -20,8 +20,8 @@ def test_unlimited_sends_everything_at_once_in_packets_of_at_most_1_mib() -> Non
     p = SendPacer(MAX)
     envs = [env(i, 300_000) for i in range(7)]
     p.offer(envs)
-    packets, expired = p.take(0.0)
-    assert expired == [] and len(p) == 0
+    packets, expired, oversize = p.take(0.0)
+    assert expired == oversize == [] and len(p) == 0
     assert [e for b in packets for e in b] == envs
     assert all(sum(e.size for e in b) <= MAX for b in packets) and len(packets) == 3
 
@@ -39,23 +39,53 @@ def test_envelopes_that_expire_while_held_back_are_handed_back() -> None:
     p = SendPacer(MAX)
     p.set_limits(0, 1000)
     p.offer([env(0, 800, expiry=100), env(1, 800, expiry=5), env(2, 800, expiry=100)])
-    sent, expired = p.take(0.0)
+    sent, expired, _ = p.take(0.0)
     assert [len(b) for b in sent] == [1] and expired == []
-    sent, expired = p.take(6.0)
+    sent, expired, _ = p.take(6.0)
     assert [e.data[:4] for e in expired] == [(1).to_bytes(4, "big")]
     assert [e.data[:4] for b in sent for e in b] == [(2).to_bytes(4, "big")]
 
 
-def test_an_envelope_bigger_than_the_byte_bucket_still_goes_when_the_bucket_is_full() -> None:
+def test_an_envelope_bigger_than_our_byte_bucket_goes_alone_when_the_bucket_is_full() -> None:
+    p = SendPacer(MAX)
+    p.set_limits(0, 1000)  # our bucket: 900 bytes; status-go's: 1000
+    big = env(0, 890)
+    assert 900 < big.size <= 1000 - 3
+    p.offer([big, env(1, 10)])
+    sent, _, oversize = p.take(0.0)
+    assert [len(b) for b in sent] == [1] and oversize == []  # alone, into debt
+    sent, _, _ = p.take(0.01)
+    assert sent == []  # the debt is still being paid
+    sent, _, _ = p.take(1.0)
+    assert [len(b) for b in sent] == [1]
+
+
+def test_an_envelope_over_the_peers_byte_limit_is_handed_back_not_sent() -> None:
+    """status-go's byte bucket holds exactly the advertised limit (tsenart/tb): a larger packet is
+    an exceedance every time, and DropPeerRateLimiterHandler disconnects us for it."""
     p = SendPacer(MAX)
     p.set_limits(0, 1000)
     p.offer([env(0, 5000), env(1, 10)])
-    sent, _ = p.take(0.0)
-    assert [len(b) for b in sent] == [1]  # alone, into debt
-    sent, _ = p.take(1.0)
-    assert sent == []  # the debt is still being paid
-    sent, _ = p.take(7.0)
-    assert [len(b) for b in sent] == [1]
+    sent, expired, oversize = p.take(0.0)
+    assert [e.data[:4] for e in oversize] == [(0).to_bytes(4, "big")] and expired == []
+    assert [e.data[:4] for b in sent for e in b] == [(1).to_bytes(4, "big")]
+    p.set_limits(bytes_per_s=0)  # limit lifted by a Status Update: nothing is held back
+    p.offer([env(2, 5000)])
+    sent, _, oversize = p.take(1.0)
+    assert [len(b) for b in sent] == [1] and oversize == []
+
+
+def test_pacing_follows_what_status_go_buckets_really_refill() -> None:
+    """tsenart/tb adds floor(0.5 + limit/10) tokens per 100 ms: 14/s refills only 10/s."""
+    assert [refill_rate(x) for x in (1, 4, 5, 10, 14, 15, 24, 25)] == [0, 0, 10, 10, 10, 20, 20, 30]
+    assert refill_rate(32_000) == 32_000
+    p = SendPacer(MAX)
+    p.set_limits(14, 32_000)
+    assert p.packets_per_s == 10 * PACING_MARGIN and p.bytes_per_s == 32_000 * PACING_MARGIN
+    p.set_limits(5)  # refills 10/s, but the advertised 5 is the promise we keep
+    assert p.packets_per_s == 5 * PACING_MARGIN
+    p.set_limits(3)  # a bucket that never refills: no sender can keep it; pace to the limit
+    assert p.packets_per_s == 3 * PACING_MARGIN
 
 
 @settings(max_examples=150, deadline=None)
@@ -71,6 +101,7 @@ def test_within_the_advertised_limits_in_order_nothing_silently_lost(
     offered: list[Envelope] = []
     sent: list[Envelope] = []
     expired: list[Envelope] = []
+    oversize: list[Envelope] = []
     bytes_sent = packets_sent = 0
     t = 0.0
     biggest = max(e.size for e in envs)
@@ -79,8 +110,9 @@ def test_within_the_advertised_limits_in_order_nothing_silently_lost(
         if k < len(chunks):
             p.offer(chunks[k])
             offered += chunks[k]
-        packets, gone = p.take(t)
+        packets, gone, too_big = p.take(t)
         expired += gone
+        oversize += too_big
         for b in packets:
             assert b and sum(e.size for e in b) <= max(MAX, b[0].size)
             sent += b
@@ -94,5 +126,7 @@ def test_within_the_advertised_limits_in_order_nothing_silently_lost(
             assert packets_sent <= packets_per_s * PACING_MARGIN * t + max(1.0, packets_per_s * PACING_MARGIN) + 1e-9
     order = {id(e): i for i, e in enumerate(offered)}
     assert [order[id(e)] for e in sent] == sorted(order[id(e)] for e in sent)  # arrival order kept
-    assert len(sent) + len(expired) + len(p) == len(offered)
+    assert len(sent) + len(expired) + len(oversize) + len(p) == len(offered)
+    assert all(bytes_per_s and e.size + 1 > bytes_per_s for e in oversize)
+    assert all(not bytes_per_s or e.size + 4 <= bytes_per_s for e in sent)
     assert all(e.expiry < t for e in expired)
