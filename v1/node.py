@@ -1,8 +1,11 @@
 """A Waku v1 node: RLPx server + static-peer dialer + waku/1 peers + pool + 300 ms forwarding.
 
 One nursery.  Per peer: Status handshake (5 s), a read loop (validation, rate limits, pool), and
-a forwarder that sends it, every tick, what it has not seen.  Newly accepted envelopes from peers
-go to a bounded channel (``inbound()``) with back-pressure; our own posts never do.
+a forwarder that sends it, every tick, what it has not seen.  What each packet of a peer means
+(Status first, dispatch, status merge, rate limits, pacing) is decided by its sans-I/O core,
+:class:`v1.waku.peer.WakuPeer`; this shell runs the timers, the shared pool and the metrics.
+Newly accepted envelopes from peers go to a bounded channel (``inbound()``) with back-pressure;
+our own posts never do.
 """
 
 from __future__ import annotations
@@ -26,25 +29,34 @@ from v1.rlpx.metrics import RLPxMetrics
 from v1.rlpx.session import HelloParams
 from v1.rlpx.transport import PeerDisconnected, RLPxConnection, Timeouts, rlpx_connect, rlpx_serve
 from v1.waku.bloom import FULL_BLOOM
-from v1.waku.envelope import Envelope, EnvelopeError
-from v1.waku.messages import (
-    WAKU_CAPABILITY_LENGTH,
-    MessagesError,
-    WakuCode,
-    decode_message_response,
-    decode_messages,
-    encode_messages,
+from v1.waku.envelope import Envelope
+from v1.waku.messages import WAKU_CAPABILITY_LENGTH, WakuCode
+from v1.waku.peer import (
+    MAX_PACKET,
+    STATUS_TIMEOUT,
+    Disconnect,
+    EnvelopesDropped,
+    EnvelopesRefused,
+    Event,
+    MessagesIn,
+    OutPacket,
+    PacketIn,
+    PeerConfig,
+    PeerState,
+    RateLimited,
+    Received,
+    StatusUpdated,
+    WakuPeer,
 )
 from v1.waku.pool import EnvelopePool, PeerFilter, Rejection, validate
 from v1.waku.ratelimit import PeerRateLimiter, SendPacer
-from v1.waku.status import RateLimits, StatusError, StatusOptions, apply_update, decode_status, encode_status
+from v1.waku.status import RateLimits, StatusOptions, encode_status
 
 __all__ = ["PostResult", "ReceivedEnvelope", "V1Node", "V1NodeConfig", "V1PeerInfo"]
 
 log = logging.getLogger(__name__)
 
 WAKU = Capability("waku", 1, WAKU_CAPABILITY_LENGTH)
-MAX_PACKET = 1024 * 1024  # status-go disconnects on Messages packets > 1 MiB (waku-v1.md §7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +109,23 @@ class V1PeerInfo:
 class _Peer:
     conn: RLPxConnection
     id: str
-    filter: PeerFilter
-    limiter: PeerRateLimiter
-    pacer: SendPacer  # what we send it, within the packets/s and bytes/s it advertised
-    confirmations: bool = False  # it advertised confirmations: it answers our Messages packets
+    core: WakuPeer  # its waku/1 state and decisions
+
+    @property
+    def filter(self) -> PeerFilter:
+        return self.core.filter
+
+    @property
+    def limiter(self) -> PeerRateLimiter:
+        return self.core.limiter
+
+    @property
+    def pacer(self) -> SendPacer:  # what we send it, within the packets/s and bytes/s it advertised
+        return self.core.pacer
+
+    @property
+    def confirmations(self) -> bool:  # it advertised confirmations: it answers our Messages packets
+        return self.core.confirmations
 
 
 class V1Node:
@@ -122,6 +147,10 @@ class V1Node:
             confirmations=False,
             rate_limits=RateLimits(0, math.ceil(config.rate_limit_packets), 0) if limited else None,
             bytes_rate_limits=RateLimits(0, math.ceil(config.rate_limit_bytes), 0) if limited else None))
+        self._peer_config = PeerConfig(
+            pow_requirement=config.pow_requirement, max_envelope_size=config.max_envelope_size,
+            future_allowance=config.future_allowance_s, rate_limit_packets=config.rate_limit_packets,
+            rate_limit_bytes=config.rate_limit_bytes, light_node=config.light_node, max_packet=MAX_PACKET - 16)
         self._outbound = 0
         self.started = trio.Event()
 
@@ -226,16 +255,10 @@ class V1Node:
         if pid in self._peers:
             await conn.disconnect(DisconnectReason.ALREADY_CONNECTED)
             return
-        theirs = await self._handshake(conn)
-        if theirs is None:
+        core = WakuPeer(self._peer_config)
+        if not await self._handshake(conn, core):
             return
-        peer = _Peer(conn, pid, _filter(theirs), PeerRateLimiter.create(
-            self.config.rate_limit_packets, self.config.rate_limit_bytes), SendPacer(MAX_PACKET - 16))
-        peer.pacer.set_limits(_limit(theirs.rate_limits), _limit(theirs.bytes_rate_limits))
-        peer.confirmations = bool(theirs.confirmations)
-        if self.config.light_node and peer.filter.light:
-            await self._drop(peer, "both_light", DisconnectReason.USELESS_PEER)
-            return
+        peer = _Peer(conn, pid, core)
         self._peers[pid] = peer
         self.pool.add_peer(pid)
         direction = "in" if conn.inbound else "out"
@@ -258,26 +281,24 @@ class V1Node:
             self.metrics.peers.labels(direction).dec()
             self._update_max_pow()
 
-    async def _handshake(self, conn: RLPxConnection) -> StatusOptions | None:
+    async def _handshake(self, conn: RLPxConnection, core: WakuPeer) -> bool:
         """Symmetric Status exchange; the first packet must be Status (waku-v1.md §2)."""
         await conn.send(WakuCode.STATUS, self._status)
         try:
-            with trio.fail_after(5.0):
-                code, data = await conn.receive()
+            with trio.fail_after(STATUS_TIMEOUT):
+                code, data, size = await conn.receive_sized()
         except trio.TooSlowError:
-            await conn.disconnect(DisconnectReason.SUBPROTOCOL_ERROR, cause="status_timeout")
-            return None
+            events: list[Event] = [core.status_timeout()]
         except PeerDisconnected:
-            return None
-        if code != WakuCode.STATUS:
-            await conn.disconnect(DisconnectReason.BREACH_OF_PROTOCOL, cause="no_status")
-            return None
-        try:
-            return decode_status(data)
-        except StatusError as exc:
-            log.info("v1 peer %s sent a bad Status: %s", conn.remote_address, exc)
-            await conn.disconnect(DisconnectReason.BREACH_OF_PROTOCOL, cause="bad_status")
-            return None
+            return False
+        else:
+            events = core.receive(code, data, size, self.clock())
+        for ev in events:
+            if isinstance(ev, Disconnect):
+                if ev.detail:
+                    log.info("v1 peer %s: %s", conn.remote_address, ev.detail)
+                await conn.disconnect(ev.reason, cause=ev.cause)
+        return core.state is PeerState.READY
 
     async def _drop(self, peer: _Peer, why: str, reason: DisconnectReason) -> None:
         await peer.conn.disconnect(reason, cause=why)  # counted once the session is over (_count_end)
@@ -286,67 +307,38 @@ class V1Node:
         while True:
             code, data, size = await peer.conn.receive_sized()
             now = self.clock()
-            kind = peer.limiter.check(size, now, answer=code in (WakuCode.BATCH_ACK, WakuCode.MESSAGE_RESPONSE))
-            if kind is not None:
-                self.metrics.rate_limited.labels(kind).inc()
-                if peer.limiter.abusive:
-                    await self._drop(peer, "rate_limit", DisconnectReason.SUBPROTOCOL_ERROR)
-                    return
-                continue  # over the limit: the packet is not processed (counted)
-            label = WakuCode(code).name.lower() if code in WakuCode._value2member_map_ else "unknown"
-            self.metrics.packets_in.labels(label).inc()
-            if code == WakuCode.MESSAGES:
-                await self._on_messages(peer, data, now)
-            elif code == WakuCode.STATUS_UPDATE:
-                try:
-                    update = decode_status(data)
-                except StatusError:
-                    await self._drop(peer, "bad_status", DisconnectReason.BREACH_OF_PROTOCOL)
-                    return
-                peer.filter = _filter(update, base=peer.filter)
-                if update.confirmations is not None:
-                    peer.confirmations = update.confirmations
-                if update.rate_limits is not None or update.bytes_rate_limits is not None:
-                    peer.pacer.set_limits(None if update.rate_limits is None else _limit(update.rate_limits),
-                                          None if update.bytes_rate_limits is None
-                                          else _limit(update.bytes_rate_limits))
-                self._update_max_pow()
-            elif code == WakuCode.STATUS:
-                pass  # a second Status is ignored (waku-v1.md §2)
-            elif code == WakuCode.MESSAGE_RESPONSE:
-                # A status-go peer with confirmations on reports envelopes it refused: surface
-                # them (a rejected bridged post is an operator-visible problem).
-                try:
-                    for err in decode_message_response(data).errors:
+            for ev in peer.core.receive(code, data, size, now):
+                if isinstance(ev, PacketIn):
+                    self.metrics.packets_in.labels(ev.label).inc()
+                elif isinstance(ev, RateLimited):
+                    self.metrics.rate_limited.labels(ev.kind).inc()  # not processed (counted)
+                elif isinstance(ev, MessagesIn):
+                    await self._on_messages(peer, ev.envelopes, now)
+                elif isinstance(ev, StatusUpdated):
+                    self._update_max_pow()
+                elif isinstance(ev, EnvelopesDropped):
+                    self.metrics.envelopes_dropped.labels(ev.reason).inc(ev.count)
+                elif isinstance(ev, EnvelopesRefused):
+                    for err in ev.errors:
                         self.metrics.peer_envelope_errors.labels(str(err.code)).inc()
                         log.warning("v1 peer %s refused envelope %s: %s (code %d)", peer.conn.remote_enode,
                                     err.envelope_hash.hex(), err.description, err.code)
-                except MessagesError:
-                    self.metrics.packets_in.labels("malformed").inc()
-            elif code == WakuCode.P2P_MESSAGE:
-                # Mail-server history (possibly expired envelopes): only for trusted peers, never
-                # forwarded, never bridged (waku-v1.md §11).  We trust no mail server: count it.
-                self.metrics.envelopes_dropped.labels("p2p_message").inc()
-            # Batch Ack, P2P Request / Request Complete and unknown codes: ignored (we advertise
-            # confirmations=false and are not a mail server; unknown codes MUST be ignored).
+                elif isinstance(ev, Disconnect):
+                    if ev.detail:
+                        log.info("v1 peer %s dropped: %s", peer.conn.remote_enode, ev.detail)
+                    await self._drop(peer, ev.cause, ev.reason)
+                    return
 
-    async def _on_messages(self, peer: _Peer, data: bytes, now: float) -> None:
-        try:
-            decoded = decode_messages(data)
-        except MessagesError:
-            self.metrics.envelopes_dropped.labels(Rejection.MALFORMED.value).inc()
-            await self._drop(peer, "malformed_messages", DisconnectReason.BREACH_OF_PROTOCOL)
-            raise PeerDisconnected(DisconnectReason.BREACH_OF_PROTOCOL, by_remote=False) from None
-        for env in decoded:
+    async def _on_messages(self, peer: _Peer, received: tuple[Received, ...], now: float) -> None:
+        for r in received:
             self.metrics.envelopes_received.inc()
-            if isinstance(env, EnvelopeError):
+            env = r.envelope
+            if env is None:
                 self.metrics.envelopes_dropped.labels(Rejection.MALFORMED.value).inc()
                 continue
-            rej = validate(env, now, pow_requirement=self.config.pow_requirement,
-                           max_size=self.config.max_envelope_size, future_allowance=self.config.future_allowance_s)
-            if rej is not None:
+            if r.rejection is not None:
                 self.pool.mark_known(peer.id, env.hash)
-                self.metrics.envelopes_dropped.labels(rej.value).inc()
+                self.metrics.envelopes_dropped.labels(r.rejection.value).inc()
                 continue
             res = self.pool.add(env, now, origin=peer.id)
             if not res.new:
@@ -375,53 +367,24 @@ class V1Node:
         while True:
             await trio.sleep(self.config.forward_interval)
             now = self.clock()
-            # Paced to the peer's advertised limits (status-go drops a peer that exceeds them;
-            # waku-v1.md §10); packets of <= 1 MiB (§7).  What does not fit waits for a later tick.
-            peer.pacer.offer(self.pool.pending_for(peer.id, peer.filter, now))
-            packets, expired, oversize = peer.pacer.take(now)
-            if expired:
-                self.metrics.send_expired.inc(len(expired))
-            if oversize:
-                self.metrics.send_oversize.inc(len(oversize))
-            for batch in packets:
-                if not await self._send(peer, batch):
+            out = peer.core.flush(self.pool.pending_for(peer.id, peer.filter, now), now)
+            if out.expired:
+                self.metrics.send_expired.inc(out.expired)
+            if out.oversize:
+                self.metrics.send_oversize.inc(out.oversize)
+            for packet in out.packets:
+                if not await self._send(peer, packet):
                     return  # the session is over; the read loop ends and removes the peer
 
-    async def _send(self, peer: _Peer, batch: list[Envelope]) -> bool:
+    async def _send(self, peer: _Peer, packet: OutPacket) -> bool:
         try:
-            await peer.conn.send(WakuCode.MESSAGES, encode_messages(batch))
+            await peer.conn.send(packet.code, packet.data)
         except PeerDisconnected:
             return False
-        if peer.confirmations:
-            peer.limiter.expect_answers(2)  # Message Response + Batch Ack (status-go)
-        self.metrics.envelopes_sent.inc(len(batch))
+        peer.core.sent(packet)
+        self.metrics.envelopes_sent.inc(packet.envelopes)
         return True
 
     def _update_max_pow(self) -> None:
         self.metrics.max_peer_pow.set(max((p.filter.pow_requirement for p in self._peers.values()), default=0.0))
 
-
-def _limit(limits: RateLimits | None) -> float:
-    """The tightest non-zero limit (packets/s or bytes/s) a peer applies to us (per IP or per peer
-    id; its per-topic limit is not enforced by status-go, waku-v1.md §10)."""
-    if limits is None:
-        return 0.0
-    return float(min((v for v in (limits.ip, limits.peer_id) if v > 0), default=0))
-
-
-def _filter(o: StatusOptions, base: PeerFilter | None = None) -> PeerFilter:
-    if base is None:
-        # Defaults for absent keys: status-go's WithDefaults (pow 0.001, full bloom).
-        current = StatusOptions(pow_requirement=0.001, bloom=FULL_BLOOM, light_node=False)
-    else:
-        current = StatusOptions(pow_requirement=base.pow_requirement, bloom=base.bloom, light_node=base.light,
-                                topic_interest=tuple(base.topic_interest) if base.topic_interest is not None
-                                else None)
-    merged = apply_update(current, o)
-    pow_ = merged.pow_requirement if merged.pow_requirement is not None else 0.001
-    return PeerFilter(
-        pow_requirement=pow_ if math.isfinite(pow_) else 0.001,
-        bloom=merged.bloom if merged.bloom is not None else FULL_BLOOM,
-        topic_interest=frozenset(merged.topic_interest) if merged.topic_interest is not None else None,
-        light=bool(merged.light_node),
-    )
