@@ -36,7 +36,8 @@
 // "peer" is a full multiaddr with /p2p/<id>; it is dialled first if not connected.
 // Events:
 //
-//	message {via: relay|filter, pubsub_topic, hash, content_topic, payload, timestamp, meta, version}
+//	message {via: relay|filter, pubsub_topic, hash, content_topic, payload, timestamp, meta, version,
+//	    own}  (own: this program published it; go-waku delivers own publishes to its subscribers)
 //	peer {peer_id, connected, protocols}
 //
 // stdout is written by one goroutine from a large buffered channel, so go-waku's callbacks never
@@ -87,6 +88,10 @@ type obj = map[string]any
 
 var out = make(chan obj, 1<<18)
 
+// own holds the hashes this program published: go-waku's relay hands a node's own publishes to its
+// subscriptions, so message events say "own": true for those.
+var own sync.Map
+
 func emit(o obj) { out <- o }
 
 func writer(done chan struct{}) {
@@ -120,7 +125,28 @@ func msgEvent(via string, env *protocol.Envelope) obj {
 	h := env.Hash()
 	return obj{"event": "message", "via": via, "pubsub_topic": env.PubsubTopic(), "hash": hex.EncodeToString(h[:]),
 		"content_topic": m.ContentTopic, "payload": hex.EncodeToString(m.Payload), "timestamp": m.GetTimestamp(),
-		"meta": hex.EncodeToString(m.Meta), "version": m.GetVersion()}
+		"meta": hex.EncodeToString(m.Meta), "version": m.GetVersion(), "own": isOwn(h)}
+}
+
+func isOwn(h pb.MessageHash) bool {
+	_, ok := own.Load(h)
+	return ok
+}
+
+// publish relays m, remembering its hash first (the own-subscription delivery may come before
+// Publish returns).
+func (h *harness) publish(m *pb.WakuMessage, topic string) (pb.MessageHash, error) {
+	var opts []relay.PublishOption
+	if topic == "" {
+		t, err := protocol.GetPubSubTopicFromContentTopic(m.ContentTopic)
+		if err != nil {
+			return pb.MessageHash{}, err
+		}
+		topic = t
+	}
+	opts = append(opts, relay.WithPubSubTopic(topic))
+	own.Store(m.Hash(topic), true)
+	return h.w.Relay().Publish(h.ctx, m, opts...)
 }
 
 func (h *harness) subscribeRelay(pubsubTopic string) error {
@@ -154,9 +180,11 @@ func (p params) str(k string) string {
 
 func (p params) num(k string, def int64) int64 {
 	switch v := p[k].(type) {
-	case float64:
-		return int64(v)
-	case string: // large timestamps may come as strings
+	case json.Number: // commands are decoded with UseNumber: ns timestamps exceed float64's 53 bits
+		if n, err := v.Int64(); err == nil {
+			return n
+		}
+	case string:
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			return n
 		}
@@ -423,11 +451,7 @@ func (h *harness) handle(cmd string, p params) (obj, error) {
 		if err != nil {
 			return nil, err
 		}
-		var opts []relay.PublishOption
-		if t := p.str("pubsub_topic"); t != "" {
-			opts = append(opts, relay.WithPubSubTopic(t))
-		}
-		hash, err := h.w.Relay().Publish(h.ctx, m, opts...)
+		hash, err := h.publish(m, p.str("pubsub_topic"))
 		if err != nil {
 			return nil, err
 		}
@@ -534,7 +558,7 @@ func (h *harness) publishMany(p params) (obj, error) {
 		ts := time.Now().UnixNano()
 		version := uint32(0)
 		m := &pb.WakuMessage{Payload: payload, ContentTopic: p.str("content_topic"), Timestamp: &ts, Version: &version}
-		hash, err := h.w.Relay().Publish(h.ctx, m, relay.WithPubSubTopic(topic))
+		hash, err := h.publish(m, topic)
 		if err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
@@ -690,7 +714,9 @@ func main() {
 	var wg sync.WaitGroup
 	for in.Scan() {
 		var p params
-		if err := json.Unmarshal(in.Bytes(), &p); err != nil {
+		dec := json.NewDecoder(strings.NewReader(in.Text()))
+		dec.UseNumber()
+		if err := dec.Decode(&p); err != nil {
 			fmt.Fprintln(os.Stderr, "bad command line:", err)
 			continue
 		}
