@@ -159,7 +159,7 @@ async def test_relay_10000_messages_each_way(nursery: trio.Nursery) -> None:
         # ours -> go
         t0 = time.monotonic()
         sent = []
-        for i in range(n):
+        for _ in range(n):
             m = WakuMessage(os.urandom(32), CONTENT, version=0, timestamp=time.time_ns())
             sent.append((await ours.publish(STATUS_TOPIC, m)).hash.hex())
         got = await go.wait_event("message", count=n, timeout=120, via="relay", own=False)

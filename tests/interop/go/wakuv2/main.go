@@ -7,7 +7,8 @@
 // <hex secp256k1 key>, -cluster-id 0, -shards "32,33" (static shards of -cluster-id),
 // -pubsub-topics "/waku/2/rs/1/3,..." (any pubsub topics), -relay true, -store (legacy store
 // server, sqlite in memory), -filter (filter full node), -lightpush (legacy lightpush server),
-// -peer-exchange (px server), -max-msg-size 153600, -log-level warn.
+// -peer-exchange (px server), -max-msg-size 153600, -discv5-port 0 (UDP; needs a fixed -port),
+// -discv5-bootnodes "enr:...,enr:...", -log-level warn.
 //
 // Bytes (payload, meta, hashes, cursors) are plain lowercase hex, as in the js harnesses; a "0x"
 // prefix is accepted on input.  Timestamps are int64 nanoseconds.
@@ -63,6 +64,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/p2p/enode"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	_ "github.com/mattn/go-sqlite3"
@@ -519,8 +521,12 @@ func (h *harness) handle(cmd string, p params) (obj, error) {
 			return nil, err
 		}
 		var errs []string
-		for _, e := range res.Errors() {
-			errs = append(errs, e.Err.Error())
+		if res != nil {
+			for _, e := range res.Errors() {
+				if e.Err != nil {
+					errs = append(errs, e.Err.Error())
+				}
+			}
 		}
 		return obj{"errors": errs}, nil
 	case "store_query":
@@ -592,6 +598,8 @@ func main() {
 	lightpushOn := flag.Bool("lightpush", false, "lightpush server")
 	pxOn := flag.Bool("peer-exchange", false, "peer exchange server")
 	maxMsg := flag.Int("max-msg-size", 150*1024, "relay max message size")
+	discv5Port := flag.Int("discv5-port", 0, "discv5 UDP port (0 = off; then -port must be fixed too)")
+	discv5Boot := flag.String("discv5-bootnodes", "", "comma-separated ENRs")
 	logLevel := flag.String("log-level", "warn", "zap level for stderr")
 	flag.Parse()
 
@@ -677,6 +685,26 @@ func main() {
 		opts = append(opts, node.WithPeerExchange())
 	}
 
+	if *discv5Port > 0 {
+		// go-waku's discv5 maps ports with NAT-PMP/UPnP unless an advertise address is given
+		// (waku/v2/discv5/discover.go NewDiscoveryV5); the advertised TCP address also goes in the ENR.
+		adv, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/%s/tcp/%d", *host, *port))
+		if err != nil {
+			fail(err)
+		}
+		var boot []*enode.Node
+		for _, s := range strings.Split(*discv5Boot, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				n, err := enode.Parse(enode.ValidSchemes, s)
+				if err != nil {
+					fail(err)
+				}
+				boot = append(boot, n)
+			}
+		}
+		opts = append(opts, node.WithAdvertiseAddresses(adv), node.WithDiscoveryV5(uint(*discv5Port), boot, true))
+	}
+
 	w, err := node.New(opts...)
 	if err != nil {
 		fail(err)
@@ -684,6 +712,11 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := w.Start(ctx); err != nil {
 		fail(err)
+	}
+	if *discv5Port > 0 {
+		if err := w.DiscV5().Start(ctx); err != nil {
+			fail(err)
+		}
 	}
 	h := &harness{ctx: ctx, w: w, subs: map[string]bool{}}
 	done := make(chan struct{})
