@@ -538,9 +538,10 @@ func (h *harness) handle(cmd string, p params) (obj, error) {
 		if err != nil {
 			return nil, err
 		}
-		ctx, cancel := context.WithTimeout(h.ctx, 20*time.Second)
-		defer cancel()
-		return obj{}, h.w.PeerExchange().Request(ctx, int(p.num("num_peers", 5)), peer_exchange.WithPeer(id))
+		// The node's own context, not a per-command one: go-waku hands the discovered peers to its
+		// peer connector under this context (peer_exchange/client.go handleResponse), which stops
+		// consuming them once it is cancelled.
+		return obj{}, h.w.PeerExchange().Request(h.ctx, int(p.num("num_peers", 5)), peer_exchange.WithPeer(id))
 	}
 	return nil, fmt.Errorf("unknown command %q", cmd)
 }
