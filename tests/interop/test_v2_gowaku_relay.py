@@ -68,10 +68,10 @@ async def exchange(ours: V2Node, col: Collector, go: JsPeer, topic: str, content
         assert reply["hash"] == message_hash(topic, m).hex()
         sent_go[reply["hash"]] = m
     with trio.fail_after(30):
-        while len([r for r in col.got if r.pubsub_topic == topic]) < n:
+        while len({r.hash.hex() for r in col.got} & set(sent_go)) < n:
             await trio.sleep(0.05)
-    got = {r.hash.hex(): r for r in col.got if r.pubsub_topic == topic}
-    assert set(got) == set(sent_go)
+    got = {r.hash.hex(): r for r in col.got if r.hash.hex() in sent_go}
+    assert all(r.pubsub_topic == topic for r in got.values())
     for h, r in got.items():
         assert r.message.payload == sent_go[h].payload and r.message.meta == sent_go[h].meta
         assert r.message.timestamp == sent_go[h].timestamp
@@ -80,8 +80,10 @@ async def exchange(ours: V2Node, col: Collector, go: JsPeer, topic: str, content
     for i in range(n):
         m = WakuMessage(os.urandom(24), content, version=0, timestamp=time.time_ns(), meta=f"o{i}".encode())
         ours_sent[(await ours.publish(topic, m)).hash.hex()] = m
-    events = await go.wait_event("message", count=n, timeout=30, via="relay", pubsub_topic=topic, own=False)
-    assert {e["hash"] for e in events} == set(ours_sent)
+    with trio.fail_after(30):
+        while len(events := [e for e in go.events if e.get("event") == "message" and e["hash"] in ours_sent]) < n:
+            await trio.sleep(0.05)
+    assert len(events) == n and all(e["via"] == "relay" and e["pubsub_topic"] == topic for e in events)
     for e in events:
         m = ours_sent[e["hash"]]
         assert e["payload"] == m.payload.hex() and e["meta"] == (m.meta or b"").hex()
@@ -147,15 +149,21 @@ async def test_relay_10000_messages_each_way(nursery: trio.Nursery) -> None:
         await go.request("connect", multiaddr=f"{ours.listen_addrs[0]}/p2p/{ours.peer_id}")
         await wait_mesh(ours, STATUS_TOPIC, ready["peer_id"])
         await wait_go_peer(go, ours.peer_id)
-        # go -> ours: go-waku publishes as fast as its relay takes them
+        # go -> ours.  go-libp2p-pubsub drops an RPC when its per-peer outbound queue is full
+        # (32 RPCs, pubsub.go peerOutboundQueueSize) and we take ~800 msg/s, so an unpaced burst of
+        # 10 000 loses about a tenth (measured): go-waku publishes in bursts of 500 at 2000/s, each
+        # burst once we have the previous one (flow control the network does not give us).
         t0 = time.monotonic()
-        reply = await go.request("publish_many", pubsub_topic=STATUS_TOPIC, content_topic=CONTENT, count=n,
-                                 size=32, timeout=120)
-        with trio.fail_after(120):
-            while len(col.got) < n:
-                await trio.sleep(0.05)
+        hashes: list[str] = []
+        for _ in range(n // 500):
+            reply = await go.request("publish_many", pubsub_topic=STATUS_TOPIC, content_topic=CONTENT, count=500,
+                                     size=32, rate=2000, timeout=60)
+            hashes += reply["hashes"]
+            with trio.fail_after(60):
+                while len(col.got) < len(hashes):
+                    await trio.sleep(0.02)
         go_to_us = n / (time.monotonic() - t0)
-        assert sorted(r.hash.hex() for r in col.got) == sorted(reply["hashes"])
+        assert sorted(r.hash.hex() for r in col.got) == sorted(hashes)
         # ours -> go
         t0 = time.monotonic()
         sent = []
@@ -165,10 +173,31 @@ async def test_relay_10000_messages_each_way(nursery: trio.Nursery) -> None:
         got = await go.wait_event("message", count=n, timeout=120, via="relay", own=False)
         us_to_go = n / (time.monotonic() - t0)
         assert sorted(e["hash"] for e in got) == sorted(sent)
-        print(f"\nrelay 10k: go-waku -> ours {go_to_us:.0f} msg/s (publish {n / reply['seconds']:.0f}/s), "
-              f"ours -> go-waku {us_to_go:.0f} msg/s")
+        print(f"\nrelay 10k: go-waku -> ours {go_to_us:.0f} msg/s, ours -> go-waku {us_to_go:.0f} msg/s")
         await trio.sleep(1)
         assert len(col.got) == n  # nothing doubled
         assert len([e for e in go.events if e.get("event") == "message" and not e["own"]]) == n
     finally:
         await go.aclose()
+
+
+async def test_relay_over_websocket_both_dial_directions(nursery: trio.Nursery) -> None:
+    """go-waku always mounts go-libp2p's ws transport (node/wakunode2.go New); ws + noise + yamux."""
+    ours = our_node(16, (32,))
+    col = await start(nursery, ours)
+    assert ours.ws_addr is not None
+    go1, r1 = await go_node(nursery, "-cluster-id", "16", "-shards", "32", "-ws-port", "0")
+    go2, r2 = await go_node(nursery, "-cluster-id", "16", "-shards", "32", "-ws-port", "0")
+    try:
+        await go1.request("connect", multiaddr=f"{ours.ws_addr}/p2p/{ours.peer_id}")  # go-waku dials our ws
+        await ours.host.connect(next(a for a in r2["multiaddrs"] if "/ws/" in a))  # we dial go-waku's ws
+        for go, r in ((go1, r1), (go2, r2)):
+            await wait_go_peer(go, ours.peer_id)
+            await wait_mesh(ours, STATUS_TOPIC, r["peer_id"])
+        peers = {p["peer_id"]: p for p in (await go1.request("peers"))["peers"]}
+        assert any("/ws" in a for a in peers[ours.peer_id]["addrs"])
+        await exchange(ours, col, go1, STATUS_TOPIC, CONTENT, n=10)
+        await exchange(ours, col, go2, STATUS_TOPIC, CONTENT, n=10)
+    finally:
+        await go1.aclose()
+        await go2.aclose()
