@@ -19,6 +19,7 @@ import trio
 from libp2p import new_host
 from libp2p.abc import INotifee
 from libp2p.crypto.secp256k1 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
@@ -26,6 +27,8 @@ from libp2p.network.connection_pruner import ConnectionPruner
 from libp2p.network.stream.exceptions import StreamClosed, StreamEOF, StreamError, StreamReset
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
 
 from v2.errors import V2Error
 from v2.stream import Stream, StreamClosedError
@@ -201,6 +204,17 @@ async def _resolve(addr: str) -> list[str]:
     return ["/".join(["", proto, ip, *parts[3:]]) for ip in dict.fromkeys(str(i[4][0]) for i in infos)]
 
 
+def _noise_only(key_pair: Any) -> dict[TProtocol, Any]:
+    """py-libp2p quirk: ``new_host``'s default security accepts noise, TLS, secio AND plaintext
+    (libp2p/__init__.py new_swarm), i.e. an unauthenticated, unencrypted peer too.  Waku speaks
+    noise only (nwaku, js-waku).  go-libp2p (go-waku v0.10.0 keeps its default security, TLS then
+    noise) proposes TLS first, which py-libp2p's TLS accepted, and a peer hanging up mid-write then
+    raised ``ssl.SSLError`` out of a stream write, past every StreamError handler, and stopped the
+    node.  With noise only, go-libp2p falls back to noise in the same multistream negotiation."""
+    return {TProtocol(NOISE_PROTOCOL_ID): NoiseTransport(key_pair,
+                                                         noise_privkey=create_new_x25519_key_pair().private_key)}
+
+
 class Host:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
@@ -209,8 +223,9 @@ class Host:
         # keeps for its auto-connector (max - min) goes to real peers.
         limits = ConnectionConfig(max_connections=config.connection_limit, min_connections=0, low_watermark=0,
                                   high_watermark=config.connection_limit)
-        self._h = new_host(key_pair=create_new_key_pair(config.node_key), listen_addrs=self._addrs,
-                           connection_config=limits)
+        key_pair = create_new_key_pair(config.node_key)
+        self._h = new_host(key_pair=key_pair, listen_addrs=self._addrs, connection_config=limits,
+                           sec_opt=_noise_only(key_pair))
         swarm = self._h.get_network()
         swarm.auto_connector = _NoAutoConnector(swarm, auto_connect_interval=limits.auto_connect_interval)
         swarm.connection_pruner = _NoConnectionPruner(swarm)

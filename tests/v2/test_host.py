@@ -137,3 +137,40 @@ async def test_redial_right_after_a_failed_dial(nursery: trio.Nursery) -> None:
         await a.connect(addr, timeout=3)
     await nursery.start(late.run)
     assert await a.connect(addr, timeout=5) == late.peer_id
+
+
+@pytest.mark.parametrize("offer", ["plaintext", "tls", "noise"])
+async def test_security_is_noise_only(nursery: trio.Nursery, offer: str) -> None:
+    """py-libp2p's default also accepts TLS, secio and PLAINTEXT; go-libp2p (go-waku) proposes TLS
+    first, and py-libp2p's TLS let an ssl.SSLError escape a stream write (v2/host.py _noise_only).
+    A dialer offering only plaintext or only TLS is refused; noise still connects."""
+    import multiaddr
+    from libp2p import new_host
+    from libp2p.crypto.secp256k1 import create_new_key_pair
+    from libp2p.crypto.x25519 import create_new_key_pair as x25519
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+    from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+    from libp2p.security.noise.transport import Transport as NoiseTransport
+    from libp2p.security.tls.transport import PROTOCOL_ID as TLS_ID
+    from libp2p.security.tls.transport import TLSTransport
+
+    ours = await start(nursery, ws=False)
+    kp = create_new_key_pair(secrets.token_bytes(32))
+    sec = {"plaintext": {TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(kp)},
+           "tls": {TProtocol(TLS_ID): TLSTransport(kp)},
+           "noise": {TProtocol(NOISE_ID): NoiseTransport(kp, noise_privkey=x25519().private_key)}}[offer]
+    (port,) = free_ports(1)
+    listen = [multiaddr.Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")]
+    other = new_host(key_pair=kp, sec_opt=sec, listen_addrs=listen)
+    async with other.run(listen_addrs=listen):
+        info = info_from_p2p_addr(multiaddr.Multiaddr(ours.listen_addrs[0]))
+        if offer == "noise":
+            with trio.fail_after(10):
+                await other.connect(info)
+            assert str(other.get_id()) in ours.connected_peers() or other.get_network().get_connections(info.peer_id)
+        else:
+            with trio.fail_after(10), pytest.raises(Exception):  # noqa: B017  # py-libp2p raises several types
+                await other.connect(info)
+            assert not other.get_network().get_connections(info.peer_id)

@@ -60,7 +60,7 @@ class FilterClient:
         self._send, self._recv = trio.open_memory_channel[FilterPush](capacity)
         self.dropped = 0
         self.invalid = 0
-        self.push_streams = 0  # push streams services opened to us (nwaku and we reuse one each)
+        self.push_streams = 0  # push streams services opened to us (nwaku reuses one; we and go-waku open one per push)
         host.set_stream_handler(FILTER_PUSH, self._handle_push)
 
     def pushes(self) -> trio.MemoryReceiveChannel[FilterPush]:

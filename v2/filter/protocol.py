@@ -8,11 +8,15 @@ as an exception.
 
 Pushes: the node feeds every accepted message to :meth:`FilterService.on_message`.  Each
 matching subscriber has a bounded queue (a full queue is a counted drop, so a slow subscriber
-never slows the node) and a worker that writes ``MessagePush`` frames on ONE push stream the
-service opens to the subscriber (``/vac/waku/filter-push/2.0.0-beta1``, reused like nwaku's),
-each write bounded by ``push_timeout`` (nwaku: 20 s).  A push stream that broke is reopened once;
-a subscriber that could not take a push gets none for ``push_backoff`` seconds (counted drops),
-so a half-dead connection costs one timeout, not one per queued message.
+never slows the node) and a worker that writes each ``MessagePush`` on a NEW stream it opens to
+the subscriber (``/vac/waku/filter-push/2.0.0-beta1``), then closes it, each push bounded by
+``push_timeout`` (nwaku: 20 s).  One push per stream because go-waku's light node reads exactly
+one MessagePush and closes the stream (waku-org/go-waku v0.10.0 waku/v2/protocol/filter/client.go
+onRequest), so a second frame on a kept stream is lost without an error; go-waku's own server
+pushes the same way (filter/server.go pushMessage), and nwaku's and js-waku's clients read to
+EOF, so a one-frame stream suits them too.  A subscriber that could not take a push gets none for
+``push_backoff`` seconds (counted drops), so a half-dead connection costs one timeout, not one
+per queued message.
 Each message hash is pushed once per 2 min (nwaku's push cache).
 
 Maintenance (every minute, nwaku's period) removes subscribers that stopped pinging for
@@ -31,7 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -69,7 +73,6 @@ log = logging.getLogger(__name__)
 class _Pusher:
     send: trio.MemorySendChannel[bytes]
     recv: trio.MemoryReceiveChannel[bytes]
-    stream: Stream | None = field(default=None)
     backoff_until: float = 0.0  # trio clock; pushes before it are dropped (the peer is unreachable)
 
 
@@ -199,18 +202,12 @@ class FilterService:
         self.metrics.handle_message_duration.observe(time.perf_counter() - started)
 
     async def _push_worker(self, peer: str, pusher: _Pusher) -> None:
-        try:
-            async with pusher.recv:
-                async for frame in pusher.recv:
-                    await self._push_one(peer, pusher, frame)
-        finally:
-            if pusher.stream is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                    await pusher.stream.close_write()
-                await pusher.stream.aclose()
+        async with pusher.recv:
+            async for frame in pusher.recv:
+                await self._push_one(peer, pusher, frame)
 
     async def _push_one(self, peer: str, pusher: _Pusher, frame: bytes) -> None:
-        if pusher.stream is None and self._lacks_push_codec(peer):
+        if self._lacks_push_codec(peer):
             # nwaku's pushToPeer: no push to a peer whose identify lacks the codec (the stream
             # could not be negotiated); maintenance removes the subscriber.
             self.metrics.errors.labels("no_push_codec").inc()
@@ -222,46 +219,33 @@ class FilterService:
             self.metrics.errors.labels("push_backoff").inc()
             self.metrics.pushes.labels("dropped").inc()
             return
-        for attempt in range(2):
-            reused = pusher.stream is not None
-            try:
-                with trio.fail_after(self.push_timeout):
-                    if pusher.stream is None:
-                        pusher.stream = await self.host.new_stream(peer, [FILTER_PUSH], timeout=self.push_timeout)
-                    await pusher.stream.write_lp(frame, timeout=self.push_timeout)
-                self.metrics.pushes.labels("ok").inc()
-                return
-            except trio.TooSlowError:
-                self.metrics.errors.labels("push_timeout_failure").inc()
-            except DialError as exc:
-                log.debug("filter push to %s: %s", peer, exc)
-                self.metrics.errors.labels("dial_failure").inc()
-                self.metrics.pushes.labels("failed").inc()
-                pusher.backoff_until = trio.current_time() + self.push_backoff
-                return
-            except StreamClosedError as exc:
-                log.debug("filter push stream to %s: %s", peer, exc)
-                if reused and attempt == 0:  # the kept stream died (peer closed it): reopen once
-                    await self._drop_stream(pusher)
-                    continue
-                self.metrics.errors.labels("push_failure").inc()
-            await self._drop_stream(pusher)
-            self.metrics.pushes.labels("failed").inc()
-            pusher.backoff_until = trio.current_time() + self.push_backoff
+        stream: Stream | None = None
+        try:
+            with trio.fail_after(self.push_timeout):
+                stream = await self.host.new_stream(peer, [FILTER_PUSH], timeout=self.push_timeout)
+                await stream.write_lp(frame, timeout=self.push_timeout)
+                await stream.close_write()
+            self.metrics.pushes.labels("ok").inc()
             return
+        except trio.TooSlowError:
+            self.metrics.errors.labels("push_timeout_failure").inc()
+        except DialError as exc:
+            log.debug("filter push to %s: %s", peer, exc)
+            self.metrics.errors.labels("dial_failure").inc()
+        except StreamClosedError as exc:
+            log.debug("filter push stream to %s: %s", peer, exc)
+            self.metrics.errors.labels("push_failure").inc()
+        finally:
+            if stream is not None:
+                await stream.aclose()
+        self.metrics.pushes.labels("failed").inc()
+        pusher.backoff_until = trio.current_time() + self.push_backoff
 
     def _lacks_push_codec(self, peer: str) -> bool:
         """True when the peer's identify is known and does not list filter-push (§9); False when
         it lists it or py-libp2p has not identified the peer yet (an empty list)."""
         protocols = self.host.peer_protocols(peer)
         return bool(protocols) and FILTER_PUSH not in protocols
-
-    @staticmethod
-    async def _drop_stream(pusher: _Pusher) -> None:
-        if pusher.stream is not None:
-            stream, pusher.stream = pusher.stream, None
-            await stream.reset()
-            await stream.aclose()
 
     def _forget_gone(self) -> None:
         """Stop the push workers of peers that are no longer subscribed."""

@@ -23,7 +23,7 @@ from v2.filter.rpc_codec import (
 from v2.host import Host
 from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE
 from v2.rpc import request
-from v2.stream import encode_uvarint
+from v2.stream import Stream, encode_uvarint
 
 PS = "/waku/2/rs/0/0"
 CT = "/test/1/filter/proto"
@@ -185,13 +185,39 @@ async def test_slow_subscriber_drops_are_counted(pair: Pair) -> None:
             await trio.sleep(0.05)
 
 
-async def test_one_push_stream_is_reused(pair: Pair) -> None:
+async def test_each_push_on_its_own_stream(pair: Pair) -> None:
     assert (await pair.client.subscribe(pair.server.peer_id, PS, [CT])).status_code == 200
     for i in range(10):
         await feed(pair.service, msg(i))
         with trio.fail_after(10):
             await pair.client.pushes().receive()
-    assert pair.client.push_streams == 1
+    assert pair.client.push_streams == 10
+
+
+async def test_a_subscriber_that_reads_one_push_per_stream_gets_every_push(pair: Pair, nursery: trio.Nursery) -> None:
+    """go-waku's light node reads exactly ONE MessagePush per stream and closes it (waku-org/go-waku
+    v0.10.0 waku/v2/protocol/filter/client.go onRequest): a kept push stream lost every push but
+    the first, silently (the writes still succeeded)."""
+    h = await start_host(nursery)
+    got: list[bytes] = []
+
+    async def go_waku_like(stream: Stream) -> None:
+        data = await stream.read_lp(1 << 20, timeout=10)
+        if data is not None:
+            got.append(data)
+        await stream.aclose()
+
+    h.set_stream_handler(FILTER_PUSH, go_waku_like)
+    client = FilterClient(h)
+    h.set_stream_handler(FILTER_PUSH, go_waku_like)  # the client registered its own handler: ours wins
+    await h.connect(pair.server.listen_addrs[0])
+    assert (await client.subscribe(pair.server.peer_id, PS, [CT])).status_code == 200
+    for i in range(10):
+        await feed(pair.service, msg(i))
+    with trio.fail_after(10):
+        while len(got) < 10:
+            await trio.sleep(0.02)
+    assert pair.metric("waku_filter_pushes_total", result="ok") == 10
 
 
 async def test_vanished_subscriber_is_counted_and_others_still_served(pair: Pair, nursery: trio.Nursery) -> None:
