@@ -230,6 +230,17 @@ async def test_statusgo_status_updates_are_honoured(nursery: trio.Nursery) -> No
         again = envelope(b"t3 again " + os.urandom(8), T3)
         assert (await node.post(again)).accepted
         await go.wait_event("envelope", hash=again.hash.hex())
+
+        # SetFullNode(true) announces nothing; SetFullNode(false) then announces its topic
+        # interest, which the bloom cleared: nil, an empty Status Update (c0), a no-op for us.
+        await go.request("set_full_node", full=True)
+        await go.request("set_full_node", full=False)
+        upd = (await until_event(go, "status", dir="out", code=22, count=6))[-1]
+        assert upd["raw"] == "c0" and upd["keys"] == []
+        late = envelope(b"t3 late " + os.urandom(8), T3)
+        assert (await node.post(late)).accepted
+        await go.wait_event("envelope", hash=late.hash.hex())
+        assert our_peer(node).filter.bloom == FULL_BLOOM and our_peer(node).filter.topic_interest is None
         assert not [e for e in go.events if e.get("event") == "peer_drop"]
     finally:
         await go.aclose()
