@@ -23,7 +23,7 @@ from bridge.payload import wrap_unencrypted
 from bridge.topics import InvalidTopic, NotBridgeable, v1_topic_of
 from bridge.translate import NS, V1ToV2, dedup_key
 from v2.core.message import WakuMessage
-from v2.store.client import HistoryRequest, HistoryResult
+from v2.store.common import MAX_CONTENT_TOPICS, HistoryRequest, HistoryResult
 
 __all__ = [
     "MAX_HISTORY_TOPICS",
@@ -35,7 +35,7 @@ __all__ = [
     "sink_key",
 ]
 
-MAX_HISTORY_TOPICS = 10  # content topics per store query (nwaku's limit, waku-v2.md §7)
+MAX_HISTORY_TOPICS = MAX_CONTENT_TOPICS  # content topics per store query (nwaku's limit, waku-v2.md §7)
 
 log = logging.getLogger(__name__)
 

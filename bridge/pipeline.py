@@ -54,11 +54,13 @@ class PipelineConfig:
     pow_budget_s: float = 2.0
     hashes_per_s: float = 1_000_000.0  # measured (docs/performance.md): turns the budget into a nonce cap
     max_pending: int = 100_000
-    echo_grace_s: float = 2.0  # hold v2 messages that look bridged from v1 (see on_message), and
-    # pending v1->v2 items at takeover (see take_over)
+    # The standby rules' parameters (bridge/standby.py): the echo grace of v2 messages that look
+    # bridged from v1, of v1->v2 items pending at takeover and of the takeover window; the warm-up
+    # after run() until which our v2 node may have missed originals.
+    echo_grace_s: float = 2.0
+    warmup_s: float = 5.0
     history_deadline_s: float = 5.0  # the sink history lookup at takeover, all queries together
     history_chunk_s: int = 2  # seconds of timestamps per history query (queries run in parallel)
-    warmup_s: float = 5.0  # after run(): until then our v2 node may have missed originals (see above)
 
 
 class Pipeline:

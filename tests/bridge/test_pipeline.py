@@ -263,8 +263,6 @@ async def test_run_loops_with_channels(autojump_clock: trio.abc.Clock) -> None:
         await s1.send(EnvIn(env(b"chan"), p.clock()))
         await s2.send(MsgIn(wmsg(b"chan v2"), p.clock()))
         await until(lambda: bool(p1.posted and p2.published))
-        await trio.sleep(1.5)  # one housekeeping tick
-        assert p.metrics.peers.labels("v1")._value.get() == 0
         n.cancel_scope.cancel()
 
 
@@ -311,8 +309,10 @@ async def test_echo_grace_holds_translations_until_the_original_arrives(tmp_path
 async def test_echo_grace_passes_then_a_genuine_v2_message_is_bridged(autojump_clock: trio.abc.Clock) -> None:
     """A genuine v2 message with a whole-second timestamp looks like a translation: it is only
     delayed by the grace, in arrival order; one that does not look like one is not delayed."""
-    clock = trio_wall_clock()
-    b, b1, _, _ = await make(None, "b", echo_grace_s=1.0, clock=clock)
+    # PoW mining runs in a thread, during which virtual time runs ahead: TTL and skew wide enough
+    # that no message can expire meanwhile, however slow the machine.
+    b, b1, _, _ = await make(None, "b", echo_grace_s=1.0, clock=trio_wall_clock(), ttl=10**6, max_skew=1e6,
+                             pow_target=1e-9)
     second = int(b.clock()) * NS
     looks = [WakuMessage(f"whole second {i}".encode(), "/waku/1/0x1a2b3c4d/rfc26", version=1, timestamp=second)
              for i in range(3)]
@@ -472,7 +472,9 @@ async def test_cold_standby_skips_the_reoffer_found_in_sink_history(tmp_path: Pa
     assert len(s2.published) == 1 and s.pending == {}
 
 
-async def test_sink_history_failure_or_hang_never_blocks_nor_loses(tmp_path: Path) -> None:
+async def test_sink_history_failure_or_hang_never_blocks_nor_loses(tmp_path: Path,
+                                                                 autojump_clock: trio.abc.Clock) -> None:
+    """The lookup's deadline runs on virtual time: a hanging history costs no real wait."""
     for mode in ("fail", "hang"):
         clock = Clock()
         hist = History(fail=mode == "fail", hang=mode == "hang")

@@ -230,6 +230,17 @@ async def test_statusgo_status_updates_are_honoured(nursery: trio.Nursery) -> No
         again = envelope(b"t3 again " + os.urandom(8), T3)
         assert (await node.post(again)).accepted
         await go.wait_event("envelope", hash=again.hash.hex())
+
+        # SetFullNode(true) announces nothing; SetFullNode(false) then announces its topic
+        # interest, which the bloom cleared: nil, an empty Status Update (c0), a no-op for us.
+        await go.request("set_full_node", full=True)
+        await go.request("set_full_node", full=False)
+        upd = (await until_event(go, "status", dir="out", code=22, count=6))[-1]
+        assert upd["raw"] == "c0" and upd["keys"] == []
+        late = envelope(b"t3 late " + os.urandom(8), T3)
+        assert (await node.post(late)).accepted
+        await go.wait_event("envelope", hash=late.hash.hex())
+        assert our_peer(node).filter.bloom == FULL_BLOOM and our_peer(node).filter.topic_interest is None
         assert not [e for e in go.events if e.get("event") == "peer_drop"]
     finally:
         await go.aclose()
@@ -407,5 +418,34 @@ async def test_confirmations_do_not_count_against_our_rate_limit(nursery: trio.N
         assert rec.envelope.hash.hex() == marker["hash"]  # read after all 60 answers: still connected
         assert len(node.peers()) == 1 and not [e for e in go.events if e.get("event") == "peer_drop"]
         assert node.metrics.rate_limited.labels("packets")._value.get() == 0
+    finally:
+        await go.aclose()
+
+
+async def test_an_envelope_too_big_for_a_1_mib_packet_is_not_sent_to_statusgo(nursery: trio.Nursery) -> None:
+    """status-go takes an envelope with Size() = 20 + len(data) up to its MaxMessageSize (1 MiB),
+    but disconnects on any *packet* over it (v1/peer.go Run: "oversize message received", seen
+    live when such a packet is forced on it): the lone envelope's list header is 4 bytes too many.
+    We keep it from that peer (counted) and stay connected."""
+    go, ready = await start_statusgo(nursery, "-pow", "0.002")
+    try:
+        node = await start_node(nursery, static_nodes=(ready["enode"],))
+        await connected(node)
+        expiry, blob = int(time.time()) + 30, os.urandom(1 << 20)
+        for cut in range(30, 15, -1):  # the largest envelope we accept (full RLP <= 1 MiB)
+            data = blob[:(1 << 20) - cut]
+            nonce = mine_smallest_nonce(expiry, 30, T1, data, 0.002)
+            assert nonce is not None
+            if Envelope(expiry, 30, T1, data, nonce).size > 1 << 20:
+                break
+            huge = Envelope(expiry, 30, T1, data, nonce)
+        assert 20 + len(huge.data) <= 1 << 20 < len(encode_messages([huge]))  # status-go takes it, not its packet
+        assert (await node.post(huge)).accepted
+        await until(lambda: node.metrics.send_oversize._value.get() == 1)
+        small = envelope(b"after the huge one " + os.urandom(8))
+        assert (await node.post(small)).accepted
+        await go.wait_event("envelope", hash=small.hash.hex())
+        assert not seen(go, huge.hash) and len(node.peers()) == 1
+        assert not [e for e in go.events if e.get("event") == "peer_drop"]
     finally:
         await go.aclose()

@@ -138,6 +138,10 @@ class SendPacer:
     a packet larger than that is an exceedance every time): it is handed back as oversize."""
 
     max_packet: int
+    # The largest msg-data a status-go peer takes: v1/peer.go Run disconnects on a packet over its
+    # MaxMessageSize (1 MiB by default, and not advertised).  An envelope that cannot fit in such
+    # a packet even alone is handed back as oversize.
+    max_msg: int = 1 << 20
     _queue: deque[Envelope] = field(default_factory=deque)
     # One second of burst, as the peer's own buckets hold (at least one packet).
     _packets: TokenBucket = field(default_factory=lambda: TokenBucket(0.0, 1.0))
@@ -175,11 +179,10 @@ class SendPacer:
         """(Messages packets to send now, each <= ``max_packet`` bytes of envelopes; expired ones;
         oversize ones, which the peer's byte limit can never let through)."""
         expired = [e for e in self._queue if e.expiry < now]
-        limit = self._bytes_limit if self._bytes.rate > 0 else 0.0
-        oversize = [e for e in self._queue if limit and e.expiry >= now and _packet_size(e.size) > limit]
+        limit = min(self._bytes_limit, self.max_msg) if self._bytes.rate > 0 else self.max_msg
+        oversize = [e for e in self._queue if e.expiry >= now and _packet_size(e.size) > limit]
         if expired or oversize:
-            self._queue = deque(e for e in self._queue
-                                if e.expiry >= now and not (limit and _packet_size(e.size) > limit))
+            self._queue = deque(e for e in self._queue if e.expiry >= now and _packet_size(e.size) <= limit)
         pk, by = self._packets, self._bytes
         pk.refill(now)
         by.refill(now)

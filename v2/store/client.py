@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
 import trio
@@ -18,7 +17,7 @@ from v2.core.message import MessageDecodeError, WakuMessage
 from v2.host import DialError, Host
 from v2.protocol_ids import STORE_V3
 from v2.rpc import new_request_id, request
-from v2.store.common import StatusCode, StoreError
+from v2.store.common import MAX_PAGE_SIZE, HistoryRequest, HistoryResult, StatusCode, StoreError
 from v2.store.protocol import MAX_RESPONSE_SIZE
 from v2.store.rpc_codec import StoreDecodeError, StoreQuery, StoreResponse, decode_response, encode_query
 from v2.stream import FrameTooLarge, StreamClosedError
@@ -35,7 +34,7 @@ __all__ = [
     "query_history",
 ]
 
-HISTORY_PAGE_SIZE = 100  # nwaku's maximum page (nwaku waku/waku_store/common.nim, MaxPageSize)
+HISTORY_PAGE_SIZE = MAX_PAGE_SIZE  # nwaku's maximum page
 HISTORY_MAX_PAGES = 50  # per source and query: a bridge takeover's window at ~100 msg/s per topic batch
 
 NS = 10**9
@@ -99,24 +98,6 @@ class StoreClient:
                 return
             seen.add(cursor)
             q = dataclasses.replace(q, request_id="", pagination_cursor=cursor)
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRequest:
-    """One history query: messages on ``pubsub_topic`` with one of ``content_topics`` and
-    ``time_start <= timestamp < time_end`` (ns), as a store v3 query expresses it."""
-
-    pubsub_topic: str
-    content_topics: tuple[str, ...]  # at most 10 (nwaku's limit, waku-v2.md §7)
-    time_start: int
-    time_end: int
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryResult:
-    messages: tuple[WakuMessage, ...] = ()
-    sources: int = 0  # how many history sources were asked
-    failures: tuple[str, ...] = ()  # one short reason per source that did not answer in full
 
 
 Ask = Callable[[StoreQuery], Awaitable[StoreResponse]]

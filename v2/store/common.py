@@ -25,6 +25,8 @@ __all__ = [
     "ArchiveError",
     "CapacityRetention",
     "DbUrl",
+    "HistoryRequest",
+    "HistoryResult",
     "RetentionPolicy",
     "SizeRetention",
     "StatusCode",
@@ -201,3 +203,22 @@ def parse_db_url(url: str) -> DbUrl:
     if not rest:
         raise StoreConfigError("store_message_db_url", f"no database path in {url!r}")
     return DbUrl(":memory:" if rest in ("memory", ":memory:") else rest)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """One history lookup (:func:`v2.store.client.query_history`): messages on ``pubsub_topic``
+    with one of ``content_topics`` and ``time_start <= timestamp < time_end`` (ns), as a store v3
+    query expresses it."""
+
+    pubsub_topic: str
+    content_topics: tuple[str, ...]  # at most MAX_CONTENT_TOPICS
+    time_start: int
+    time_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    messages: tuple[WakuMessage, ...] = ()
+    sources: int = 0  # how many history sources were asked
+    failures: tuple[str, ...] = ()  # one short reason per source that did not answer in full

@@ -207,7 +207,7 @@ packets = st.lists(st.tuples(st.sampled_from([*map(int, WakuCode), 2, 99]),
                              st.binary(max_size=64) | st.sampled_from(WELL_FORMED), st.floats(0, 2)), max_size=30)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.booleans(), packets)
 def test_any_packet_sequence_yields_events_never_an_exception(light: bool,
                                                               script: list[tuple[int, bytes, float]]) -> None:

@@ -75,6 +75,17 @@ def test_an_envelope_over_the_peers_byte_limit_is_handed_back_not_sent() -> None
     assert [len(b) for b in sent] == [1] and oversize == []
 
 
+def test_an_envelope_that_cannot_fit_a_1_mib_packet_alone_is_handed_back() -> None:
+    """status-go disconnects on a packet over its MaxMessageSize (1 MiB; waku/v1/peer.go Run): the
+    list header around a lone envelope of almost 1 MiB would push it over."""
+    p = SendPacer(MAX)
+    fits, too_big = env(0, (1 << 20) - 40), env(1, (1 << 20) - 20)
+    assert fits.size + 4 <= 1 << 20 < too_big.size + 4
+    p.offer([fits, too_big])
+    sent, _, oversize = p.take(0.0)
+    assert sent == [[fits]] and oversize == [too_big]
+
+
 def test_pacing_follows_what_status_go_buckets_really_refill() -> None:
     """tsenart/tb adds floor(0.5 + limit/10) tokens per 100 ms: 14/s refills only 10/s."""
     assert [refill_rate(x) for x in (1, 4, 5, 10, 14, 15, 24, 25)] == [0, 0, 10, 10, 10, 20, 20, 30]

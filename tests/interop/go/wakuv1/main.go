@@ -22,6 +22,8 @@
 // line, either a reply {"id": n, "ok": true, ...} / {"id": n, "ok": false, "error": "..."} or an
 // event {"event": "...", ...}.  Logs go to stderr.  The program exits on stdin EOF.  Bytes are hex
 // (with or without 0x in input; without in output).  Peers are named by their 32-byte enode ID (hex).
+// Commands run concurrently (a PoW seal must not hold up the others): wait for a reply before
+// sending a command that depends on its effect.
 //
 // Commands:
 //
@@ -54,7 +56,8 @@
 //	p2p_request_complete {peer, dir, payload}    code 125
 //	p2p_request {peer, kind: messages_request|envelope, ...}   (with -mailserver)
 //	envelope {hash, topic, data, expiry, ttl, nonce, pow, own}   every envelope newly cached by the node
-//	       (via RegisterBridge; own = posted here)
+//	       (via RegisterBridge; own = posted here).  A -light node reports only its own posts (status-go
+//	       adds received envelopes as P2P ones in light mode, and bridges no P2P envelope).
 //	envelope_seen {hash, topic, peer}            envelope.received, for every envelope of a Messages
 //	       packet, rejected ones included
 //	batch_acknowledged {peer, batch, errors}     envelope feed's batch.acknowledged
