@@ -260,7 +260,9 @@ async def test_pacing_to_statusgo_rate_limits(nursery: trio.Nursery) -> None:
     packets_peer, bytes_peer = 10, 40_000
     go, ready = await start_statusgo(
         nursery, "-pow", "0.002", "-rate-packets-ip", "20", "-rate-packets-peer", str(packets_peer),
-        "-rate-bytes-ip", "64000", "-rate-bytes-peer", str(bytes_peer), "-rate-tolerance", "1")
+        # Tolerance 2: one spurious excess (a status-go starved past several 100 ms refill ticks
+        # on a loaded machine) is forgiven; an unpaced sender exceeds on every burst.
+        "-rate-bytes-ip", "64000", "-rate-bytes-peer", str(bytes_peer), "-rate-tolerance", "2")
     try:
         node = await start_node(nursery, static_nodes=(ready["enode"],), forward_interval=0.3, pool_capacity=16384)
         await connected(node)
@@ -293,6 +295,9 @@ async def test_pacing_to_statusgo_rate_limits(nursery: trio.Nursery) -> None:
         assert not [e for e in go.events if e.get("event") == "peer_drop"], go.stderr
         assert len(node.peers()) == 1
         assert node.metrics.send_expired._value.get() == 0
+        metrics = (await go.request("info"))["metrics"]
+        log.info("status-go rate limiter: %s", {k: v for k, v in metrics.items() if "rate_limits" in k})
+        assert metrics["waku_rate_limits_processed_total"] >= 30  # its limiter saw every packet
     finally:
         await go.aclose()
 

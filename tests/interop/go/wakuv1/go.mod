@@ -4,6 +4,7 @@ go 1.23
 
 require (
 	github.com/ethereum/go-ethereum v1.10.26
+	github.com/prometheus/client_golang v1.19.1
 	github.com/status-im/status-go v1.1.0
 	go.uber.org/zap v1.27.0
 )
@@ -44,7 +45,6 @@ require (
 	github.com/multiformats/go-varint v0.0.7 // indirect
 	github.com/pborman/uuid v1.2.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
-	github.com/prometheus/client_golang v1.19.1 // indirect
 	github.com/prometheus/client_model v0.6.1 // indirect
 	github.com/prometheus/common v0.48.0 // indirect
 	github.com/prometheus/procfs v0.12.0 // indirect

@@ -27,7 +27,8 @@
 //
 // Commands:
 //
-//	info                                     -> {enode, id, peers: [{peer, remote, caps}]}
+//	info                                     -> {enode, id, peers: [{peer, remote, caps}], pow, full_node,
+//	                                            metrics: {"waku_rate_limits_exceeded_total{type=peer_id}": n, ...}}
 //	connect {enode}                          -> {}     dial (p2p.Server.AddPeer; static, redialled)
 //	disconnect {peer | enode}                -> {}     drop the peer (and stop redialling it)
 //	post {topic, data, ttl, pow?, nonce?, expiry?, expiry_offset?, work_time?}
@@ -84,6 +85,7 @@ import (
 	"github.com/ethereum/go-ethereum/p2p"
 	"github.com/ethereum/go-ethereum/p2p/enode"
 	"github.com/ethereum/go-ethereum/rlp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/status-im/status-go/waku"
 	"github.com/status-im/status-go/waku/common"
 	v1 "github.com/status-im/status-go/waku/v1"
@@ -396,7 +398,7 @@ func (h *harness) handle(c command) (map[string]any, error) {
 				"caps": capsOf(p)})
 		}
 		return map[string]any{"enode": h.enodeURL, "id": h.srv.Self().ID().String(), "peers": peers,
-			"pow": h.w.MinPow(), "full_node": h.w.FullNode()}, nil
+			"pow": h.w.MinPow(), "full_node": h.w.FullNode(), "metrics": wakuMetrics()}, nil
 	case "connect":
 		n, err := enode.ParseV4(c.str("enode"))
 		if err != nil {
@@ -570,6 +572,35 @@ func (h *harness) post(c command) (map[string]any, error) {
 }
 
 func hx(b []byte) string { return hex.EncodeToString(b) }
+
+// wakuMetrics reads the package's own counters from the default Prometheus registry (waku/common/
+// metrics.go), e.g. "waku_rate_limits_exceeded_total{type=peer_id}" and
+// "waku_rate_limits_processed_total".
+func wakuMetrics() map[string]float64 {
+	out := map[string]float64{}
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return out
+	}
+	for _, f := range families {
+		if !strings.HasPrefix(f.GetName(), "waku_") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += "{" + l.GetName() + "=" + l.GetValue() + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				out[name] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[name] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
+}
 
 func capsOf(p *p2p.Peer) []string {
 	caps := []string{}
