@@ -5,6 +5,7 @@ servers, peer exchange both ways, and metadata's cluster check on both sides.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -12,13 +13,16 @@ from typing import Any
 
 import pytest
 import trio
+from prometheus_client import CollectorRegistry
 
 from tests.helpers.jsproc import JsPeer
 from tests.helpers.net import free_ports
+from tests.helpers.v2host import start_host
 from tests.interop.test_v2_gowaku_relay import STATUS_TOPIC, go_node, our_node, tcp_addr, wait_go_peer, wait_mesh
 from tests.v2.test_node import metric, start
 from v2.core.message import WakuMessage, message_hash
 from v2.enr.enr import Enr
+from v2.metadata.protocol import MetadataService
 from v2.node import V2Node
 from v2.peer_exchange.client import PeerExchangeClient, PeerExchangeError
 from v2.peer_exchange.rpc_codec import PxStatus
@@ -326,19 +330,19 @@ async def test_metadata_our_check_disconnects_go_waku_of_another_cluster(nursery
 
 
 async def test_metadata_go_waku_check_disconnects_us_on_another_cluster(nursery: trio.Nursery) -> None:
-    """go-waku on cluster 17 queries our metadata (we answer cluster 16) and hangs up with
-    "different clusterID reported"; our own check may find it already gone (query_failed)."""
-    ours = our_node(16, (32,))
-    await start(nursery, ours)
-    go, ready = await go_node(nursery, "-cluster-id", "17", "-shards", "32")
+    """go-waku on cluster 17 queries our metadata service (answering cluster 16) and hangs up with
+    "different clusterID reported" (protocol/metadata/waku_metadata.go).  Our node would hang up
+    first from its own check (previous test), so the service runs on a bare host here."""
+    registry = CollectorRegistry()
+    host = await start_host(nursery, services=[MetadataService(16, (32,), registry)])
+    go, _ = await go_node(nursery, "-cluster-id", "17", "-shards", "32")
     try:
-        await dial_both_ways(ours, go, ready)
-        await go_disconnected(go, ours.peer_id)
+        with contextlib.suppress(AssertionError):  # go-waku may hang up before its dial returns
+            await go.request("connect", multiaddr=host.listen_addrs[0])
         with trio.fail_after(20):
-            while "different clusterID reported" not in go.stderr or ours.peers():
+            while "different clusterID reported" not in go.stderr or host.connected_peers():
                 await trio.sleep(0.1)
-        assert not ours.peer_metadata
-        assert sum(metric(ours, "waku_metadata_rejected_peers_total", reason=r)
-                   for r in ("cluster_mismatch", "query_failed")) >= 1
+        await go_disconnected(go, host.peer_id)
+        assert registry.get_sample_value("waku_metadata_requests_total", {"type": "served"}) >= 1
     finally:
         await go.aclose()
