@@ -149,10 +149,10 @@ async def test_relay_10000_messages_each_way(nursery: trio.Nursery) -> None:
         await go.request("connect", multiaddr=f"{ours.listen_addrs[0]}/p2p/{ours.peer_id}")
         await wait_mesh(ours, STATUS_TOPIC, ready["peer_id"])
         await wait_go_peer(go, ours.peer_id)
-        # go -> ours.  go-libp2p-pubsub drops an RPC when its per-peer outbound queue is full
-        # (32 RPCs, pubsub.go peerOutboundQueueSize) and we take ~800 msg/s, so an unpaced burst of
-        # 10 000 loses about a tenth (measured): go-waku publishes in bursts of 500 at 2000/s, each
-        # burst once we have the previous one (flow control the network does not give us).
+        # go -> ours.  go-libp2p-pubsub drops an RPC when a peer's outbound queue is full (go-waku
+        # sets 1024 RPCs, protocol/relay/config.go DefaultPeerOutboundQSize) and we take ~1000 msg/s,
+        # so an unpaced burst of 10 000 (go-waku publishes ~20 000/s) loses about a tenth (measured).
+        # go-waku publishes in bursts of 500 (< 1024) at 2000/s, each once we have the previous one.
         t0 = time.monotonic()
         hashes: list[str] = []
         for _ in range(n // 500):

@@ -5,6 +5,7 @@ servers, peer exchange both ways, and metadata's cluster check on both sides.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -12,12 +13,16 @@ from typing import Any
 
 import pytest
 import trio
+from prometheus_client import CollectorRegistry
 
+from tests.helpers.jsproc import JsPeer
 from tests.helpers.net import free_ports
+from tests.helpers.v2host import start_host
 from tests.interop.test_v2_gowaku_relay import STATUS_TOPIC, go_node, our_node, tcp_addr, wait_go_peer, wait_mesh
 from tests.v2.test_node import metric, start
 from v2.core.message import WakuMessage, message_hash
 from v2.enr.enr import Enr
+from v2.metadata.protocol import MetadataService
 from v2.node import V2Node
 from v2.peer_exchange.client import PeerExchangeClient, PeerExchangeError
 from v2.peer_exchange.rpc_codec import PxStatus
@@ -285,32 +290,59 @@ async def test_peer_exchange_go_waku_server_to_our_client(nursery: trio.Nursery)
         await g2.aclose()
 
 
-async def test_metadata_cluster_mismatch_disconnects_both_ways(nursery: trio.Nursery) -> None:
+async def go_disconnected(go: JsPeer, peer_id: str) -> None:
+    with trio.fail_after(20):
+        while any(p["peer_id"] == peer_id and p["connected"] for p in (await go.request("peers"))["peers"]):
+            await trio.sleep(0.2)
+
+
+async def dial_both_ways(ours: V2Node, go: JsPeer, ready: dict[str, Any]) -> None:
+    """We dial go-waku, then go-waku dials us; either may fail while the other side hangs up."""
+    try:
+        await ours.host.connect(tcp_addr(ready))
+    except Exception:  # a dial refused mid-handshake surfaces as several types
+        pass
+    with trio.fail_after(20):
+        while ours.peers():
+            await trio.sleep(0.1)
+    try:
+        await go.request("connect", multiaddr=ours_addr(ours))
+    except AssertionError:
+        pass
+
+
+async def test_metadata_our_check_disconnects_go_waku_of_another_cluster(nursery: trio.Nursery) -> None:
+    """go-waku on cluster 0 checks nobody (protocol/metadata/waku_metadata.go: only cluster-id != 0),
+    so only our check acts: both dial directions end in our cluster_mismatch disconnect."""
     ours = our_node(16, (32,))
     await start(nursery, ours)
-    other, r_other = await go_node(nursery, "-cluster-id", "17", "-shards", "32")
-    dialer, _ = await go_node(nursery, "-cluster-id", "17", "-shards", "32")
+    go, ready = await go_node(nursery, "-cluster-id", "0", "-pubsub-topics", "/waku/2/rs/0/0")
     try:
-        # we dial a go-waku node of cluster 17: we hang up (our metadata check) ...
-        try:
-            await ours.host.connect(tcp_addr(r_other))
-        except Exception:  # go-waku may already be hanging up on its side
-            pass
-        # ... and go-waku dials us: go-waku hangs up (its metadata check, cluster-id != 0)
-        try:
-            await dialer.request("connect", multiaddr=ours_addr(ours))
-        except AssertionError:
-            pass
+        await dial_both_ways(ours, go, ready)
         with trio.fail_after(20):
-            while metric(ours, "waku_metadata_rejected_peers_total", reason="cluster_mismatch") < 2 \
-                    or ours.peers():
+            while metric(ours, "waku_metadata_rejected_peers_total", reason="cluster_mismatch") < 2 or ours.peers():
                 await trio.sleep(0.1)
-        for go in (other, dialer):
-            with trio.fail_after(20):
-                while any(p["peer_id"] == ours.peer_id and p["connected"]
-                          for p in (await go.request("peers"))["peers"]):
-                    await trio.sleep(0.2)
+        await go_disconnected(go, ours.peer_id)
         assert not ours.peer_metadata
+        assert "different clusterID" not in go.stderr
     finally:
-        await other.aclose()
-        await dialer.aclose()
+        await go.aclose()
+
+
+async def test_metadata_go_waku_check_disconnects_us_on_another_cluster(nursery: trio.Nursery) -> None:
+    """go-waku on cluster 17 queries our metadata service (answering cluster 16) and hangs up with
+    "different clusterID reported" (protocol/metadata/waku_metadata.go).  Our node would hang up
+    first from its own check (previous test), so the service runs on a bare host here."""
+    registry = CollectorRegistry()
+    host = await start_host(nursery, services=[MetadataService(16, (32,), registry)])
+    go, _ = await go_node(nursery, "-cluster-id", "17", "-shards", "32")
+    try:
+        with contextlib.suppress(AssertionError):  # go-waku may hang up before its dial returns
+            await go.request("connect", multiaddr=host.listen_addrs[0])
+        with trio.fail_after(20):
+            while "different clusterID reported" not in go.stderr or host.connected_peers():
+                await trio.sleep(0.1)
+        await go_disconnected(go, host.peer_id)
+        assert registry.get_sample_value("waku_metadata_requests_total", {"type": "served"}) >= 1
+    finally:
+        await go.aclose()

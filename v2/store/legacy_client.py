@@ -1,7 +1,7 @@
 """Legacy store client (``/vac/waku/store/2.0.0-beta4``): history from go-waku, which serves no
 store v3 (waku-org/go-waku v0.10.0 waku/v2/protocol/legacy_store/waku_store_protocol.go).
 
-One query per stream, as store v3 (waku-v2.md §2): go-waku's server reads one HistoryRPC, writes
+One query per stream, as store v3: go-waku's server reads one HistoryRPC, writes
 one and closes.  Paging follows the response cursor, which go-waku sets iff more rows exist
 (persistence/store.go Query).
 """
