@@ -26,6 +26,7 @@ from bridge.pipeline import (
 )
 from bridge.policy import Policy
 from bridge.translate import NS, V1ToV2, v1_to_v2
+from tests.helpers.clock import FakeClock
 from v1.waku.envelope import Envelope
 from v1.waku.pow import mine_smallest_nonce
 from v2.core.message import WakuMessage
@@ -76,16 +77,6 @@ async def make(tmp: Path, name: str, active: bool = True, *, clock: Callable[[],
     p = Pipeline(v1, v2, dedup, BridgeMetrics(CollectorRegistry()), PipelineConfig(cluster_id=1, num_shards=8, **kw),
                  gate=gate, clock=clock, history=history)
     return p, v1, v2, gate
-
-
-class Clock:
-    """Injected time: starts at the wall clock (envelopes and timestamps are wall-clock based)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -173,7 +164,7 @@ async def test_restart_does_not_bridge_twice(tmp_path: Path) -> None:
 
 
 async def test_standby_tracks_pending_and_takes_over(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     s, s1, s2, gate = await make(tmp_path, "s", active=False, clock=clock)
     e1, e2 = env(b"bridged by the active"), env(b"lost by the active")
     m1 = wmsg(b"v2 side")
@@ -295,7 +286,7 @@ async def translated_by_active(tmp: Path, m: WakuMessage) -> Envelope:
 async def test_takeover_holds_young_v1_items_until_the_echo_grace_passed(tmp_path: Path) -> None:
     """The race at takeover: the old active's v1 translation of a v2 message reached us before the
     v2 original; taking over at once would bridge it back to v2 as a new message."""
-    clock = Clock()
+    clock = FakeClock()
     s, s1, s2, gate = await make(tmp_path, "s", active=False, clock=clock, echo_grace_s=2.0)
     m = wmsg(b"v2 original, slow to reach the standby")
     echo = await translated_by_active(tmp_path, m)
@@ -322,7 +313,7 @@ async def test_v1_arrivals_just_after_a_takeover_wait_for_their_v2_original(tmp_
     """The old active's last v2->v1 posts still travel through v1 peers when we take over; their
     v2 originals can reach us after them (drill under load: ~1 s).  Bridging them at once would be
     an echo, so for the echo grace after the gate opens v1 arrivals are held like pending items."""
-    clock = Clock()
+    clock = FakeClock()
     s, _, s2, gate = await make(tmp_path, "s", active=False, clock=clock, echo_grace_s=2.0)
     m = wmsg(b"v2 original bridged by the old active just before it died")
     echo = await translated_by_active(tmp_path, m)
@@ -345,7 +336,7 @@ async def test_v1_arrivals_just_after_a_takeover_wait_for_their_v2_original(tmp_
 
 
 async def test_held_items_stay_pending_if_leadership_goes(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     s, _, s2, gate = await make(tmp_path, "s", active=False, clock=clock)
     await s.on_envelope(env(b"held across a lost lease"))
     gate.active = True
@@ -388,7 +379,7 @@ async def test_release_loop_bridges_held_and_uncertain_items_in_real_time(tmp_pa
 async def test_cold_standby_skips_the_reoffer_found_in_sink_history(tmp_path: Path) -> None:
     """The standby was down while v2 messages were bridged; on reconnect the v1 hub re-offers their
     translations, which look like v1 originals.  The sink's history shows they exist on v2."""
-    clock = Clock()
+    clock = FakeClock()
     hist = History()
     s, s1, s2, gate = await make(tmp_path, "s", active=False, clock=clock, history=hist)
     missed = [wmsg(f"published while the standby was down {i}".encode()) for i in range(3)]
@@ -419,7 +410,7 @@ async def test_cold_standby_skips_the_reoffer_found_in_sink_history(tmp_path: Pa
 
 async def test_sink_history_failure_or_hang_never_blocks_nor_loses(tmp_path: Path) -> None:
     for mode in ("fail", "hang"):
-        clock = Clock()
+        clock = FakeClock()
         hist = History(fail=mode == "fail", hang=mode == "hang")
         s, _, s2, gate = await make(tmp_path, f"s-{mode}", active=False, clock=clock, history=hist,
                                     history_deadline_s=0.1)
@@ -434,7 +425,7 @@ async def test_sink_history_failure_or_hang_never_blocks_nor_loses(tmp_path: Pat
 
 
 async def test_translation_arriving_during_the_history_lookup_clears_its_item(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     m = wmsg(b"arrives while we look")
     holder: list[Pipeline] = []
 
@@ -455,7 +446,7 @@ async def test_no_local_progress_rule_a_message_only_the_standby_got_is_bridged(
     """Why "skip pending items received well before the active's last visible bridging" is not
     applied: the standby got ``only_here`` from a v1 peer the active is not connected to; the
     active's later bridging shows on v2, yet ``only_here`` was never bridged."""
-    clock = Clock()
+    clock = FakeClock()
     s, _, s2, gate = await make(tmp_path, "s", active=False, clock=clock, history=History())
     only_here = env(b"reached the standby only")
     await s.on_envelope(only_here)
@@ -499,7 +490,7 @@ def test_sink_key_is_the_key_of_the_v2_to_v1_translation() -> None:
 async def test_sink_history_asks_own_archive_and_store_peers(nursery: trio.Nursery, tmp_path: Path) -> None:
     """The service's lookup on real nodes: a store peer S and our node B (store mounted)."""
     from bridge.app.bridgeservice import sink_history
-    from tests.v2.test_node import make_node
+    from tests.helpers.v2node import make_node
     from v2.core.topics import PubsubTopic
 
     topic = str(PubsubTopic(0, 0))

@@ -14,6 +14,7 @@ from failover.elector import ElectorCore, StepDown
 from failover.errors import FailoverError
 from failover.lease import LeaseTiming, timing_for
 from failover.metrics import FailoverMetrics
+from tests.helpers.clock import FakeClock
 
 
 def test_timing_for_derives_and_checks() -> None:
@@ -37,16 +38,8 @@ def test_config_rejects_a_timing_that_breaks_the_invariant() -> None:
     assert ok.failover.ttl == 10 and ok.failover.safety == 2 and ok.failover.renew_interval is None
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_is_leader_only_before_deadline_minus_safety() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     core = ElectorCore("A", safety=0.5, clock=clock)
     changes = core.observe()
     assert not core.is_leader() and core.deadline_margin() == 0

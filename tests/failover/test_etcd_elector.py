@@ -18,16 +18,16 @@ from failover.elector import Elector, parse_failover_url
 from failover.etcd_backend import EtcdElector, fenced_txn
 from failover.lease import LeaseTiming
 from failover.sqlite_backend import SqliteElector
-from tests.failover.procs import (
+from tests.helpers.candidates import (
     STEP_DOWNS,
     Candidate,
     assert_one_active,
     spawn_pair,
     takeover_drill,
-    wait_for,
     zombie_drill,
 )
 from tests.helpers.etcd import EtcdCluster, etcd_available
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.skipif(not etcd_available(), reason="needs the etcd binary (scripts/setup.sh)")
 
@@ -168,12 +168,12 @@ async def test_etcd_killed_and_restarted(nursery: trio.Nursery, own_etcd: EtcdCl
         for r in range(2):
             t_kill = time.monotonic()
             member.kill()
-            await wait_for(lambda: not (a.leader or b.leader), 5, f"round {r}: the active to step down")
+            await wait_until(lambda: not (a.leader or b.leader), 5, f"round {r}: the active to step down")
             await trio.sleep(TTL + 0.5 - (time.monotonic() - t_kill))
             for c in (a, b):  # nobody active during the outage
                 assert not c.leader and not [e for e in c.since(t_kill) if e["event"] == "elected"]
             await trio.to_thread.run_sync(own_etcd.restart, member)
-            await wait_for(lambda: a.leader or b.leader, 20, f"round {r}: a leader after the restart")
+            await wait_until(lambda: a.leader or b.leader, 20, f"round {r}: a leader after the restart")
             await trio.sleep(0.5)
             active = assert_one_active([a, b])
             assert active.token is not None and active.token > old
@@ -194,7 +194,7 @@ async def test_etcd_frozen_the_active_steps_down_before_the_server_could_expire(
             active = a if a.leader else b
             t_stop = time.monotonic()
             member.stop()
-            await wait_for(lambda: not (a.leader or b.leader), 5, f"round {r}: the active to step down")
+            await wait_until(lambda: not (a.leader or b.leader), 5, f"round {r}: the active to step down")
             down = next(e for e in active.since(t_stop) if e["event"] == "state" and not e["leader"])
             deadline = max(e["deadline"] for e in active.events if e["event"] == "renewed" and e["t"] < down["t"])
             # deadline = send time of the last successful keepalive + TTL: the server cannot expire
@@ -204,7 +204,7 @@ async def test_etcd_frozen_the_active_steps_down_before_the_server_could_expire(
             for c in (a, b):
                 assert not c.leader and not [e for e in c.since(t_stop) if e["event"] == "elected"]
             member.cont()
-            await wait_for(lambda: a.leader or b.leader, 20, f"round {r}: a leader after SIGCONT")
+            await wait_until(lambda: a.leader or b.leader, 20, f"round {r}: a leader after SIGCONT")
             await trio.sleep(0.5)
             now = assert_one_active([a, b])
             assert now.token is not None and now.token > old

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from bridge.errors import ConfigError
 from failover.lease import LeaseRow, LeaseTiming, decide
 from failover.sqlite_backend import SqliteElector
-from tests.failover.procs import Takeover, takeover_drill, zombie_drill
+from tests.helpers.candidates import Takeover, takeover_drill, zombie_drill
 
 FAST = LeaseTiming(ttl=2.0, renew_interval=0.3, rpc_timeout=0.2, safety=0.3)
 TTL3: dict[str, Any] = {"ttl": 3.0, "renew": 0.5, "rpc_timeout": 0.5, "safety": 0.5}

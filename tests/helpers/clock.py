@@ -1,0 +1,25 @@
+"""The one fake clock of the tests: a callable returning a settable ``now`` (injected as ``clock=``)."""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["FakeClock"]
+
+
+class FakeClock:
+    """``clock()`` returns ``clock.now``; tests move it by assignment or :meth:`advance`.
+
+    Starts at ``start``, or at the wall clock when omitted (for code that compares against
+    wall-clock based fields such as envelope expiries and message timestamps).
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
