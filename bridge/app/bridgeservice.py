@@ -18,7 +18,8 @@ from bridge.aggregates import AGGREGATES_FILE, AggregatesWriter
 from bridge.app.config import AppConfig
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
 from bridge.app.looplag import LoopLag
-from bridge.app.service import _until_signal, instance_dir, node_key, v1_node_config
+from bridge.app.process import instance_dir, node_key, until_signal
+from bridge.app.v1service import v1_node_config
 from bridge.app.v2service import v2_node_config
 from bridge.dedup import DedupStore
 from bridge.metrics import BridgeMetrics
@@ -36,8 +37,8 @@ HISTORY_MAX_PAGES = 50  # per source and query: a takeover's window at ~100 msg/
 
 class BridgeService:
     def __init__(self, cfg: AppConfig, registry: CollectorRegistry | None = None) -> None:
-        from failover.elector import parse_failover_url
         from failover.metrics import FailoverMetrics
+        from failover.url import parse_failover_url
         from v1.node import V1Node
         from v2.node import V2Node
 
@@ -261,7 +262,7 @@ async def sink_history(v2: Any, req: HistoryRequest, deadline: float) -> History
 async def run_bridge(cfg: AppConfig) -> None:
     service = BridgeService(cfg)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_until_signal, nursery.cancel_scope)
+        nursery.start_soon(until_signal, nursery.cancel_scope)
         await nursery.start(service.run)
         print(json_line({"v1": service.v1.enode, "v2": service.v2.listen_addrs, "http": service.http_port}),
               flush=True)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge.app.config import AppConfig
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
-from bridge.app.service import _until_signal, instance_dir, node_key
+from bridge.app.process import instance_dir, node_key, until_signal
 
 __all__ = ["run_v2_node", "v2_node_config"]
 
@@ -92,7 +92,7 @@ async def run_v2_node(cfg: AppConfig) -> None:
                               "peers": len(node.peers())}, 200 if ready else 503)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_until_signal, nursery.cancel_scope)
+        nursery.start_soon(until_signal, nursery.cancel_scope)
         await nursery.start(node.run)
         ports: dict[str, int] = {}
         if cfg.metrics.enabled:

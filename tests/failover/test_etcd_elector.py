@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import trio
 
-from bridge.errors import ConfigError
-from failover.elector import Elector, parse_failover_url
+from failover.elector import Elector
+from failover.errors import FailoverSetupError
 from failover.etcd_backend import EtcdElector, fenced_txn
 from failover.lease import LeaseTiming
 from failover.sqlite_backend import SqliteElector
+from failover.url import parse_failover_url
 from tests.helpers.candidates import (
     STEP_DOWNS,
     Candidate,
@@ -69,9 +70,9 @@ def test_parse_failover_url(tmp_path: Path) -> None:
     e = parse_failover_url("etcd://127.0.0.1:1,127.0.0.1:2/b1", identity="A", data_dir=tmp_path, ttl=10)
     assert isinstance(e, EtcdElector) and e.client.endpoints == ["127.0.0.1:1", "127.0.0.1:2"] and e.name == "b1"
     assert isinstance(e, Elector)
-    with pytest.raises(ConfigError, match="whole seconds"):
+    with pytest.raises(FailoverSetupError, match="whole seconds"):
         parse_failover_url("etcd://127.0.0.1:1", identity="A", data_dir=tmp_path, ttl=2.5)
-    with pytest.raises(ConfigError, match=r"failover\.backend"):
+    with pytest.raises(FailoverSetupError, match=r"^url: "):
         parse_failover_url("zookeeper://x", identity="A", data_dir=tmp_path, ttl=10)
 
 

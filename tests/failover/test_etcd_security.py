@@ -14,7 +14,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from bridge.app.config import ConfigErrors, load_config
-from bridge.errors import ConfigError
+from failover.errors import FailoverSetupError
 from failover.etcd_backend import DEFAULT_PREFIX, EtcdElector, EtcdSecurity
 from failover.lease import LeaseTiming
 from failover.metrics import FailoverMetrics
@@ -161,7 +161,7 @@ def test_security_settings_are_checked_at_load(tmp_path: Path, secure_etcd: Secu
     assert cfg.failover.etcd_password == "from-a-file" and "from-a-file" not in repr(cfg)
     sec = cfg.failover.etcd_security()
     assert sec is not None and sec.tls and sec.user == USER
-    with pytest.raises(ConfigError, match="etcd_cert"):
+    with pytest.raises(FailoverSetupError, match=r"^cert_file: "):
         EtcdSecurity(cert_file=t.client_cert).check()
 
 
