@@ -1,10 +1,11 @@
-"""The only door to py-libp2p (pinned 0.8.1): a host with the transports Waku peers speak.
+"""The py-libp2p host (pinned 0.8.1), one of the two doors to py-libp2p: the transports Waku peers speak.
 
 TCP (nwaku: yamux, then mplex) and WebSocket (js-waku in Node: ws + noise + mplex ``/mplex/6.7.0``),
 noise, identify (its protocol list is exactly our registered handlers plus identify/ping, which is
 what js-waku and nwaku select peers by), ping, and a secp256k1 identity from the 32-byte node key
-(Waku ENRs need a secp256k1 libp2p key; waku-v2.md §13).  Nothing outside v2/host.py and
-v2/relay/ imports libp2p; the rest of the code sees :class:`Host` and :class:`v2.stream.Stream`.
+(Waku ENRs need a secp256k1 libp2p key; 31/WAKU2-ENR).  Only this module and
+v2/relay/gossipsub_compat.py import libp2p (an import-linter contract in pyproject.toml); the rest
+of the code sees :class:`Host` and :class:`v2.stream.Stream`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from v2.errors import V2Error
+from v2.relay import gossipsub_compat
 from v2.stream import Stream, StreamClosedError
 
 __all__ = ["ConnectionEvent", "DialError", "Host", "HostConfig", "StreamHandler"]
@@ -204,6 +206,7 @@ async def _resolve(addr: str) -> list[str]:
 class Host:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
+        gossipsub_compat.install()  # relay's py-libp2p patches, before any pubsub runs on this host
         self._addrs = [multiaddr.Multiaddr(a) for a in config.listen_addrs()]
         # Watermarks at the hard cap with min/low 0: even the inbound slot reservation py-libp2p
         # keeps for its auto-connector (max - min) goes to real peers.
