@@ -163,9 +163,13 @@ def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
 
 
 def _enode(v: Any) -> str:
+    from v1.rlpx.enode import Enode, EnodeError  # the v1 node's own parser (IPv6 hosts in brackets)
+
     s = _str(v).strip()
-    if not re.match(r"^enode://[0-9a-fA-F]{128}@[^:@/]+:\d{1,5}(\?.*)?$", s):
-        raise ValueError(f"not an enode URL (enode://<128 hex>@host:port): {s!r}")
+    try:
+        Enode.parse(s)
+    except EnodeError:
+        raise ValueError(f"not an enode URL (enode://<128 hex>@host:port): {s!r}") from None
     return s
 
 
@@ -176,16 +180,16 @@ def _multiaddr(v: Any) -> str:
     return s
 
 
-_PUBSUB = re.compile(r"^/waku/2/rs/(\d{1,5})/(\d{1,4})$")
-
-
 def _pubsub_topic(v: Any) -> str | None:
+    from v2.core.topics import PubsubTopic, TopicError  # the v2 node's own parser
+
     if v is None or v == "":
         return None
     s = _str(v).strip()
-    m = _PUBSUB.match(s)
-    if not m or int(m.group(1)) > 65535 or int(m.group(2)) > 1023:
-        raise ValueError(f"expected /waku/2/rs/<cluster 0..65535>/<shard 0..1023>, got {s!r}")
+    try:
+        PubsubTopic.parse(s)
+    except TopicError:
+        raise ValueError(f"expected /waku/2/rs/<cluster 0..65535>/<shard 0..1023>, got {s!r}") from None
     return s
 
 
