@@ -291,7 +291,7 @@ class V1Node:
                     await self._drop(peer, "rate_limit", DisconnectReason.SUBPROTOCOL_ERROR)
                     return
                 continue  # over the limit: the packet is not processed (counted)
-            label = WakuCode(code).name.lower() if code in WakuCode._value2member_map_ else "unknown"
+            label = next((c.name.lower() for c in WakuCode if c == code), "unknown")
             self.metrics.packets_in.labels(label).inc()
             if code == WakuCode.MESSAGES:
                 await self._on_messages(peer, data, now)

@@ -80,7 +80,8 @@ class BridgeService:
 
     def status(self) -> dict[str, Any]:
         now = time.time()
-        counts = {d: int(self.metrics.transfers.labels(d)._value.get()) for d in ("v1_to_v2", "v2_to_v1")}
+        counts = {d: int(self.registry.get_sample_value("waku_bridge_transfers_total", {"type": d}) or 0)
+                  for d in ("v1_to_v2", "v2_to_v1")}
         dropped = {}
         for metric in self.registry.collect():
             if metric.name == "waku_bridge_dropped":

@@ -27,6 +27,7 @@ from bridge.pipeline import (
 from bridge.policy import Policy
 from bridge.translate import NS, V1ToV2, v1_to_v2
 from tests.helpers.clock import FakeClock
+from tests.helpers.metrics import metric_value
 from v1.waku.envelope import Envelope
 from v1.waku.pow import mine_smallest_nonce
 from v2.core.message import WakuMessage
@@ -110,7 +111,7 @@ def wmsg(payload: bytes) -> WakuMessage:
 
 
 def dropped(p: Pipeline, reason: str) -> float:
-    return p.metrics.dropped.labels(reason)._value.get()
+    return metric_value(p.metrics.dropped, reason)
 
 
 async def test_two_bridges_back_to_back_make_no_loops(tmp_path: Path) -> None:
@@ -268,11 +269,11 @@ async def test_echo_grace_holds_translations_until_the_original_arrives(tmp_path
 
 
 def skipped(p: Pipeline, reason: str = "in_sink_history") -> float:
-    return p.metrics.takeover_skipped.labels(reason)._value.get()
+    return metric_value(p.metrics.takeover_skipped, reason)
 
 
 def history_queries(p: Pipeline, result: str) -> float:
-    return p.metrics.takeover_history_queries.labels(result)._value.get()
+    return metric_value(p.metrics.takeover_history_queries, result)
 
 
 async def translated_by_active(tmp: Path, m: WakuMessage) -> Envelope:

@@ -21,6 +21,7 @@ from failover.metrics import FailoverMetrics
 from tests.helpers.bridgeproc import BridgeProc
 from tests.helpers.candidates import Candidate
 from tests.helpers.etcd import EtcdCluster, TlsFiles, enable_auth, etcd_available, make_tls_files
+from tests.helpers.metrics import metric_value
 from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.skipif(not etcd_available(), reason="needs the etcd binary (scripts/setup.sh)")
@@ -55,7 +56,7 @@ def secure_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureEtcd
 
 
 def errors(m: FailoverMetrics, kind: str) -> float:
-    return m.errors.labels(kind)._value.get()
+    return metric_value(m.errors, kind)
 
 
 async def test_election_over_tls_with_client_certificates_and_auth(secure_etcd: SecureEtcd) -> None:
