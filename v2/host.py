@@ -219,6 +219,7 @@ class Host:
         swarm.connection_pruner = _NoConnectionPruner(swarm)
         self.peer_id = str(self._h.get_id())
         self.started = trio.Event()
+        self._stopping = False  # set once shutdown began: no new dials (their connection would outlive the swarm)
 
     @property
     def libp2p_host(self) -> Any:
@@ -243,7 +244,7 @@ class Host:
             await self._close_network()  # again, for a run that failed while listening
 
     async def _close_network(self) -> None:
-        """Close every connection, then every listener; shielded and bounded.
+        """Stop accepting, then close every connection; shielded and bounded.
 
         py-libp2p 0.8.1 workaround: listeners run in their own trio *system* task, which the
         cancellation that stops us never reaches, and the swarm's own shutdown closes them
@@ -251,11 +252,16 @@ class Host:
         stays open: peers complete noise handshakes against a stopped node and their
         ``connect()`` returns with no connection behind it.
 
-        Connections go first, each with its own short deadline: a WebSocket close waits,
-        unbounded, for the peer's close frame (trio-websocket), and the ws listener closes its
-        connections before its socket, so one silent peer would otherwise keep the socket
-        open.  A close cut short still closes the underlying stream.  Both are idempotent.
+        Listeners go first: closing one cancels the upgrades it has in flight.  Left running
+        while the swarm's service stops, such an upgrade completes afterwards and
+        ``Swarm.add_conn`` logs ``[ADDCONN_FAIL] ... LifecycleError: Cannot schedule task after
+        service has stopped`` with a traceback (what ``make demo`` printed at its end).  The
+        ws listener closes its raw connections one by one, unbounded (trio-websocket waits for
+        the peer's close frame), before its socket: those are closed first, concurrently, each
+        with its own short deadline.  Then the swarm's connections, the same way.  A close cut
+        short still closes the underlying stream.  Everything here is idempotent.
         """
+        self._stopping = True
         swarm = self._h.get_network()
 
         async def close_conn(peer: Any, conn: Any) -> None:
@@ -265,23 +271,28 @@ class Host:
                 except Exception as exc:
                     log.debug("closing connection to %s: %s", peer, exc)
 
-        with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                for peer, conns in list(swarm.connections.items()):
-                    for conn in list(conns):
-                        nursery.start_soon(close_conn, peer, conn)
-                # The ws listener's own list of raw connections (0.8.1 ``WebsocketListener.
-                # _connections``): closing the swarm connection leaves those open, and the
-                # listener would close them one by one, unbounded, before its socket.
-                for listener in list(swarm.listeners.values()):
-                    for raw in list(getattr(listener, "_connections", {}).values()):
-                        nursery.start_soon(close_conn, "ws", raw)
-            for key, listener in list(swarm.listeners.items()):
+        async def close_listener(key: Any, listener: Any) -> None:
+            with trio.move_on_after(_CONN_CLOSE_TIMEOUT):
                 try:
                     await listener.close()
                 except Exception as exc:
                     log.debug("closing listener %s: %s", key, exc)
-                swarm.listeners.pop(key, None)
+
+        with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                # The ws listener's own list of raw connections (0.8.1 ``WebsocketListener.
+                # _connections``): closing the swarm connection leaves those open.
+                for listener in list(swarm.listeners.values()):
+                    for raw in list(getattr(listener, "_connections", {}).values()):
+                        nursery.start_soon(close_conn, "ws", raw)
+            async with trio.open_nursery() as nursery:
+                for key, listener in list(swarm.listeners.items()):
+                    nursery.start_soon(close_listener, key, listener)
+            swarm.listeners.clear()
+            async with trio.open_nursery() as nursery:
+                for peer, conns in list(swarm.connections.items()):
+                    for conn in list(conns):
+                        nursery.start_soon(close_conn, peer, conn)
 
     def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
         async def adapter(inner: Any) -> None:
@@ -315,6 +326,8 @@ class Host:
             raise DialError(f"dial {addr} timed out") from None
 
     async def _connect_one(self, addr: str) -> str:
+        if self._stopping:
+            raise DialError(f"dial {addr}: the host is stopping")
         try:
             info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
         except Exception as exc:  # py-libp2p raises assorted types for a bad address
