@@ -1,4 +1,5 @@
-# The README's two commands are `make demo` and `make test`; both run setup first (idempotent).
+# The README's two commands are `make demo` and `make test`; they and `make lint` run setup first
+# (idempotent), so each works on a fresh machine.
 PY := .venv/bin/python
 .PHONY: setup demo test lint bench
 
@@ -14,6 +15,7 @@ test: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 bench: setup
 	$(PY) -m bench

@@ -45,6 +45,7 @@ from bridge.app.ports import free_ports
 from bridge.dedup import DedupStore
 from bridge.metrics import BridgeMetrics
 from bridge.pipeline import Pipeline, PipelineConfig
+from tests.helpers.wait import wait_until
 from v1.node import V1Node, V1NodeConfig
 from v1.waku.envelope import Envelope
 from v1.waku.pow import mine_smallest_nonce
@@ -128,12 +129,6 @@ class BridgeProc:
             self.proc.wait(20)
 
 
-async def _wait(pred: Any, timeout: float) -> None:
-    with trio.fail_after(timeout):
-        while not pred():  # noqa: ASYNC110 - polls other nodes' state; nothing to wait on
-            await trio.sleep(0.02)
-
-
 async def _with_bridge(net: Net, pow_target: float, body: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         b = await trio.to_thread.run_sync(BridgeProc, Path(tmp), net.v1.enode, net.v2.listen_addrs[0], pow_target)
@@ -143,7 +138,7 @@ async def _with_bridge(net: Net, pow_target: float, body: Any) -> dict[str, Any]
                     await trio.sleep(0.2)
             bridge_v2 = (await trio.to_thread.run_sync(b.status))["v2"]["peer_id"]
             # this bridge (not the previous phase's, which may linger in the mesh) is in our mesh
-            await _wait(lambda: bridge_v2 in net.v2.relay.mesh_peers(PUBSUB), 30)
+            await wait_until(lambda: bridge_v2 in net.v2.relay.mesh_peers(PUBSUB), 30, interval=0.02)
             await trio.sleep(1.5)  # the bridge's mesh settles (heartbeat 1 s)
             net.v1_arrivals.clear()
             net.v2_arrivals.clear()

@@ -22,8 +22,9 @@ from typing import Any
 
 import trio
 
-from tests.failover.procs import Candidate, assert_one_active, spawn_pair, wait_for
+from tests.helpers.candidates import Candidate, assert_one_active, spawn_pair
 from tests.helpers.etcd import EtcdCluster, etcd_available
+from tests.helpers.wait import wait_until
 
 __all__ = ["main"]
 
@@ -57,14 +58,14 @@ async def _runs(url: str, sig: int, n: int, extra: tuple[str, ...]) -> tuple[lis
                 await trio.sleep(random.uniform(0.5, 1.0))  # a random phase of the renew cycle
                 before = len(standby.elected())
                 t0 = leader.send(sig)
-                await wait_for(_elected_after(standby, before), 15, "takeover")
+                await wait_until(_elected_after(standby, before), 15, "takeover")
                 times.append(standby.elected()[-1]["t"] - t0)
                 tokens.append(int(standby.elected()[-1]["token"]))
                 await trio.to_thread.run_sync(leader.proc.wait)
                 fresh = Candidate(url, leader.identity, **kw)
                 nursery.start_soon(fresh.pump)
                 cands.append(fresh)
-                await wait_for(_reported(fresh), 15, "fresh standby")
+                await wait_until(_reported(fresh), 15, "fresh standby")
                 assert assert_one_active(cands) is standby
                 leader, standby = standby, fresh
         finally:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import trio
 
-from bridge.db import SqliteWorker
 from bridge.metrics import OTHER, origin_of
+from common.sqlite import SqliteWorker
 
 __all__ = [
     "AGGREGATES_FILE",

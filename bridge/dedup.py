@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-from bridge.db import SqliteWorker
+from common.sqlite import SqliteWorker
 
 __all__ = ["DedupCache", "DedupStore"]
 

@@ -1,16 +1,17 @@
-"""The project's single error root.
+"""The root error of the bridge package (translator, pipeline and app).
 
-Every exception our code raises on purpose derives from :class:`WakuBridgeError`, so the
-composition root can tell "our component refused something" from "a bug".  This module imports
-nothing, which is why ``v1``, ``v2`` and ``failover`` may import it without pulling in the bridge
-(the one sanctioned upward import; see docs/decisions/0001-packaging.md).
+Every exception the bridge raises on purpose derives from :class:`WakuBridgeError`.  The lower
+packages have their own roots (``v1.errors.V1Error``, ``v2.errors.V2Error``,
+``failover.errors.FailoverError``) and never import this module: layers import downwards only
+(docs/architecture.md).  The app maps their parameter errors to :class:`ConfigError` with the
+YAML key (bridge/app/config.py).
 """
 
 __all__ = ["ConfigError", "WakuBridgeError"]
 
 
 class WakuBridgeError(Exception):
-    """Root of all deliberate errors in waku-bridge."""
+    """Root of the bridge's deliberate errors."""
 
 
 class ConfigError(WakuBridgeError):

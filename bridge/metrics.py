@@ -185,6 +185,10 @@ class BridgeMetrics:
             self.transfers.labels(d)
             self.bytes.labels(d)
 
+    def pow_above_target_now(self) -> float:
+        """The current value of ``pow_above_target`` (through collect(), not prometheus internals)."""
+        return float(next(iter(self.pow_above_target.collect())).samples[0].value)
+
     def add_listener(self, listener: TransferListener) -> None:
         self._listeners.append(listener)
 

@@ -305,7 +305,7 @@ class Pipeline:
             self.metrics.peers.labels("v1").set(len(self.v1.peers()))
             self.metrics.peers.labels("v2").set(len(self.v2.peers()))
             above = [p for p in self.v1.peers() if p.pow_requirement > self.config.pow_target]
-            if above and not self.metrics.pow_above_target._value.get():
+            if above and not self.metrics.pow_above_target_now():
                 log.warning("%d v1 peer(s) require more PoW than our target %.6g: they will drop our posts",
                             len(above), self.config.pow_target)
             self.metrics.pow_above_target.set(len(above))

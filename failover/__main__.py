@@ -24,10 +24,11 @@ from pathlib import Path
 
 import trio
 
-from bridge.errors import ConfigError
-from failover.elector import Elector, LeaderChange, parse_failover_url
+from failover.elector import Elector, LeaderChange
+from failover.errors import FailoverSetupError
 from failover.etcd_backend import EtcdSecurity
 from failover.lease import LeaseTiming, timing_for
+from failover.url import parse_failover_url
 
 __all__ = ["main"]
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     try:
         trio.run(amain, args)
-    except ConfigError as exc:
+    except FailoverSetupError as exc:
         raise SystemExit(f"python -m failover: {exc}") from None
 
 

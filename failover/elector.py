@@ -19,19 +19,16 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import trio
 
-from bridge.errors import ConfigError
 from failover.errors import FailoverError
 
 if TYPE_CHECKING:
-    from failover.etcd_backend import EtcdSecurity
     from failover.metrics import FailoverMetrics
 
-__all__ = ["Elector", "ElectorCore", "LeaderChange", "StepDown", "Term", "parse_failover_url"]
+__all__ = ["Elector", "ElectorCore", "LeaderChange", "StepDown", "Term"]
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +115,7 @@ class ElectorCore:
         self._deadline_moved = trio.Event()
         if metrics is not None:
             metrics.role.set(0)
-            metrics.bind(self)
+            metrics.bind(self.deadline_margin)
 
     # --- the gate ---
 
@@ -255,33 +252,3 @@ class ElectorCore:
                 continue
             with trio.move_on_after(wait):
                 await moved.wait()
-
-
-def parse_failover_url(spec: str | None, *, identity: str, data_dir: Path | str, ttl: float,
-                       renew_interval: float | None = None, rpc_timeout: float | None = None,
-                       safety: float | None = None, metrics: FailoverMetrics | None = None,
-                       etcd_security: EtcdSecurity | None = None) -> Elector | None:
-    """Build the elector named by ``failover.backend`` (raises ConfigError on a bad URL or timing).
-
-    ``none`` -> None (always active); None or ``sqlite:`` -> ``<data dir>/failover.sqlite3``
-    (shared by every instance using that data dir); ``sqlite:PATH``; ``etcd://HOST:PORT[,HOST:PORT...]``
-    with an optional ``/NAME`` election name (default ``bridge``) and ``etcd_security`` (TLS, auth).
-    Timings left None derive from the TTL per backend (``LeaseTiming.for_ttl`` / ``for_etcd``); the
-    startup invariant renew + 2 x rpc_timeout + safety < TTL is checked here, before anything runs.
-    """
-    from failover.lease import timing_for
-
-    if spec == "none":
-        return None
-    timing = timing_for(spec, ttl, renew_interval=renew_interval, rpc_timeout=rpc_timeout, safety=safety)
-    if spec is None or spec.startswith("sqlite:"):
-        from failover.sqlite_backend import SqliteElector
-
-        path = Path(data_dir) / "failover.sqlite3" if spec in (None, "sqlite:") else Path(spec.removeprefix("sqlite:"))
-        return SqliteElector(path, identity, timing=timing, metrics=metrics)
-    if spec.startswith("etcd://"):
-        from failover.etcd_backend import EtcdElector, parse_endpoints
-
-        endpoints, name = parse_endpoints(spec)
-        return EtcdElector(endpoints, identity, name=name, timing=timing, metrics=metrics, security=etcd_security)
-    raise ConfigError("failover.backend", f"unknown failover backend {spec!r}")

@@ -44,9 +44,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import trio
 
-from bridge.errors import ConfigError
 from failover.elector import ElectorCore, StepDown
-from failover.errors import FailoverError
+from failover.errors import FailoverError, FailoverSetupError
 from failover.lease import LeaseTiming
 
 if TYPE_CHECKING:
@@ -104,27 +103,26 @@ class EtcdSecurity:
         return self.ca_file is not None or self.cert_file is not None
 
     def check(self) -> ssl.SSLContext | None:
-        """Raise ConfigError (with the setting's key) for an incomplete or unreadable setup; the
+        """Raise FailoverSetupError (naming the parameter) for an incomplete or unreadable setup; the
         TLS context to use (None without TLS)."""
         if (self.cert_file is None) != (self.key_file is None):
-            raise ConfigError("failover.etcd_cert", "a client certificate needs both etcd_cert and etcd_key")
+            raise FailoverSetupError("cert_file", "a client certificate needs both a certificate and a key file")
         if self.user is not None and not self.password:
-            raise ConfigError("failover.etcd_password", f"etcd user {self.user!r} has no password "
-                              "(failover.etcd_password, $WAKU_BRIDGE_FAILOVER_ETCD_PASSWORD or etcd_password_file)")
+            raise FailoverSetupError("password", f"etcd user {self.user!r} has no password")
         if self.password and self.user is None:
-            raise ConfigError("failover.etcd_user", "an etcd password was given without a user")
+            raise FailoverSetupError("user", "an etcd password was given without a user")
         return self.ssl_context() if self.tls else None
 
     def ssl_context(self) -> ssl.SSLContext:
         try:
             ctx = ssl.create_default_context(cafile=None if self.ca_file is None else str(self.ca_file))
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError("failover.etcd_cacert", f"cannot load CA file {self.ca_file}: {exc}") from None
+            raise FailoverSetupError("ca_file", f"cannot load CA file {self.ca_file}: {exc}") from None
         if self.cert_file is not None and self.key_file is not None:
             try:
                 ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
             except (OSError, ssl.SSLError) as exc:
-                raise ConfigError("failover.etcd_cert", f"cannot load client certificate {self.cert_file} "
+                raise FailoverSetupError("cert_file", f"cannot load client certificate {self.cert_file} "
                                   f"/ key {self.key_file}: {exc}") from None
         return ctx
 
@@ -160,11 +158,11 @@ def parse_endpoints(spec: str) -> tuple[list[str], str]:
     hosts, _, name = rest.partition("/")
     endpoints = [h.strip() for h in hosts.split(",") if h.strip()]
     if not endpoints:
-        raise ConfigError("failover.backend", f"no etcd endpoint in {spec!r}")
+        raise FailoverSetupError("url", f"no etcd endpoint in {spec!r}")
     for ep in endpoints:
         host, sep, port = ep.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError("failover.backend", f"expected HOST:PORT, got {ep!r} in {spec!r}")
+            raise FailoverSetupError("url", f"expected HOST:PORT, got {ep!r} in {spec!r}")
     name = name.strip("/") or "bridge"
     return endpoints, name
 
@@ -297,7 +295,7 @@ class GatewayClient:
 
     def __init__(self, endpoints: Sequence[str], rpc_timeout: float, security: EtcdSecurity | None = None) -> None:
         if not endpoints:
-            raise ConfigError("failover.backend", "no etcd endpoints")
+            raise FailoverSetupError("url", "no etcd endpoints")
         self.endpoints = list(endpoints)
         self.rpc_timeout = rpc_timeout
         self.security = security or EtcdSecurity()

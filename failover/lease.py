@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from bridge.errors import ConfigError
+from failover.errors import FailoverSetupError
 
 __all__ = ["LeaseRow", "LeaseTiming", "decide", "timing_for"]
 
@@ -35,13 +35,13 @@ class LeaseTiming:
 
     def check(self) -> None:
         """Startup invariant: renew + RPC budget + margin must fit in the TTL (Patroni rule)."""
-        for key, value in (("failover.ttl", self.ttl), ("failover.renew_interval", self.renew_interval),
-                           ("failover.rpc_timeout", self.rpc_timeout), ("failover.safety", self.safety)):
+        for key, value in (("ttl", self.ttl), ("renew_interval", self.renew_interval),
+                           ("rpc_timeout", self.rpc_timeout), ("safety", self.safety)):
             if not value > 0:
-                raise ConfigError(key, f"must be > 0, got {value:g}")
+                raise FailoverSetupError(key, f"must be > 0, got {value:g}")
         budget = self.renew_interval + 2 * self.rpc_timeout + self.safety
         if budget >= self.ttl:
-            raise ConfigError("failover.ttl", f"renew interval {self.renew_interval:g} s + 2 x RPC timeout "
+            raise FailoverSetupError("ttl", f"renew interval {self.renew_interval:g} s + 2 x RPC timeout "
                               f"{self.rpc_timeout:g} s + safety {self.safety:g} s = {budget:g} s must be < TTL "
                               f"{self.ttl:g} s")
 
@@ -49,18 +49,18 @@ class LeaseTiming:
         """etcd grants whole-second TTLs and refuses ones below its minimum (about 2 s with the
         default 1 s election timeout; specs/failover.md §1.2)."""
         if self.ttl != int(self.ttl) or self.ttl < 2:
-            raise ConfigError("failover.ttl", f"etcd lease TTLs are whole seconds >= 2, got {self.ttl:g}")
+            raise FailoverSetupError("ttl", f"etcd lease TTLs are whole seconds >= 2, got {self.ttl:g}")
         self.check()
 
 
 def timing_for(backend: str | None, ttl: float, *, renew_interval: float | None = None,
                rpc_timeout: float | None = None, safety: float | None = None) -> LeaseTiming:
-    """The checked timing for a ``failover.backend`` value: defaults derived from the TTL for that
-    backend, then the explicit overrides; raises ConfigError if the startup invariant fails."""
+    """The checked timing for a backend URL: defaults derived from the TTL for that
+    backend, then the explicit overrides; raises FailoverSetupError if the startup invariant fails."""
     etcd = backend is not None and backend.startswith("etcd://")
     if etcd:
         if ttl != int(ttl) or ttl < 2:
-            raise ConfigError("failover.ttl", f"etcd lease TTLs are whole seconds >= 2, got {ttl:g}")
+            raise FailoverSetupError("ttl", f"etcd lease TTLs are whole seconds >= 2, got {ttl:g}")
         base = LeaseTiming.for_etcd(int(ttl))
     else:
         base = LeaseTiming.for_ttl(ttl)

@@ -7,12 +7,9 @@ the Grafana board use ``waku_bridge_role``, ``waku_bridge_leader_changes_total``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-if TYPE_CHECKING:
-    from failover.elector import ElectorCore
 
 __all__ = ["FailoverMetrics"]
 
@@ -37,6 +34,6 @@ class FailoverMetrics:
                                      "until this instance steps down unless a renewal succeeds (0 on a standby)",
                                      registry=registry)
 
-    def bind(self, elector: ElectorCore) -> None:
-        """Read the live deadline margin from ``elector`` at scrape time."""
-        self.deadline_margin.set_function(elector.deadline_margin)
+    def bind(self, deadline_margin: Callable[[], float]) -> None:
+        """Read the live deadline margin (the elector's ``deadline_margin``) at scrape time."""
+        self.deadline_margin.set_function(deadline_margin)

@@ -19,6 +19,7 @@ resurrected: the next term gets a new epoch.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import sqlite3
@@ -31,14 +32,14 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from common.sqlite import SqliteWorker
 from failover.elector import ElectorCore, StepDown
 from failover.lease import LeaseRow, LeaseTiming, decide
 
 if TYPE_CHECKING:
-    from failover.elector import Elector
     from failover.metrics import FailoverMetrics
 
-__all__ = ["SqliteElector", "boot_id", "parse_failover_url"]
+__all__ = ["SqliteElector", "boot_id"]
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +75,18 @@ class SqliteElector(ElectorCore):
         self.boot = boot_id()
         self._lock_fd: int | None = None
         self._fd_guard = threading.Lock()  # the fd is touched by the worker thread and the watchdog
-        self._limiter = trio.CapacityLimiter(1)
+        # A fresh connection per call: the lease file is shared by processes, and nothing stays
+        # open across a SIGSTOP of this one.
+        self._db = SqliteWorker(self.path, self._connect, per_call=True)
         self._holder_locked = False
         self._wake = trio.Event()
         self._hold_until = -1.0
 
     # --- storage (worker thread) ---
 
-    def _connect(self) -> sqlite3.Connection:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=self.timing.rpc_timeout, isolation_level=None)
+    def _connect(self, path: str) -> sqlite3.Connection:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=self.timing.rpc_timeout, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         # No fsync per lease commit (WAL + NORMAL is still atomic; only a power loss can drop the
         # last commits, and a reboot frees the lease via boot_id anyway): the write lock is held
@@ -122,10 +125,9 @@ class SqliteElector(ElectorCore):
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    def _attempt(self, token: int | None) -> _Attempt:
+    def _attempt(self, conn: sqlite3.Connection, token: int | None) -> _Attempt:
         """One acquire/renew transaction for the term ``token`` (None: campaigning)."""
         sent = self.clock()
-        conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
             r = conn.execute("SELECT holder, epoch, expires_at, boot_id, locked FROM leases WHERE name = ?",
@@ -154,23 +156,16 @@ class SqliteElector(ElectorCore):
             except sqlite3.Error:
                 pass
             raise
-        finally:
-            conn.close()
 
-    def _clear(self, epoch: int) -> None:
-        conn = self._connect()
-        try:
-            conn.execute("UPDATE leases SET holder = NULL, expires_at = 0, locked = 0 "
-                         "WHERE name = ? AND holder = ? AND epoch = ?", (self.name, self.identity, epoch))
-        finally:
-            conn.close()
+    def _clear(self, conn: sqlite3.Connection, epoch: int) -> None:
+        conn.execute("UPDATE leases SET holder = NULL, expires_at = 0, locked = 0 "
+                     "WHERE name = ? AND holder = ? AND epoch = ?", (self.name, self.identity, epoch))
         self._release_flock()
 
     def fenced(self, token: int, fn: Callable[[sqlite3.Connection], object]) -> bool:
         """Run ``fn`` in the lease DB only if ``token`` is still the current epoch (real fencing:
         check and write in one transaction).  Returns False if fenced off."""
-        conn = self._connect()
-        try:
+        def txn(conn: sqlite3.Connection) -> bool:
             conn.execute("BEGIN IMMEDIATE")
             r = conn.execute("SELECT epoch FROM leases WHERE name = ?", (self.name,)).fetchone()
             if r is None or r[0] != token:
@@ -179,8 +174,8 @@ class SqliteElector(ElectorCore):
             fn(conn)
             conn.execute("COMMIT")
             return True
-        finally:
-            conn.close()
+
+        return self._db.run_sync(txn)
 
     # --- the loop ---
 
@@ -221,7 +216,7 @@ class SqliteElector(ElectorCore):
                 continue
             t0 = self.clock()
             try:
-                a = await trio.to_thread.run_sync(self._attempt, token, limiter=self._limiter)
+                a = await self._db.run(functools.partial(self._attempt, token=token))
             except (sqlite3.Error, OSError) as exc:
                 log.warning("failover backend error: %s", exc)
                 self._backend_error(type(exc).__name__)
@@ -268,17 +263,9 @@ class SqliteElector(ElectorCore):
             self._hold_until = self.clock() + self.timing.ttl
             try:
                 # Bounded by SQLite's busy timeout (rpc_timeout); the thread cannot be cancelled.
-                await trio.to_thread.run_sync(self._clear, epoch, limiter=self._limiter)
+                await self._db.run(functools.partial(self._clear, epoch=epoch))
                 log.info("%s resigned (token %s)", self.identity, epoch)
             except (sqlite3.Error, OSError) as exc:
                 log.warning("resign failed: %s", exc)
                 self._backend_error(type(exc).__name__)
         self._release_flock()
-
-
-def parse_failover_url(spec: str | None, *, identity: str, data_dir: Path, ttl: float,
-                       metrics: FailoverMetrics | None = None) -> Elector | None:
-    """Moved to :func:`failover.elector.parse_failover_url` (kept for existing imports)."""
-    from failover.elector import parse_failover_url as parse
-
-    return parse(spec, identity=identity, data_dir=data_dir, ttl=ttl, metrics=metrics)

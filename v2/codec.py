@@ -19,12 +19,12 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from v2.errors import V2Error
+from v2.errors import V2DecodeError, V2Error
 
 __all__ = ["VarintError", "decode_uvarint", "encode_uvarint", "optional", "parse", "require", "set_present"]
 
 
-class VarintError(V2Error):
+class VarintError(V2DecodeError):
     """A varint longer than the caller allows."""
 
 

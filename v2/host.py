@@ -1,10 +1,11 @@
-"""The only door to py-libp2p (pinned 0.8.1): a host with the transports Waku peers speak.
+"""The py-libp2p host (pinned 0.8.1), one of the two doors to py-libp2p: the transports Waku peers speak.
 
 TCP (nwaku: yamux, then mplex) and WebSocket (js-waku in Node: ws + noise + mplex ``/mplex/6.7.0``),
 noise, identify (its protocol list is exactly our registered handlers plus identify/ping, which is
 what js-waku and nwaku select peers by), ping, and a secp256k1 identity from the 32-byte node key
-(Waku ENRs need a secp256k1 libp2p key; waku-v2.md §13).  Nothing outside v2/host.py and
-v2/relay/ imports libp2p; the rest of the code sees :class:`Host` and :class:`v2.stream.Stream`.
+(Waku ENRs need a secp256k1 libp2p key; 31/WAKU2-ENR).  Only this module and
+v2/relay/gossipsub_compat.py import libp2p (an import-linter contract in pyproject.toml); the rest
+of the code sees :class:`Host` and :class:`v2.stream.Stream`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
 from v2.errors import V2Error
+from v2.relay import gossipsub_compat
 from v2.stream import Stream, StreamClosedError
 
 __all__ = ["ConnectionEvent", "DialError", "Host", "HostConfig", "StreamHandler"]
@@ -218,6 +220,7 @@ def _noise_only(key_pair: Any) -> dict[TProtocol, Any]:
 class Host:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
+        gossipsub_compat.install()  # relay's py-libp2p patches, before any pubsub runs on this host
         self._addrs = [multiaddr.Multiaddr(a) for a in config.listen_addrs()]
         # Watermarks at the hard cap with min/low 0: even the inbound slot reservation py-libp2p
         # keeps for its auto-connector (max - min) goes to real peers.
@@ -231,6 +234,7 @@ class Host:
         swarm.connection_pruner = _NoConnectionPruner(swarm)
         self.peer_id = str(self._h.get_id())
         self.started = trio.Event()
+        self._stopping = False  # set once shutdown began: no new dials (their connection would outlive the swarm)
 
     @property
     def libp2p_host(self) -> Any:
@@ -255,7 +259,7 @@ class Host:
             await self._close_network()  # again, for a run that failed while listening
 
     async def _close_network(self) -> None:
-        """Close every connection, then every listener; shielded and bounded.
+        """Stop accepting, then close every connection; shielded and bounded.
 
         py-libp2p 0.8.1 workaround: listeners run in their own trio *system* task, which the
         cancellation that stops us never reaches, and the swarm's own shutdown closes them
@@ -263,11 +267,16 @@ class Host:
         stays open: peers complete noise handshakes against a stopped node and their
         ``connect()`` returns with no connection behind it.
 
-        Connections go first, each with its own short deadline: a WebSocket close waits,
-        unbounded, for the peer's close frame (trio-websocket), and the ws listener closes its
-        connections before its socket, so one silent peer would otherwise keep the socket
-        open.  A close cut short still closes the underlying stream.  Both are idempotent.
+        Listeners go first: closing one cancels the upgrades it has in flight.  Left running
+        while the swarm's service stops, such an upgrade completes afterwards and
+        ``Swarm.add_conn`` logs ``[ADDCONN_FAIL] ... LifecycleError: Cannot schedule task after
+        service has stopped`` with a traceback (what ``make demo`` printed at its end).  The
+        ws listener closes its raw connections one by one, unbounded (trio-websocket waits for
+        the peer's close frame), before its socket: those are closed first, concurrently, each
+        with its own short deadline.  Then the swarm's connections, the same way.  A close cut
+        short still closes the underlying stream.  Everything here is idempotent.
         """
+        self._stopping = True
         swarm = self._h.get_network()
 
         async def close_conn(peer: Any, conn: Any) -> None:
@@ -277,23 +286,28 @@ class Host:
                 except Exception as exc:
                     log.debug("closing connection to %s: %s", peer, exc)
 
-        with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                for peer, conns in list(swarm.connections.items()):
-                    for conn in list(conns):
-                        nursery.start_soon(close_conn, peer, conn)
-                # The ws listener's own list of raw connections (0.8.1 ``WebsocketListener.
-                # _connections``): closing the swarm connection leaves those open, and the
-                # listener would close them one by one, unbounded, before its socket.
-                for listener in list(swarm.listeners.values()):
-                    for raw in list(getattr(listener, "_connections", {}).values()):
-                        nursery.start_soon(close_conn, "ws", raw)
-            for key, listener in list(swarm.listeners.items()):
+        async def close_listener(key: Any, listener: Any) -> None:
+            with trio.move_on_after(_CONN_CLOSE_TIMEOUT):
                 try:
                     await listener.close()
                 except Exception as exc:
                     log.debug("closing listener %s: %s", key, exc)
-                swarm.listeners.pop(key, None)
+
+        with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                # The ws listener's own list of raw connections (0.8.1 ``WebsocketListener.
+                # _connections``): closing the swarm connection leaves those open.
+                for listener in list(swarm.listeners.values()):
+                    for raw in list(getattr(listener, "_connections", {}).values()):
+                        nursery.start_soon(close_conn, "ws", raw)
+            async with trio.open_nursery() as nursery:
+                for key, listener in list(swarm.listeners.items()):
+                    nursery.start_soon(close_listener, key, listener)
+            swarm.listeners.clear()
+            async with trio.open_nursery() as nursery:
+                for peer, conns in list(swarm.connections.items()):
+                    for conn in list(conns):
+                        nursery.start_soon(close_conn, peer, conn)
 
     def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
         async def adapter(inner: Any) -> None:
@@ -327,6 +341,8 @@ class Host:
             raise DialError(f"dial {addr} timed out") from None
 
     async def _connect_one(self, addr: str) -> str:
+        if self._stopping:
+            raise DialError(f"dial {addr}: the host is stopping")
         try:
             info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
         except Exception as exc:  # py-libp2p raises assorted types for a bad address

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 import trio
 
 from v2.codec import VarintError, decode_uvarint, encode_uvarint
-from v2.errors import V2Error
+from v2.errors import V2DecodeError, V2Error
 
 __all__ = ["FrameTooLarge", "Stream", "StreamClosedError", "StreamTimeout", "encode_uvarint"]
 
@@ -26,7 +26,7 @@ class StreamTimeout(StreamClosedError):
     pass
 
 
-class FrameTooLarge(V2Error):
+class FrameTooLarge(V2DecodeError):
     pass
 
 

@@ -1,19 +1,18 @@
 """Operator commands that talk to running instances over their HTTP endpoint.
 
 ``waku-bridge status URL...`` prints role, leader, fencing token, peers and counters of each
-instance; ``waku-bridge drill URL...`` runs a switchover drill (see docs/operations.md).
+instance (``waku-bridge drill URL...``, in drill.py, uses :func:`fetch_status` too).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
 
 import httpx
 
-__all__ = ["fetch_status", "run_drill", "run_status"]
+__all__ = ["fetch_status", "run_status"]
 
 
 def fetch_status(url: str, timeout: float = 3.0) -> dict[str, Any]:
@@ -57,9 +56,3 @@ def run_status(urls: list[str], *, as_json: bool = False) -> int:
     if len(active) != 1:
         print(f"WARNING: {len(active)} active instances (want exactly 1)", file=sys.stderr)
     return 0 if len(active) == 1 and not unreachable else 1
-
-
-def run_drill(args: argparse.Namespace) -> int:
-    from bridge.app.drill import drill_main
-
-    return drill_main(args)

@@ -16,7 +16,8 @@ from bridge.aggregates import AGGREGATES_FILE, AggregatesWriter
 from bridge.app.config import AppConfig
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
 from bridge.app.looplag import LoopLag
-from bridge.app.service import _until_signal, instance_dir, node_key, v1_node_config
+from bridge.app.process import instance_dir, node_key, until_signal
+from bridge.app.v1service import v1_node_config
 from bridge.app.v2service import v2_node_config
 from bridge.dedup import DedupStore
 from bridge.metrics import BridgeMetrics
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 
 class BridgeService:
     def __init__(self, cfg: AppConfig, registry: CollectorRegistry | None = None) -> None:
-        from failover.elector import parse_failover_url
         from failover.metrics import FailoverMetrics
+        from failover.url import parse_failover_url
         from v1.node import V1Node
         from v2.node import V2Node
         from v2.store.client import query_history
@@ -77,7 +78,8 @@ class BridgeService:
 
     def status(self) -> dict[str, Any]:
         now = time.time()
-        counts = {d: int(self.metrics.transfers.labels(d)._value.get()) for d in ("v1_to_v2", "v2_to_v1")}
+        counts = {d: int(self.registry.get_sample_value("waku_bridge_transfers_total", {"type": d}) or 0)
+                  for d in ("v1_to_v2", "v2_to_v1")}
         dropped = {}
         for metric in self.registry.collect():
             if metric.name == "waku_bridge_dropped":
@@ -203,7 +205,7 @@ class BridgeService:
 async def run_bridge(cfg: AppConfig) -> None:
     service = BridgeService(cfg)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_until_signal, nursery.cancel_scope)
+        nursery.start_soon(until_signal, nursery.cancel_scope)
         await nursery.start(service.run)
         print(json_line({"v1": service.v1.enode, "v2": service.v2.listen_addrs, "http": service.http_port}),
               flush=True)

@@ -19,6 +19,9 @@ from typing import Any
 from bridge.app.config import AppConfig, ConfigErrors, add_flags, load_config
 from bridge.app.logging import setup_logging
 from bridge.errors import WakuBridgeError
+from failover.errors import FailoverError
+from v1.errors import V1Error
+from v2.errors import V2Error
 
 __all__ = ["main"]
 
@@ -39,7 +42,7 @@ def _run_trio(fn: Callable[..., Any], *args: Any) -> int:
         trio.run(fn, *args)
     except KeyboardInterrupt:
         return EXIT_OK
-    except WakuBridgeError as exc:
+    except (WakuBridgeError, V1Error, V2Error, FailoverError) as exc:  # each package's root: a refusal, not a bug
         log.error("%s", exc)
         return EXIT_FAIL
     return EXIT_OK
@@ -123,9 +126,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
-    from bridge.app.admin import run_drill
+    from bridge.app.drill import drill_main
 
-    return run_drill(args)
+    return drill_main(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

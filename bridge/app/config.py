@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from bridge.errors import ConfigError, WakuBridgeError
+from failover.errors import FailoverSetupError
 
 if TYPE_CHECKING:
     from failover.etcd_backend import EtcdSecurity
@@ -36,6 +37,7 @@ __all__ = [
     "V1Section",
     "V2Section",
     "add_flags",
+    "failover_config_error",
     "load_config",
 ]
 
@@ -48,6 +50,24 @@ class ConfigErrors(WakuBridgeError):
     def __init__(self, errors: Sequence[ConfigError]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(str(e) for e in self.errors))
+
+
+# failover's own parameter names (failover/errors.py) -> the configuration keys that set them
+_FAILOVER_KEYS = {
+    "url": "failover.backend", "ttl": "failover.ttl", "renew_interval": "failover.renew_interval",
+    "rpc_timeout": "failover.rpc_timeout", "safety": "failover.safety", "ca_file": "failover.etcd_cacert",
+    "cert_file": "failover.etcd_cert", "key_file": "failover.etcd_key", "user": "failover.etcd_user",
+    "password": "failover.etcd_password",
+}
+_FAILOVER_HINTS = {
+    "password": " (failover.etcd_password, $WAKU_BRIDGE_FAILOVER_ETCD_PASSWORD or etcd_password_file)",
+}
+
+
+def failover_config_error(exc: FailoverSetupError) -> ConfigError:
+    """The failover package's parameter error, reported against the YAML key that set the parameter."""
+    key = _FAILOVER_KEYS.get(exc.param, f"failover.{exc.param}")
+    return ConfigError(key, exc.message + _FAILOVER_HINTS.get(exc.param, ""))
 
 
 # --- value parsers: each takes the raw value (YAML scalar or string) and returns the typed value ---
@@ -143,9 +163,13 @@ def _list_of(item: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
 
 
 def _enode(v: Any) -> str:
+    from v1.rlpx.enode import Enode, EnodeError  # the v1 node's own parser (IPv6 hosts in brackets)
+
     s = _str(v).strip()
-    if not re.match(r"^enode://[0-9a-fA-F]{128}@[^:@/]+:\d{1,5}(\?.*)?$", s):
-        raise ValueError(f"not an enode URL (enode://<128 hex>@host:port): {s!r}")
+    try:
+        Enode.parse(s)
+    except EnodeError:
+        raise ValueError(f"not an enode URL (enode://<128 hex>@host:port): {s!r}") from None
     return s
 
 
@@ -156,16 +180,16 @@ def _multiaddr(v: Any) -> str:
     return s
 
 
-_PUBSUB = re.compile(r"^/waku/2/rs/(\d{1,5})/(\d{1,4})$")
-
-
 def _pubsub_topic(v: Any) -> str | None:
+    from v2.core.topics import PubsubTopic, TopicError  # the v2 node's own parser
+
     if v is None or v == "":
         return None
     s = _str(v).strip()
-    m = _PUBSUB.match(s)
-    if not m or int(m.group(1)) > 65535 or int(m.group(2)) > 1023:
-        raise ValueError(f"expected /waku/2/rs/<cluster 0..65535>/<shard 0..1023>, got {s!r}")
+    try:
+        PubsubTopic.parse(s)
+    except TopicError:
+        raise ValueError(f"expected /waku/2/rs/<cluster 0..65535>/<shard 0..1023>, got {s!r}") from None
     return s
 
 
@@ -234,7 +258,15 @@ def _failover(v: Any) -> str | None:
     if v is None or v == "":
         return None
     s = _str(v).strip()
-    if s == "none" or s.startswith("sqlite:") or s.startswith("etcd://"):
+    if s.startswith("etcd://"):
+        from failover.etcd_backend import parse_endpoints  # the elector's own parser
+
+        try:
+            parse_endpoints(s)
+        except FailoverSetupError as exc:
+            raise ValueError(exc.message) from None
+        return s
+    if s == "none" or s.startswith("sqlite:"):
         return s
     raise ValueError(f"expected sqlite:PATH, etcd://HOST:PORT[,HOST:PORT...] or none, got {s!r}")
 
@@ -645,8 +677,8 @@ def load_config(
         try:
             EtcdSecurity.of(values["failover.etcd_cacert"], values["failover.etcd_cert"], values["failover.etcd_key"],
                             values["failover.etcd_user"], values["failover.etcd_password"]).check()
-        except ConfigError as exc:
-            errors.append(exc)
+        except FailoverSetupError as exc:
+            errors.append(failover_config_error(exc))
     if values["failover.backend"] != "none":
         from failover.lease import timing_for  # the startup invariant renew + 2 x rpc + safety < TTL
 
@@ -654,8 +686,8 @@ def load_config(
             timing_for(values["failover.backend"], values["failover.ttl"],
                        renew_interval=values["failover.renew_interval"], rpc_timeout=values["failover.rpc_timeout"],
                        safety=values["failover.safety"])
-        except ConfigError as exc:
-            errors.append(exc)
+        except FailoverSetupError as exc:
+            errors.append(failover_config_error(exc))
     if values["bridge.dedup_window"] < values["bridge.ttl"] + values["bridge.max_skew"]:
         errors.append(ConfigError(
             "bridge.dedup_window",

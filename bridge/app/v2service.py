@@ -8,6 +8,7 @@ ENR) on stdout and logs its full multiaddrs, so scripts and operators can dial i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -18,11 +19,15 @@ from prometheus_client import CollectorRegistry
 
 from bridge.app.config import AppConfig
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
-from bridge.app.service import _until_signal, instance_dir, node_key
+from bridge.app.process import instance_dir, node_key, until_signal
 
 __all__ = ["run_v2_node", "v2_node_config"]
 
 log = logging.getLogger(__name__)
+
+# V2NodeConfig fields the app sets itself rather than copying from the v2 section.
+_DERIVED = frozenset({"nodekey", "listen_address", "shards", "filter_subscription_timeout", "extra_pubsub_topics",
+                      "data_dir", "ext_ip"})
 
 
 def v2_node_config(cfg: AppConfig, key_hex: str, *, bridge_topics: bool = False,
@@ -34,33 +39,18 @@ def v2_node_config(cfg: AppConfig, key_hex: str, *, bridge_topics: bool = False,
     extra: tuple[str, ...] = ()
     if bridge_topics and cfg.bridge.pubsub_topic:
         extra = (cfg.bridge.pubsub_topic,)
-    v2 = cfg.v2
+    # V2Section and V2NodeConfig share their field names (nwaku's flags): copy every shared field,
+    # then what the app derives (key, shards, bridge topic, data dir, ENR address).
+    shared = {f.name for f in dataclasses.fields(V2NodeConfig)} & {f.name for f in dataclasses.fields(cfg.v2)}
     return V2NodeConfig(
+        **{name: getattr(cfg.v2, name) for name in shared if name not in _DERIVED},
         nodekey=bytes.fromhex(key_hex),
         listen_address=cfg.listen_address,
-        tcp_port=v2.tcp_port,
-        websocket_support=v2.websocket_support,
-        websocket_port=v2.websocket_port,
-        staticnodes=v2.staticnodes,
-        cluster_id=v2.cluster_id,
         shards=cfg.effective_shards(),
-        num_shards_in_network=v2.num_shards_in_network,
-        relay=v2.relay,
-        store=v2.store,
-        store_message_db_url=v2.store_message_db_url,
-        store_message_retention_policy=v2.store_message_retention_policy,
-        filter=v2.filter,
-        filter_subscription_timeout=float(v2.filter_subscription_timeout),
-        filter_max_peers_to_serve=v2.filter_max_peers_to_serve,
-        filter_max_criteria=v2.filter_max_criteria,
-        lightpush=v2.lightpush,
-        peer_exchange=v2.peer_exchange,
-        dns_discovery_url=v2.dns_discovery_url,
-        max_connections=v2.max_connections,
-        max_msg_size=v2.max_msg_size,
+        filter_subscription_timeout=float(cfg.v2.filter_subscription_timeout),
         extra_pubsub_topics=extra,
         data_dir=data_dir if data_dir is not None else instance_dir(cfg),
-        ext_ip=v2.nat,
+        ext_ip=cfg.v2.nat,
     )
 
 
@@ -92,7 +82,7 @@ async def run_v2_node(cfg: AppConfig) -> None:
                               "peers": len(node.peers())}, 200 if ready else 503)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_until_signal, nursery.cancel_scope)
+        nursery.start_soon(until_signal, nursery.cancel_scope)
         await nursery.start(node.run)
         ports: dict[str, int] = {}
         if cfg.metrics.enabled:

@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import rlp
@@ -28,6 +27,7 @@ from bridge.aggregates import read_hourly
 from bridge.app.bridgeservice import BridgeService
 from bridge.app.config import load_config
 from tests.helpers.net import free_ports
+from tests.helpers.wait import wait_until
 from v1.node import WAKU, V1Node, V1NodeConfig
 from v1.rlpx.keys import NodeKey
 from v1.rlpx.session import HelloParams
@@ -50,12 +50,6 @@ def envelope(data: bytes, now: float, ttl: int = 30) -> Envelope:
     nonce = mine_smallest_nonce(expiry, ttl, TOPIC, data, 0.002)
     assert nonce is not None
     return Envelope(expiry, ttl, TOPIC, data, nonce)
-
-
-async def wait_for(pred: Callable[[], bool], timeout: float = 30) -> None:
-    with trio.fail_after(timeout):
-        while not pred():
-            await trio.sleep(0.05)
 
 
 def v1_node(*, offset: float = 0.0, static: tuple[str, ...] = ()) -> V1Node:
@@ -116,8 +110,8 @@ async def test_bad_input_on_both_sides_is_counted_and_the_bridge_keeps_bridging(
 
     nursery.start_soon(collect_v1)
     nursery.start_soon(collect_v2)
-    await wait_for(lambda: len(bridge.v1.peers()) == 3 and len(bridge.v2.peers()) == 2)
-    await wait_for(lambda: len(v2peer.relay.mesh_peers(PUBSUB)) >= 1 and len(v2bad.relay.mesh_peers(PUBSUB)) >= 1
+    await wait_until(lambda: len(bridge.v1.peers()) == 3 and len(bridge.v2.peers()) == 2)
+    await wait_until(lambda: len(v2peer.relay.mesh_peers(PUBSUB)) >= 1 and len(v2bad.relay.mesh_peers(PUBSUB)) >= 1
                    and len(bridge.v2.relay.mesh_peers(PUBSUB)) >= 2)
 
     # --- v1 side ---
@@ -125,7 +119,7 @@ async def test_bad_input_on_both_sides_is_counted_and_the_bridge_keeps_bridging(
     assert (await v1slow.post(envelope(b"expired at the bridge", now - 100))).accepted  # fine by its clock
     assert (await v1fast.post(envelope(b"from the future", now + 60))).accepted
     assert (await v1good.post(envelope(os.urandom(200_000), now))).accepted  # ok for v1 (1 MiB), > v2's 150 KiB
-    await wait_for(lambda: metric("envelopes_dropped_total", reason="expired") >= 1
+    await wait_until(lambda: metric("envelopes_dropped_total", reason="expired") >= 1
                    and metric("envelopes_dropped_total", reason="future_timestamp") >= 1
                    and dropped("too_large") >= 1)
     # a raw RLPx peer: an envelope that is not one (per-item: counted, the peer stays), then a
@@ -137,9 +131,9 @@ async def test_bad_input_on_both_sides_is_counted_and_the_bridge_keeps_bridging(
         good_item = rlp.decode(envelope(b"x", now).encode())
         await raw.send(WakuCode.MESSAGES, rlp.encode([[b"\x01", b"\x02"], [b"not", b"an", b"envelope", b"!", b"?"],
                                                       [b"\xff" * 9, *good_item[1:]]]))
-        await wait_for(lambda: metric("envelopes_dropped_total", reason="malformed") >= 3)
+        await wait_until(lambda: metric("envelopes_dropped_total", reason="malformed") >= 3)
         await raw.send(WakuCode.MESSAGES, b"\xff\x00 garbage")
-        await wait_for(lambda: metric("waku_v1_peer_disconnects_total", reason="malformed_messages") >= 1)
+        await wait_until(lambda: metric("waku_v1_peer_disconnects_total", reason="malformed_messages") >= 1)
 
     # --- v2 side: WakuMessages the bridge refuses ---
     ts = time.time_ns()
@@ -150,19 +144,19 @@ async def test_bad_input_on_both_sides_is_counted_and_the_bridge_keeps_bridging(
                                   ("/waku/1/0x1a2b3c4d55/rfc26", "invalid_topic")]:  # 5 bytes (nwaku truncated)
         before = dropped(reason)
         await v2peer.publish(PUBSUB, WakuMessage(os.urandom(16), content_topic, version=1, timestamp=ts))
-        await wait_for(lambda r=reason, b=before: dropped(r) > b)  # type: ignore[misc]
+        await wait_until(lambda r=reason, b=before: dropped(r) > b)  # type: ignore[misc]
     for msg, reason in [(WakuMessage(b"old", CONTENT, version=1, timestamp=ts - 100 * 10**9), "expired"),
                         (WakuMessage(b"ahead", CONTENT, version=1, timestamp=ts + 100 * 10**9), "future_timestamp"),
                         (WakuMessage(b"when?", CONTENT, version=1), "no_timestamp")]:
         await v2peer.publish(PUBSUB, msg)
-        await wait_for(lambda r=reason: dropped(r) >= 1)  # type: ignore[misc]
+        await wait_until(lambda r=reason: dropped(r) >= 1)  # type: ignore[misc]
     # raw bytes that are not a WakuMessage, from a peer that does not validate its own publishes
     assert v2bad.relay._pubsub is not None
     v2bad.relay._pubsub.remove_topic_validator(PUBSUB)
     await v2bad.relay._pubsub.publish(PUBSUB, b"\xff\xfe not protobuf")
     await v2bad.relay._pubsub.publish(PUBSUB, b"\x0a\x05ab")  # truncated field 1
     await v2bad.relay._pubsub.publish(PUBSUB, WakuMessage(b"", CONTENT, version=1, timestamp=ts).encode())
-    await wait_for(lambda: metric("waku_relay_rejected_total", reason="malformed") >= 2
+    await wait_until(lambda: metric("waku_relay_rejected_total", reason="malformed") >= 2
                    and metric("waku_relay_rejected_total", reason="empty_payload") >= 1)
 
     assert v1_got == [] and v2_got == []  # nothing bad crossed
@@ -173,10 +167,10 @@ async def test_bad_input_on_both_sides_is_counted_and_the_bridge_keeps_bridging(
     # --- and the bridge still bridges, both ways ---
     good_v1 = envelope(b"good from v1", time.time())
     assert (await v1good.post(good_v1)).accepted
-    await wait_for(lambda: any(m.payload == b"good from v1" for m in v2_got))
+    await wait_until(lambda: any(m.payload == b"good from v1" for m in v2_got))
     good_v2 = WakuMessage(b"good from v2", CONTENT, version=1, timestamp=time.time_ns())
     await v2peer.publish(PUBSUB, good_v2)
-    await wait_for(lambda: any(e.data == b"good from v2" for e in v1_got))
+    await wait_until(lambda: any(e.data == b"good from v2" for e in v1_got))
     assert metric("waku_bridge_transfers_total", type="v1_to_v2") == 1
     assert metric("waku_bridge_transfers_total", type="v2_to_v1") == 1
     st = bridge.status()

@@ -12,6 +12,7 @@ from pathlib import Path
 import trio
 
 from bridge.dedup import DedupCache, DedupStore
+from tests.helpers.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,19 +28,19 @@ def test_cache_window_and_bound() -> None:
 
 
 async def test_store_survives_restart(tmp_path: Path) -> None:
-    now = [1000.0]
+    clock = FakeClock(1000.0)
     path = tmp_path / "dedup.sqlite3"
-    s = DedupStore(path, window=60, capacity=100, clock=lambda: now[0])
+    s = DedupStore(path, window=60, capacity=100, clock=clock)
     await s.open()
     assert await s.check_and_add(b"k1")
     assert not await s.check_and_add(b"k1")
     await s.add(b"k2")
     await s.aclose()
-    now[0] += 30
-    s2 = DedupStore(path, window=60, capacity=100, clock=lambda: now[0])
+    clock.now += 30
+    s2 = DedupStore(path, window=60, capacity=100, clock=clock)
     assert await s2.open() == 2
     assert not await s2.check_and_add(b"k1") and s2.seen(b"k2")
-    now[0] += 31  # past the window: forgotten, also on disk
+    clock.now += 31  # past the window: forgotten, also on disk
     assert await s2.prune() == 2
     assert await s2.check_and_add(b"k1")
     await s2.aclose()

@@ -25,6 +25,9 @@ from bridge.pipeline import Pipeline, PipelineConfig
 from bridge.policy import Policy
 from bridge.translate import NS, V1ToV2, v1_to_v2
 from v1.node import PostResult
+from tests.helpers.clock import FakeClock, trio_wall_clock
+from tests.helpers.metrics import metric_value
+from tests.helpers.wait import wait_until
 from v1.waku.envelope import Envelope
 from v1.waku.pow import mine_smallest_nonce
 from v2.core.message import WakuMessage
@@ -94,28 +97,6 @@ async def make(tmp: Path | None, name: str, active: bool = True, *, clock: Calla
     return p, v1, v2, gate
 
 
-def trio_wall_clock() -> Callable[[], float]:
-    """Wall-clock seconds that advance with trio's clock (on a MockClock: virtual time)."""
-    offset = time.time() - trio.current_time()
-    return lambda: offset + trio.current_time()
-
-
-async def until(cond: Callable[[], bool]) -> None:
-    """Wait, on virtual time, until ``cond()`` holds (each check yields to the pipeline's tasks)."""
-    while not cond():
-        await trio.sleep(0.01)
-
-
-class Clock:
-    """Injected time: starts at the wall clock (envelopes and timestamps are wall-clock based)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class History:
     """A sink history holding ``messages``; records what it was asked."""
@@ -147,7 +128,7 @@ def wmsg(payload: bytes) -> WakuMessage:
 
 
 def dropped(p: Pipeline, reason: str) -> float:
-    return p.metrics.dropped.labels(reason)._value.get()
+    return metric_value(p.metrics.dropped, reason)
 
 
 async def test_two_bridges_back_to_back_make_no_loops(tmp_path: Path) -> None:
@@ -201,7 +182,7 @@ async def test_restart_does_not_bridge_twice(tmp_path: Path) -> None:
 
 
 async def test_standby_tracks_pending_and_takes_over(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     s, s1, s2, gate = await make(tmp_path, "s", active=False, clock=clock)
     e1, e2 = env(b"bridged by the active"), env(b"lost by the active")
     m1 = wmsg(b"v2 side")
@@ -262,7 +243,7 @@ async def test_run_loops_with_channels(autojump_clock: trio.abc.Clock) -> None:
         await n.start(p.run)
         await s1.send(EnvIn(env(b"chan"), p.clock()))
         await s2.send(MsgIn(wmsg(b"chan v2"), p.clock()))
-        await until(lambda: bool(p1.posted and p2.published))
+        await wait_until(lambda: bool(p1.posted and p2.published), interval=0.01)
         n.cancel_scope.cancel()
 
 
@@ -298,7 +279,7 @@ async def test_echo_grace_holds_translations_until_the_original_arrives(tmp_path
         await trio.sleep(0.3)
         assert b2.published == [] and b1.posted == []  # deferred, not bridged
         await s1.send(EnvIn(e, b.clock()))
-        await until(lambda: bool(b2.published))  # the original, bridged at once
+        await wait_until(lambda: bool(b2.published), interval=0.01)  # the original, bridged at once
         await trio.sleep(1.5)  # the grace has passed: the translation was a duplicate by then
         assert b.standby.next_echo() is None and dropped(b, "duplicate") == 1
         n.cancel_scope.cancel()
@@ -326,19 +307,19 @@ async def test_echo_grace_passes_then_a_genuine_v2_message_is_bridged(autojump_c
             await s2.send(MsgIn(m, b.clock()))
             await trio.sleep(0.1)
         await s2.send(MsgIn(plain, b.clock()))
-        await until(lambda: len(b1.posted) == 1)
+        await wait_until(lambda: len(b1.posted) == 1, interval=0.01)
         assert b1.posted[0].data == plain.payload  # it arrived last, after the three deferred ones
-        await until(lambda: len(b1.posted) == 4)
+        await wait_until(lambda: len(b1.posted) == 4, interval=0.01)
         assert [x.data for x in b1.posted[1:]] == [m.payload for m in looks]
         n.cancel_scope.cancel()
 
 
 def skipped(p: Pipeline, reason: str = "in_sink_history") -> float:
-    return p.metrics.takeover_skipped.labels(reason)._value.get()
+    return metric_value(p.metrics.takeover_skipped, reason)
 
 
 def history_queries(p: Pipeline, result: str) -> float:
-    return p.metrics.takeover_history_queries.labels(result)._value.get()
+    return metric_value(p.metrics.takeover_history_queries, result)
 
 
 async def translated_by_active(tmp: Path, m: WakuMessage) -> Envelope:
@@ -352,7 +333,7 @@ async def translated_by_active(tmp: Path, m: WakuMessage) -> Envelope:
 async def test_takeover_holds_young_v1_items_until_the_echo_grace_passed(tmp_path: Path) -> None:
     """The race at takeover: the old active's v1 translation of a v2 message reached us before the
     v2 original; taking over at once would bridge it back to v2 as a new message."""
-    clock = Clock()
+    clock = FakeClock()
     s, s1, s2, gate = await make(tmp_path, "s", active=False, clock=clock, echo_grace_s=2.0)
     m = wmsg(b"v2 original, slow to reach the standby")
     echo = await translated_by_active(tmp_path, m)
@@ -379,7 +360,7 @@ async def test_v1_arrivals_just_after_a_takeover_wait_for_their_v2_original(tmp_
     """The old active's last v2->v1 posts still travel through v1 peers when we take over; their
     v2 originals can reach us after them (drill under load: ~1 s).  Bridging them at once would be
     an echo, so for the echo grace after the gate opens v1 arrivals are held like pending items."""
-    clock = Clock()
+    clock = FakeClock()
     s, _, s2, gate = await make(tmp_path, "s", active=False, clock=clock, echo_grace_s=2.0)
     m = wmsg(b"v2 original bridged by the old active just before it died")
     echo = await translated_by_active(tmp_path, m)
@@ -402,7 +383,7 @@ async def test_v1_arrivals_just_after_a_takeover_wait_for_their_v2_original(tmp_
 
 
 async def test_held_items_stay_pending_if_leadership_goes(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     s, _, s2, gate = await make(tmp_path, "s", active=False, clock=clock)
     await s.on_envelope(env(b"held across a lost lease"))
     gate.active = True
@@ -434,7 +415,7 @@ async def test_release_loop_bridges_held_and_uncertain_items(tmp_path: Path, aut
         assert await s.take_over() == 0
         await s_in.send(EnvIn(echo, s.clock()))  # created before warm: checked, not bridged
         await s_in.send(EnvIn(env(b"also uncertain, not in history"), s.clock()))
-        await until(lambda: len(s2.published) >= 2 and not s.pending)
+        await wait_until(lambda: len(s2.published) >= 2 and not s.pending, interval=0.01)
         n.cancel_scope.cancel()
     assert sorted(x.payload for _, x in s2.published) == [b"also uncertain, not in history", b"held at takeover"]
     assert skipped(s) == 1
@@ -443,7 +424,7 @@ async def test_release_loop_bridges_held_and_uncertain_items(tmp_path: Path, aut
 async def test_cold_standby_skips_the_reoffer_found_in_sink_history(tmp_path: Path) -> None:
     """The standby was down while v2 messages were bridged; on reconnect the v1 hub re-offers their
     translations, which look like v1 originals.  The sink's history shows they exist on v2."""
-    clock = Clock()
+    clock = FakeClock()
     hist = History()
     s, s1, s2, gate = await make(tmp_path, "s", active=False, clock=clock, history=hist)
     missed = [wmsg(f"published while the standby was down {i}".encode()) for i in range(3)]
@@ -476,7 +457,7 @@ async def test_sink_history_failure_or_hang_never_blocks_nor_loses(tmp_path: Pat
                                                                  autojump_clock: trio.abc.Clock) -> None:
     """The lookup's deadline runs on virtual time: a hanging history costs no real wait."""
     for mode in ("fail", "hang"):
-        clock = Clock()
+        clock = FakeClock()
         hist = History(fail=mode == "fail", hang=mode == "hang")
         s, _, s2, gate = await make(tmp_path, f"s-{mode}", active=False, clock=clock, history=hist,
                                     history_deadline_s=0.1)
@@ -491,7 +472,7 @@ async def test_sink_history_failure_or_hang_never_blocks_nor_loses(tmp_path: Pat
 
 
 async def test_translation_arriving_during_the_history_lookup_clears_its_item(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     m = wmsg(b"arrives while we look")
     holder: list[Pipeline] = []
 
@@ -512,7 +493,7 @@ async def test_no_local_progress_rule_a_message_only_the_standby_got_is_bridged(
     """Why "skip pending items received well before the active's last visible bridging" is not
     applied: the standby got ``only_here`` from a v1 peer the active is not connected to; the
     active's later bridging shows on v2, yet ``only_here`` was never bridged."""
-    clock = Clock()
+    clock = FakeClock()
     s, _, s2, gate = await make(tmp_path, "s", active=False, clock=clock, history=History())
     only_here = env(b"reached the standby only")
     await s.on_envelope(only_here)

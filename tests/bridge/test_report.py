@@ -13,57 +13,8 @@ from hypothesis import strategies as st
 from bridge.aggregates import HOUR, AggregatesWriter, HourlyAccumulator, HourlyRow, hour_of, read_hourly
 from bridge.metrics import OTHER, V1_TO_V2, V2_TO_V1
 from bridge.report import DAY, TopicStatus, build_report, render_json, render_table, window_start
-
-# 2027-01-10 00:00:00 UTC
-DAY0 = 1_799_539_200
-assert DAY0 % DAY == 0
-
-CHAT = "/waku/1/0x00000001/rfc26"  # migrates: v1-only, then mixed, then v2-only
-LEGACY = "/waku/1/0x00000002/rfc26"  # stays on v1
-NEW = "/waku/1/0x00000003/rfc26"  # born on v2
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def plan(day: int) -> list[tuple[str, str, int]]:
-    """(direction, topic, messages) for each hour of simulated ``day`` (0-based); 100 B each."""
-    out = [(V1_TO_V2, LEGACY, 2)]
-    if day < 2:
-        out.append((V1_TO_V2, CHAT, 3))
-    elif day < 4:
-        out += [(V1_TO_V2, CHAT, 1), (V2_TO_V1, CHAT, 2)]
-    else:
-        out.append((V2_TO_V1, CHAT, 3))
-    if day >= 3:
-        out.append((V2_TO_V1, NEW, 1))
-    return out
-
-
-async def simulate(path: Path, days: int, *, start: int = DAY0, first_day: int = 0,
-                   flushes_per_day: int = 4) -> Clock:
-    """Drive an :class:`AggregatesWriter` as the bridge does (listener + flush) over days
-    ``first_day .. first_day + days - 1`` of the plan (day 0 starts at ``start``), restarting it
-    every simulated day (the rows of a restarted writer add up)."""
-    clock = Clock(start)
-    for day in range(first_day, first_day + days):
-        w = AggregatesWriter(path, flush_interval=3600, clock=clock)
-        async with trio.open_nursery() as n:
-            await n.start(w.run)
-            for hour in range(24):
-                clock.t = start + day * DAY + hour * HOUR + 1800
-                for direction, topic, count in plan(day):
-                    for _ in range(count):
-                        w.record(direction, topic, 100, clock.t)
-                if (hour + 1) % (24 // flushes_per_day) == 0:
-                    await w.flush()
-            n.cancel_scope.cancel()  # shutdown flush (shielded) writes what is left
-    return clock
+from tests.helpers.aggregates import CHAT, DAY0, LEGACY, NEW, simulate
+from tests.helpers.clock import FakeClock
 
 
 def test_accumulator_counts_and_caps() -> None:
@@ -81,26 +32,26 @@ def test_accumulator_counts_and_caps() -> None:
 
 async def test_writer_persists_survives_restart_and_prunes(tmp_path: Path) -> None:
     path = tmp_path / "A" / "aggregates.sqlite3"
-    clock = Clock(DAY0 + 5)
+    clock = FakeClock(DAY0 + 5)
     w = AggregatesWriter(path, flush_interval=3600, clock=clock, retention_days=2)
     async with trio.open_nursery() as n:
         await n.start(w.run)
-        w.record(V1_TO_V2, CHAT, 300, clock.t)
-        w.record(V1_TO_V2, CHAT, 300, clock.t)
-        w.record(V2_TO_V1, CHAT, 500, clock.t)
+        w.record(V1_TO_V2, CHAT, 300, clock.now)
+        w.record(V1_TO_V2, CHAT, 300, clock.now)
+        w.record(V2_TO_V1, CHAT, 500, clock.now)
         assert await w.flush() == 2
-        w.record(V2_TO_V1, CHAT, 500, clock.t)  # not flushed yet: the shutdown flush must write it
+        w.record(V2_TO_V1, CHAT, 500, clock.now)  # not flushed yet: the shutdown flush must write it
         n.cancel_scope.cancel()
     assert read_hourly(path) == [HourlyRow(DAY0, CHAT, "v1", 2, 600), HourlyRow(DAY0, CHAT, "v2", 2, 1000)]
     # a restart adds to the same hour's rows
     w2 = AggregatesWriter(path, clock=clock, retention_days=2)
     async with trio.open_nursery() as n:
         await n.start(w2.run)
-        w2.record(V2_TO_V1, CHAT, 500, clock.t)
+        w2.record(V2_TO_V1, CHAT, 500, clock.now)
         n.cancel_scope.cancel()
     assert read_hourly(path)[1] == HourlyRow(DAY0, CHAT, "v2", 3, 1500)
     # three days later, the retention (2 days) prunes them on start
-    clock.t += 3 * DAY
+    clock.now += 3 * DAY
     w3 = AggregatesWriter(path, clock=clock, retention_days=2)
     async with trio.open_nursery() as n:
         await n.start(w3.run)
@@ -111,7 +62,7 @@ async def test_writer_persists_survives_restart_and_prunes(tmp_path: Path) -> No
 async def test_failed_flush_keeps_rows_in_memory(tmp_path: Path) -> None:
     path = tmp_path / "aggregates.sqlite3"
     results: list[str] = []
-    w = AggregatesWriter(path, clock=Clock(DAY0), on_flush=results.append)
+    w = AggregatesWriter(path, clock=FakeClock(DAY0), on_flush=results.append)
     await w.store.open()
     sqlite3.connect(path).execute("DROP TABLE hourly").connection.close()  # the disk "fails" under us
     w.record(V1_TO_V2, CHAT, 1, DAY0)
@@ -127,7 +78,7 @@ async def test_report_over_simulated_migration(tmp_path: Path) -> None:
     clock = await simulate(path, 6)
     rows = read_hourly(path)
     assert len({r.hour for r in rows}) == 6 * 24
-    rep = build_report(rows, now=clock.t, days=6)
+    rep = build_report(rows, now=clock.now, days=6)
     assert [d.day for d in rep.days] == [f"2027-01-{10 + i}" for i in range(6)]
     # day 0: 24 h x (2 legacy + 3 chat) from v1; day 5: 48 legacy from v1, 72 chat + 24 new from v2
     d0, d5 = rep.days[0], rep.days[5]
@@ -139,7 +90,7 @@ async def test_report_over_simulated_migration(tmp_path: Path) -> None:
     assert rep.by_status(TopicStatus.V2_ONLY) == [NEW]
     assert rep.by_status(TopicStatus.V1_ONLY) == [LEGACY]
     # over the last 2 days chat has moved: v2-only now
-    rep2 = build_report(rows, now=clock.t, days=2)
+    rep2 = build_report(rows, now=clock.now, days=2)
     assert rep2.by_status(TopicStatus.V2_ONLY) == [CHAT, NEW]  # by volume
     assert rep2.by_status(TopicStatus.V1_ONLY) == [LEGACY]
     chat = next(t for t in rep.topics if t.topic == CHAT)

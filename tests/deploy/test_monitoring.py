@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.drills.harness import ROOT, BridgeProc
+from tests.helpers.bridgeproc import ROOT, BridgeProc
 
 PROM = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "waku-bridge.json"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.drills.net import DrillNet
-from tests.drills.scenario import bridge_sigkill, bridge_sigstop, bridge_sigterm, repeat_fault
+from tests.helpers.drill_scenario import bridge_sigkill, bridge_sigstop, bridge_sigterm, repeat_fault
+from tests.helpers.drillnet import DrillNet
 
 pytestmark = [pytest.mark.drill, pytest.mark.interop, pytest.mark.slow]
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import trio
 
-from tests.drills.harness import BridgeProc
-from tests.drills.net import DrillNet
-from tests.drills.scenario import Fault, repeat_fault
+from tests.helpers.bridgeproc import BridgeProc
+from tests.helpers.drill_scenario import Fault, repeat_fault
+from tests.helpers.drillnet import DrillNet
 from tests.helpers.etcd import EtcdCluster
 
 pytestmark = [pytest.mark.drill, pytest.mark.interop, pytest.mark.slow]

@@ -9,20 +9,20 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from bridge.app.config import ConfigErrors, load_config
-from bridge.errors import ConfigError
 from failover.elector import ElectorCore, StepDown
-from failover.errors import FailoverError
+from failover.errors import FailoverError, FailoverSetupError
 from failover.lease import LeaseTiming, timing_for
 from failover.metrics import FailoverMetrics
+from tests.helpers.clock import FakeClock
 
 
 def test_timing_for_derives_and_checks() -> None:
     assert timing_for(None, 10) == LeaseTiming.for_ttl(10)
     assert timing_for("etcd://h:1", 10) == LeaseTiming.for_etcd(10)
     assert timing_for("sqlite:x", 10, rpc_timeout=2).rpc_timeout == 2
-    with pytest.raises(ConfigError, match="must be < TTL"):
+    with pytest.raises(FailoverSetupError, match="must be < TTL"):
         timing_for("etcd://h:1", 3, renew_interval=1, rpc_timeout=1)
-    with pytest.raises(ConfigError, match="whole seconds"):
+    with pytest.raises(FailoverSetupError, match="whole seconds"):
         timing_for("etcd://h:1", 2.5)
 
 
@@ -37,16 +37,8 @@ def test_config_rejects_a_timing_that_breaks_the_invariant() -> None:
     assert ok.failover.ttl == 10 and ok.failover.safety == 2 and ok.failover.renew_interval is None
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_is_leader_only_before_deadline_minus_safety() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     core = ElectorCore("A", safety=0.5, clock=clock)
     changes = core.observe()
     assert not core.is_leader() and core.deadline_margin() == 0

@@ -13,21 +13,22 @@ from typing import Any
 import pytest
 import trio
 
-from bridge.errors import ConfigError
-from failover.elector import Elector, parse_failover_url
+from failover.elector import Elector
+from failover.errors import FailoverSetupError
 from failover.etcd_backend import EtcdElector, fenced_txn
 from failover.lease import LeaseTiming
 from failover.sqlite_backend import SqliteElector
-from tests.failover.procs import (
+from failover.url import parse_failover_url
+from tests.helpers.candidates import (
     STEP_DOWNS,
     Candidate,
     assert_one_active,
     spawn_pair,
     takeover_drill,
-    wait_for,
     zombie_drill,
 )
 from tests.helpers.etcd import EtcdCluster, etcd_available
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.skipif(not etcd_available(), reason="needs the etcd binary (scripts/setup.sh)")
 
@@ -69,9 +70,9 @@ def test_parse_failover_url(tmp_path: Path) -> None:
     e = parse_failover_url("etcd://127.0.0.1:1,127.0.0.1:2/b1", identity="A", data_dir=tmp_path, ttl=10)
     assert isinstance(e, EtcdElector) and e.client.endpoints == ["127.0.0.1:1", "127.0.0.1:2"] and e.name == "b1"
     assert isinstance(e, Elector)
-    with pytest.raises(ConfigError, match="whole seconds"):
+    with pytest.raises(FailoverSetupError, match="whole seconds"):
         parse_failover_url("etcd://127.0.0.1:1", identity="A", data_dir=tmp_path, ttl=2.5)
-    with pytest.raises(ConfigError, match=r"failover\.backend"):
+    with pytest.raises(FailoverSetupError, match=r"^url: "):
         parse_failover_url("zookeeper://x", identity="A", data_dir=tmp_path, ttl=10)
 
 
@@ -168,12 +169,12 @@ async def test_etcd_killed_and_restarted(nursery: trio.Nursery, own_etcd: EtcdCl
         for r in range(2):
             t_kill = time.monotonic()
             member.kill()
-            await wait_for(lambda: not (a.leader or b.leader), 5, f"round {r}: the active to step down")
+            await wait_until(lambda: not (a.leader or b.leader), 5, f"round {r}: the active to step down")
             await trio.sleep(TTL + 0.5 - (time.monotonic() - t_kill))
             for c in (a, b):  # nobody active during the outage
                 assert not c.leader and not [e for e in c.since(t_kill) if e["event"] == "elected"]
             await trio.to_thread.run_sync(own_etcd.restart, member)
-            await wait_for(lambda: a.leader or b.leader, 20, f"round {r}: a leader after the restart")
+            await wait_until(lambda: a.leader or b.leader, 20, f"round {r}: a leader after the restart")
             await trio.sleep(0.5)
             active = assert_one_active([a, b])
             assert active.token is not None and active.token > old
@@ -194,7 +195,7 @@ async def test_etcd_frozen_the_active_steps_down_before_the_server_could_expire(
             active = a if a.leader else b
             t_stop = time.monotonic()
             member.stop()
-            await wait_for(lambda: not (a.leader or b.leader), 5, f"round {r}: the active to step down")
+            await wait_until(lambda: not (a.leader or b.leader), 5, f"round {r}: the active to step down")
             down = next(e for e in active.since(t_stop) if e["event"] == "state" and not e["leader"])
             deadline = max(e["deadline"] for e in active.events if e["event"] == "renewed" and e["t"] < down["t"])
             # deadline = send time of the last successful keepalive + TTL: the server cannot expire
@@ -204,7 +205,7 @@ async def test_etcd_frozen_the_active_steps_down_before_the_server_could_expire(
             for c in (a, b):
                 assert not c.leader and not [e for e in c.since(t_stop) if e["event"] == "elected"]
             member.cont()
-            await wait_for(lambda: a.leader or b.leader, 20, f"round {r}: a leader after SIGCONT")
+            await wait_until(lambda: a.leader or b.leader, 20, f"round {r}: a leader after SIGCONT")
             await trio.sleep(0.5)
             now = assert_one_active([a, b])
             assert now.token is not None and now.token > old

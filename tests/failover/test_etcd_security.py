@@ -14,13 +14,15 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from bridge.app.config import ConfigErrors, load_config
-from bridge.errors import ConfigError
+from failover.errors import FailoverSetupError
 from failover.etcd_backend import DEFAULT_PREFIX, EtcdElector, EtcdSecurity
 from failover.lease import LeaseTiming
 from failover.metrics import FailoverMetrics
-from tests.drills.harness import BridgeProc
-from tests.failover.procs import Candidate, wait_for
+from tests.helpers.bridgeproc import BridgeProc
+from tests.helpers.candidates import Candidate
 from tests.helpers.etcd import EtcdCluster, TlsFiles, enable_auth, etcd_available, make_tls_files
+from tests.helpers.metrics import metric_value
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.skipif(not etcd_available(), reason="needs the etcd binary (scripts/setup.sh)")
 
@@ -54,7 +56,7 @@ def secure_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureEtcd
 
 
 def errors(m: FailoverMetrics, kind: str) -> float:
-    return m.errors.labels(kind)._value.get()
+    return metric_value(m.errors, kind)
 
 
 async def test_election_over_tls_with_client_certificates_and_auth(secure_etcd: SecureEtcd) -> None:
@@ -110,7 +112,7 @@ async def test_a_wrong_password_is_refused_and_counted(secure_etcd: SecureEtcd,
                     security=secure_etcd.security(password="not-the-password"), metrics=m)
     async with trio.open_nursery() as n:
         await n.start(e.run)
-        await wait_for(lambda: errors(m, "auth") >= 2, 10, "counted auth failures")
+        await wait_until(lambda: errors(m, "auth") >= 2, 10, "counted auth failures")
         assert not e.is_leader() and e.fencing_token is None
         n.cancel_scope.cancel()
     assert "authentication as 'bridge' refused" in caplog.text
@@ -126,7 +128,7 @@ async def test_tls_failures_mean_no_leader_and_are_counted(secure_etcd: SecureEt
     e = EtcdElector(secure_etcd.cluster.endpoints, "X", name="tls-bad", timing=FAST, security=sec, metrics=m)
     async with trio.open_nursery() as n:
         await n.start(e.run)
-        await wait_for(lambda: errors(m, "unavailable") >= 2, 10, "counted TLS failures")
+        await wait_until(lambda: errors(m, "unavailable") >= 2, 10, "counted TLS failures")
         assert not e.is_leader()
         n.cancel_scope.cancel()
 
@@ -160,7 +162,7 @@ def test_security_settings_are_checked_at_load(tmp_path: Path, secure_etcd: Secu
     assert cfg.failover.etcd_password == "from-a-file" and "from-a-file" not in repr(cfg)
     sec = cfg.failover.etcd_security()
     assert sec is not None and sec.tls and sec.user == USER
-    with pytest.raises(ConfigError, match="etcd_cert"):
+    with pytest.raises(FailoverSetupError, match=r"^cert_file: "):
         EtcdSecurity(cert_file=t.client_cert).check()
 
 
@@ -192,7 +194,7 @@ async def test_the_candidate_cli_joins_a_secured_election(secure_etcd: SecureEtc
     async with trio.open_nursery() as n:
         n.start_soon(c.pump)
         try:
-            await wait_for(lambda: c.leader, 15, "the candidate leading")
+            await wait_until(lambda: c.leader, 15, "the candidate leading")
             assert c.token is not None and c.token > 0
         finally:
             c.proc.terminate()

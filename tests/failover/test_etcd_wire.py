@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.errors import ConfigError
+from failover.errors import FailoverSetupError
 from failover.etcd_backend import (
     EtcdError,
     KeyValue,
@@ -34,18 +34,18 @@ def test_parse_endpoints() -> None:
     assert parse_endpoints("etcd://127.0.0.1:2379") == (["127.0.0.1:2379"], "bridge")
     assert parse_endpoints("etcd://a:1,b:2, c:3/status-bridge") == (["a:1", "b:2", "c:3"], "status-bridge")
     for bad in ("etcd://", "etcd://host", "etcd://host:port", "etcd://h:70000", "etcd://:1"):
-        with pytest.raises(ConfigError, match=r"failover\.backend"):
+        with pytest.raises(FailoverSetupError, match=r"^url: "):
             parse_endpoints(bad)
 
 
 def test_etcd_ttl_must_be_whole_seconds() -> None:
     LeaseTiming.for_etcd(3).check_etcd()
     LeaseTiming.for_etcd(10).check_etcd()
-    with pytest.raises(ConfigError, match="whole seconds"):
+    with pytest.raises(FailoverSetupError, match="whole seconds"):
         LeaseTiming(ttl=2.5, renew_interval=0.5, rpc_timeout=0.3, safety=0.3).check_etcd()
-    with pytest.raises(ConfigError, match="whole seconds"):
+    with pytest.raises(FailoverSetupError, match="whole seconds"):
         LeaseTiming(ttl=1, renew_interval=0.2, rpc_timeout=0.1, safety=0.1).check_etcd()
-    with pytest.raises(ConfigError, match="must be < TTL"):
+    with pytest.raises(FailoverSetupError, match="must be < TTL"):
         LeaseTiming(ttl=3, renew_interval=1, rpc_timeout=1, safety=0.5).check_etcd()
 
 

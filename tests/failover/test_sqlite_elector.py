@@ -12,10 +12,10 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.errors import ConfigError
+from failover.errors import FailoverSetupError
 from failover.lease import LeaseRow, LeaseTiming, decide
 from failover.sqlite_backend import SqliteElector
-from tests.failover.procs import Takeover, takeover_drill, zombie_drill
+from tests.helpers.candidates import Takeover, takeover_drill, zombie_drill
 
 FAST = LeaseTiming(ttl=2.0, renew_interval=0.3, rpc_timeout=0.2, safety=0.3)
 TTL3: dict[str, Any] = {"ttl": 3.0, "renew": 0.5, "rpc_timeout": 0.5, "safety": 0.5}
@@ -49,11 +49,11 @@ def test_a_lapsed_term_is_never_renewed() -> None:
 def test_timing_invariant() -> None:
     LeaseTiming.for_ttl(10).check()
     LeaseTiming.for_ttl(3).check()
-    with pytest.raises(ConfigError, match="must be < TTL"):
+    with pytest.raises(FailoverSetupError, match="must be < TTL"):
         LeaseTiming(ttl=2, renew_interval=1.5, rpc_timeout=0.5, safety=0.5).check()
-    with pytest.raises(ConfigError, match=r"failover\.safety"):
+    with pytest.raises(FailoverSetupError, match=r"^safety: "):
         LeaseTiming(ttl=2, renew_interval=0.5, rpc_timeout=0.1, safety=0).check()
-    with pytest.raises(ConfigError, match="must be < TTL"):
+    with pytest.raises(FailoverSetupError, match="must be < TTL"):
         SqliteElector("unused.sqlite3", "A", timing=LeaseTiming(ttl=3, renew_interval=1, rpc_timeout=1, safety=0.5))
 
 

@@ -1,4 +1,4 @@
-"""Load the published test vectors from ``../shared/vectors`` (never retyped into the repo)."""
+"""Load the published test vectors from ``tests/vectors/`` (copied verbatim; sources in its README)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 __all__ = ["VECTORS_DIR", "load_vectors"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VECTORS_DIR = Path(os.environ.get("WAKU_BRIDGE_VECTORS", REPO_ROOT.parent / "shared" / "vectors"))
+VECTORS_DIR = Path(os.environ.get("WAKU_BRIDGE_VECTORS", REPO_ROOT / "tests" / "vectors"))
 
 
 def load_vectors(name: str) -> Any:

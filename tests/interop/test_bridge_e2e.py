@@ -9,10 +9,8 @@ ethereumjs peer receives (accepts) the v2->v1 envelope.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
+import signal
 import time
 from pathlib import Path
 
@@ -21,37 +19,23 @@ import rlp
 import trio
 
 from bridge.payload import wrap_unencrypted
+from tests.helpers.bridgeproc import BridgeProc
 from tests.helpers.jsproc import JsPeer
 from tests.helpers.net import free_ports
 from v1.waku.envelope import Envelope
 from v1.waku.messages import encode_messages
 from v1.waku.pow import SizeRule, mine_smallest_nonce, pow_value
 
-ROOT = Path(__file__).resolve().parents[2]
 JS_V1_KEY = "b71c71a67e1177ad4e901695e1b4b9ee17ae16c6668d313eac2f96dbcda3f291"
 TOPIC_V1 = bytes.fromhex("1a2b3c4d")
 CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
 PUBSUB = "/waku/2/rs/0/0"
 
 
-def start_bridge(tmp: Path, js_enode: str, js_addr: str,
-                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], dict[str, object]]:
-    p1, p2, ws, http = free_ports(4)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge.app.cli", "--peer-id", "A", "--listen-address", "127.0.0.1",
-         "--devp2p-tcp-port", str(p1), "--libp2p-tcp-port", str(p2), "--websocket-port", str(ws),
-         "--metrics-server-port", str(http), "--data-dir", str(tmp), "--staticnode-v1", js_enode,
-         "--staticnode-v2", js_addr, "--cluster-id", "0", "--num-shards-in-network", "1",
-         "--waku-v1-pow", "0.002", "--log-level", "info", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        raise AssertionError(f"bridge did not start: {proc.stderr.read() if proc.stderr else ''}")
-    info = json.loads(line)
-    info["http_url"] = f"http://127.0.0.1:{http}"
-    return proc, info
+def start_bridge(tmp: Path, js_enode: str, js_addr: str, extra: tuple[str, ...] = ()) -> BridgeProc:
+    bridge = BridgeProc("A", tmp, [js_enode], [js_addr], failover=None, extra=list(extra))
+    bridge.start()
+    return bridge
 
 
 async def test_bridge_between_ethereumjs_and_js_waku(nursery: trio.Nursery, tmp_path: Path) -> None:
@@ -59,11 +43,11 @@ async def test_bridge_between_ethereumjs_and_js_waku(nursery: trio.Nursery, tmp_
     jsv1 = await JsPeer.start(nursery, "devp2p", "peer.mjs")
     jsv2 = await JsPeer.start(nursery, "waku-relay", "relay.mjs", env={"NODE_ENV": "test"},
                               node_args=["--import", "./polyfill.mjs"])
-    proc = None
+    bridge = None
     try:
         enode = (await jsv1.request("start", privateKey=JS_V1_KEY, port=v1_port, pow=0.002))["enode"]
         v2 = await jsv2.request("start", pubsubTopic=PUBSUB, contentTopic=CONTENT)
-        proc, info = await trio.to_thread.run_sync(start_bridge, tmp_path, enode, v2["addrs"][0])
+        bridge = await trio.to_thread.run_sync(start_bridge, tmp_path, enode, v2["addrs"][0])
         peer = (await jsv1.wait_event("peer_added", timeout=20))[0]["peer"]
         with trio.fail_after(30):
             while not (await jsv2.request("meshPeers"))["peers"]:
@@ -99,37 +83,36 @@ async def test_bridge_between_ethereumjs_and_js_waku(nursery: trio.Nursery, tmp_
         assert pow_value(out, SizeRule.STRICT) >= 0.002 and env_evt["hash"] == out.hash.hex()
         assert rlp.decode(bytes.fromhex(env_evt["hex"]))[2] == TOPIC_V1
 
-        status = httpx.get(str(info["http_url"]) + "/status", timeout=5).json()
+        status = httpx.get(bridge.url + "/status", timeout=5).json()
         assert status["transfers"] == {"v1_to_v2": 1, "v2_to_v1": 1}
         assert status["peers"] == {"v1": 1, "v2": 1} and status["role"] == "active"
-        metrics = httpx.get(str(info["http_url"]) + "/metrics", timeout=5).text
+        metrics = httpx.get(bridge.url + "/metrics", timeout=5).text
         assert 'waku_bridge_transfers_total{type="v1_to_v2"} 1.0' in metrics
     finally:
-        if proc is not None:
-            proc.terminate()
-            await trio.to_thread.run_sync(proc.wait, 15)
+        if bridge is not None:
+            await trio.to_thread.run_sync(bridge.kill, signal.SIGTERM)
         await jsv1.aclose()
         await jsv2.aclose()
 
 
 async def test_bridge_between_ethereumjs_and_js_waku_light_node(nursery: trio.Nursery, tmp_path: Path) -> None:
-    from tests.v2.test_node import make_node, start
+    from tests.helpers.v2node import make_node, start
 
     (v1_port,) = free_ports(1)
     jsv1 = await JsPeer.start(nursery, "devp2p", "peer.mjs")
     light = await JsPeer.start(nursery, "waku-sdk", "lightnode.mjs", node_args=["--import", "./polyfill.mjs"])
     relay_peer = make_node()  # the bridge's relay peer: a lightpush needs one (waku-v2.md §10.2)
     relayed = await start(nursery, relay_peer)
-    proc = None
+    bridge = None
     try:
         enode = (await jsv1.request("start", privateKey=JS_V1_KEY, port=v1_port, pow=0.002))["enode"]
-        proc, info = await trio.to_thread.run_sync(
+        bridge = await trio.to_thread.run_sync(
             start_bridge, tmp_path, enode, relay_peer.listen_addrs[0], ("--lightpush", "--filter", "--store"))
         peer = (await jsv1.wait_event("peer_added", timeout=20))[0]["peer"]
         with trio.fail_after(30):
             while not relay_peer.relay.mesh_peers(PUBSUB):
                 await trio.sleep(0.2)
-        ws_addr = next(a for a in info["v2"] if "/ws/" in a)  # type: ignore[attr-defined]
+        ws_addr = next(a for a in bridge.info["v2"] if "/ws/" in a)  # type: ignore[attr-defined]
         await light.request("start", clusterId=0, numShardsInCluster=1)
         await light.request("dial", addr=ws_addr, timeout=40)
         await light.request("subscribe", contentTopic=CONTENT)
@@ -161,7 +144,7 @@ async def test_bridge_between_ethereumjs_and_js_waku_light_node(nursery: trio.Nu
                 while not (got := [e for e in light.events if e.get("event") == "filter" and e.get("version") == 1]):
                     await trio.sleep(0.05)
         except trio.TooSlowError:
-            scrape = httpx.get(str(info["http_url"]) + "/metrics", timeout=5).text
+            scrape = httpx.get(bridge.url + "/metrics", timeout=5).text
             lines = [m for m in scrape.splitlines() if m.startswith(("waku_filter", "waku_bridge_transfers",
                                                                         "waku_bridge_dropped"))]
             raise AssertionError("no filter push reached the light node\n" + "\n".join(lines)
@@ -170,11 +153,10 @@ async def test_bridge_between_ethereumjs_and_js_waku_light_node(nursery: trio.Nu
         assert ev["contentTopic"] == CONTENT and bytes.fromhex(ev["payload"]) == data
         assert ev["pubsubTopic"] == PUBSUB and int(ev["timestamp"]) == now * 10**9  # (expiry - ttl) s, in ns
 
-        status = httpx.get(str(info["http_url"]) + "/status", timeout=5).json()
+        status = httpx.get(bridge.url + "/status", timeout=5).json()
         assert status["transfers"] == {"v1_to_v2": 1, "v2_to_v1": 1}
     finally:
-        if proc is not None:
-            proc.terminate()
-            await trio.to_thread.run_sync(proc.wait, 15)
+        if bridge is not None:
+            await trio.to_thread.run_sync(bridge.kill, signal.SIGTERM)
         await jsv1.aclose()
         await light.aclose()

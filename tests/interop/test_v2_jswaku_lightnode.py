@@ -15,7 +15,7 @@ from pathlib import Path
 import trio
 
 from tests.helpers.jsproc import JsPeer, JsPeerError
-from tests.v2.test_node import TOPIC, make_node, metric, start
+from tests.helpers.v2node import TOPIC, make_node, metric, start
 from v2.core.message import WakuMessage, message_hash
 
 CONTENT = "/interop/1/lightnode/proto"

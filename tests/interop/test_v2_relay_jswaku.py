@@ -12,7 +12,7 @@ import time
 import trio
 
 from tests.helpers.jsproc import JsPeer
-from tests.v2.relay.test_relay import TOPIC, Node, wait_mesh
+from tests.helpers.v2relay import TOPIC, Node, wait_mesh
 from v2.core.message import WakuMessage
 
 CONTENT = "/test/1/relay/proto"

@@ -14,7 +14,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from tests.helpers.v2host import new_host
-from tests.v2.test_node import TOPIC, Collector, make_node, metric, start
+from tests.helpers.v2node import TOPIC, Collector, make_node, metric, start
 from v2.core.message import MAX_MESSAGE_SIZE, WakuMessage
 from v2.filter.client import FilterClient
 from v2.filter.rpc_codec import FilterStatus, FilterSubscribeResponse

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 
 import pytest
 import trio
 
 from bridge.app.keys import describe_key
 from tests.helpers.net import free_ports
+from tests.helpers.wait import wait_until
 from v2.host import DialError, Host, HostConfig
 from v2.stream import FrameTooLarge, Stream, StreamTimeout
 
@@ -120,12 +120,6 @@ async def test_libp2p_never_dials_on_its_own(nursery: trio.Nursery) -> None:
     await trio.sleep(0.5)  # let any dial that was started anyway register
     assert a.connected_peers() == []
     assert a.peer_id not in late.connected_peers() and a.peer_id not in b.connected_peers()
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    with trio.fail_after(timeout):
-        while not cond():
-            await trio.sleep(0.05)
 
 
 async def test_redial_right_after_a_failed_dial(nursery: trio.Nursery) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from Crypto.Cipher import AES
 
-from v1.errors import V1Error
+from v1.errors import V1DecodeError
 from v1.rlpx.handshake import Secrets
 
 __all__ = ["DEFAULT_MAX_FRAME", "FrameCodec", "FrameError", "FrameTooLarge", "MacMismatch"]
@@ -20,7 +20,7 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024  # geth's maxUint24 cap on frame_size
 _HEADER_DATA = b"\xc2\x80\x80"  # rlp([0, 0]); receivers ignore it
 
 
-class FrameError(V1Error):
+class FrameError(V1DecodeError):
     """The frame stream is corrupt; the session cannot continue."""
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import rlp
 from Crypto.Hash import keccak
 
-from v1.errors import V1Error
+from v1.errors import V1DecodeError
 from v1.rlpx.crypto import (
     ECIES_OVERHEAD,
     CryptoError,
@@ -50,7 +50,7 @@ LEGACY_ACK_LEN = 97 + ECIES_OVERHEAD  # 210
 MAX_EIP8_PACKET = 2048  # geth caps handshake packets far below the 2-byte size limit
 
 
-class HandshakeError(V1Error):
+class HandshakeError(V1DecodeError):
     """The peer's auth/ack could not be decrypted or parsed."""
 
 

@@ -11,7 +11,7 @@ from functools import cached_property
 
 import rlp
 
-from v1.errors import V1Error
+from v1.errors import V1DecodeError
 from v1.rlpx.crypto import keccak256
 
 __all__ = [
@@ -29,7 +29,7 @@ MAX_UINT32 = (1 << 32) - 1
 MAX_UINT64 = (1 << 64) - 1
 
 
-class EnvelopeError(V1Error):
+class EnvelopeError(V1DecodeError):
     """Not a well-formed envelope."""
 
 

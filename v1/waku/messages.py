@@ -7,7 +7,7 @@ from enum import IntEnum
 
 import rlp
 
-from v1.errors import V1Error
+from v1.errors import V1DecodeError
 from v1.waku.envelope import Envelope, EnvelopeError, decode_envelope_item
 
 __all__ = [
@@ -39,7 +39,7 @@ class WakuCode(IntEnum):
     P2P_MESSAGE = 127
 
 
-class MessagesError(V1Error):
+class MessagesError(V1DecodeError):
     pass
 
 

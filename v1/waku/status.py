@@ -14,7 +14,7 @@ from enum import IntEnum
 
 import rlp
 
-from v1.errors import V1Error
+from v1.errors import V1DecodeError
 from v1.waku.bloom import BLOOM_LEN, FULL_BLOOM
 
 __all__ = ["MAX_TOPIC_INTEREST", "RateLimits", "StatusError", "StatusKey", "StatusOptions",
@@ -23,7 +23,7 @@ __all__ = ["MAX_TOPIC_INTEREST", "RateLimits", "StatusError", "StatusKey", "Stat
 MAX_TOPIC_INTEREST = 10_000
 
 
-class StatusError(V1Error):
+class StatusError(V1DecodeError):
     pass
 
 

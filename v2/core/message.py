@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from v2.codec import encode_uvarint
 from v2.core.proto import message_pb2
-from v2.errors import V2Error
+from v2.errors import V2DecodeError
 
 __all__ = ["MAX_MESSAGE_SIZE", "MAX_META_SIZE", "MessageDecodeError", "WakuMessage", "message_hash"]
 
@@ -24,7 +24,7 @@ MAX_MESSAGE_SIZE = 153_600  # 150 KiB (64/WAKU2-NETWORK; nwaku DefaultMaxWakuMes
 MAX_META_SIZE = 64  # nwaku MaxMetaAttrLength
 
 
-class MessageDecodeError(V2Error):
+class MessageDecodeError(V2DecodeError):
     """Bytes that are not an acceptable WakuMessage."""
 
 

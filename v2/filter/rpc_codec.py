@@ -15,7 +15,7 @@ from typing import Any
 
 from v2.codec import optional, parse, require, set_present
 from v2.core.message import MessageDecodeError, WakuMessage
-from v2.errors import V2Error
+from v2.errors import V2DecodeError
 
 # Imported by name so mypy does not analyse protoc 3.21's untyped gencode.
 pb: Any = importlib.import_module("v2.filter.filter_rpc_pb2")
@@ -39,7 +39,7 @@ MAX_SUBSCRIBE_RESPONSE_SIZE = 64 * 1024
 MAX_PUSH_SIZE = 10 * 150 * 1024 + 64 * 1024
 
 
-class FilterDecodeError(V2Error):
+class FilterDecodeError(V2DecodeError):
     """Bytes that are not an acceptable filter RPC."""
 
 

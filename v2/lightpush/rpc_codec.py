@@ -17,7 +17,7 @@ from typing import Any
 
 from v2.codec import optional, parse, require, set_present
 from v2.core.message import MessageDecodeError, WakuMessage
-from v2.errors import V2Error
+from v2.errors import V2DecodeError
 
 __all__ = [
     "LightpushDecodeError",
@@ -33,7 +33,7 @@ __all__ = [
 pb: Any = importlib.import_module("v2.lightpush.lightpush_rpc_pb2")
 
 
-class LightpushDecodeError(V2Error):
+class LightpushDecodeError(V2DecodeError):
     """Bytes that are not an acceptable lightpush RPC."""
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from v2.codec import optional, parse, set_present
-from v2.errors import V2Error
+from v2.errors import V2DecodeError
 from v2.metadata.proto import metadata_pb2
 
 __all__ = ["MAX_METADATA_SIZE", "Metadata", "MetadataDecodeError", "decode_metadata", "encode_metadata"]
@@ -20,7 +20,7 @@ __all__ = ["MAX_METADATA_SIZE", "Metadata", "MetadataDecodeError", "decode_metad
 MAX_METADATA_SIZE = 1024  # nwaku RpcResponseMaxBytes: it reads no more than this, either way
 
 
-class MetadataDecodeError(V2Error):
+class MetadataDecodeError(V2DecodeError):
     pass
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from v2.codec import optional, parse, set_present
-from v2.errors import V2Error
+from v2.errors import V2DecodeError
 from v2.peer_exchange import peer_exchange_pb2 as pb
 
 __all__ = [
@@ -45,7 +45,7 @@ class PxStatus(IntEnum):
     DIAL_FAILURE = 599
 
 
-class PxCodecError(V2Error):
+class PxCodecError(V2DecodeError):
     pass
 
 

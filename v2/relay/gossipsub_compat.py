@@ -32,10 +32,15 @@ when upgrading (tests/v2/relay exercises each one).
   (``senderRecord``), looked up afresh each time (``env_to_send_in_RPC`` turns every listen
   address into a string: ~0.7 ms per RPC, a tenth of a bridge's CPU), and every one received
   with a record is parsed and its ECDSA signature verified.  Waku peers ignore the field.
-  Fix: :func:`install_signed_record_cache` (called on import) caches our record bytes per host
+  Fix: :func:`install_signed_record_cache` (through :func:`install`) caches our record bytes per host
   for ``RECORD_REFRESH_S`` and accepts a record identical to the last one verified for that peer
   without verifying it again.  The record cannot be dropped altogether: a py-libp2p receiver
   rejects an RPC whose record field is present but empty.
+
+Importing this module changes nothing in py-libp2p: the module-level patch (fault 8) is applied by
+:func:`install`, which v2/host.py calls before it creates a py-libp2p host (idempotent).  With
+v2/host.py this is the only module that imports libp2p (an import-linter contract):
+:data:`RpcMessage` and :func:`running` are what v2/relay/protocol.py needs of it.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from __future__ import annotations
 import hashlib
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -54,9 +60,12 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.mcache import CacheEntry, MessageCache
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
 
-__all__ = ["RECORD_REFRESH_S", "WAKU_RELAY_CODEC", "WakuGossipSub", "WakuMessageCache", "WakuPubsub",
-           "install_signed_record_cache", "waku_message_id"]
+__all__ = ["RECORD_REFRESH_S", "WAKU_RELAY_CODEC", "RpcMessage", "WakuGossipSub", "WakuMessageCache", "WakuPubsub",
+           "install", "install_signed_record_cache", "running", "waku_message_id"]
+
+RpcMessage = rpc_pb2.Message  # a gossipsub message as py-libp2p hands it to validators and sinks
 
 WAKU_RELAY_CODEC = TProtocol("/vac/waku/relay/2.0.0")
 OUTBOUND_HIGH_WATER = 16  # of py-libp2p's OutBoundQueueSize = 32
@@ -186,4 +195,14 @@ class WakuPubsub(Pubsub):
                 self._sink(topic, publish_message, own)
 
 
-install_signed_record_cache()
+def install() -> None:
+    """Apply the module-level py-libp2p patches of this module (fault 8); idempotent.  Called by
+    v2/host.py before it builds a py-libp2p host, so every pubsub on that host sees them."""
+    install_signed_record_cache()
+
+
+@asynccontextmanager
+async def running(pubsub: WakuPubsub, router: WakuGossipSub) -> AsyncIterator[None]:
+    """Run ``pubsub`` and its ``router`` as py-libp2p services for the duration of the block."""
+    async with background_trio_service(pubsub), background_trio_service(router):
+        yield

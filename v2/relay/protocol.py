@@ -13,14 +13,12 @@ import time
 from dataclasses import dataclass
 
 import trio
-from libp2p.pubsub.pb import rpc_pb2
-from libp2p.tools.anyio_service import background_trio_service
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from v2.core.message import MAX_MESSAGE_SIZE, MessageDecodeError, WakuMessage, message_hash
 from v2.errors import V2Error
 from v2.host import Host
-from v2.relay.gossipsub_compat import WAKU_RELAY_CODEC, WakuGossipSub, WakuPubsub
+from v2.relay.gossipsub_compat import WAKU_RELAY_CODEC, RpcMessage, WakuGossipSub, WakuPubsub, running
 
 __all__ = ["GossipParams", "PublishError", "Relay", "RelayMessage", "RelayMetrics"]
 
@@ -83,7 +81,7 @@ class Relay:
     def messages(self) -> trio.MemoryReceiveChannel[RelayMessage]:
         return self._recv
 
-    def _validate(self, _forwarder: object, msg: rpc_pb2.Message) -> bool:
+    def _validate(self, _forwarder: object, msg: RpcMessage) -> bool:
         if len(msg.data) > self.max_message_size:
             self.metrics.rejected.labels("too_large").inc()
             return False
@@ -97,7 +95,7 @@ class Relay:
             return False
         return True
 
-    def _sink(self, topic: str, msg: rpc_pb2.Message, own: bool) -> None:
+    def _sink(self, topic: str, msg: RpcMessage, own: bool) -> None:
         if own:
             return
         self.metrics.messages.labels(topic, "in").inc()
@@ -125,7 +123,7 @@ class Relay:
                             max_inbound_rpc_size=self.max_message_size + 64 * 1024)
         pubsub.on_malformed_rpc = self.metrics.rejected.labels("malformed_rpc").inc
         self._router, self._pubsub = router, pubsub
-        async with background_trio_service(pubsub), background_trio_service(router):
+        async with running(pubsub, router):
             await pubsub.wait_until_ready()
             for topic in sorted(self._topics):
                 await self._join(topic)

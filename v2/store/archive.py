@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import trio
-
+from common.sqlite import SqliteClosed, SqliteWorker
 from v2.core.message import WakuMessage
 from v2.store.common import (
     ArchiveError,
@@ -138,13 +137,12 @@ class Archive:
         self._deleted = 0
         self._purging = False  # a size purge started and has not reached its target yet
         self._clock = clock
-        self._conn: sqlite3.Connection | None = None
-        self._limiter = trio.CapacityLimiter(1)
+        self._db = SqliteWorker(self.url.path, self._connect, lazy=False)
         self._count = 0
 
     @property
     def is_open(self) -> bool:
-        return self._conn is not None
+        return self._db.is_open
 
     @property
     def message_count(self) -> int:
@@ -158,77 +156,64 @@ class Archive:
         return self._deleted
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._conn is None:
-                raise ArchiveError("archive is not open")
-            try:
-                return fn(self._conn)
-            except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.rollback()
-                raise ArchiveError(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            return await self._db.run(fn)  # the worker rolls back a failed transaction
+        except SqliteClosed:
+            raise ArchiveError("archive is not open") from None
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"{type(exc).__name__}: {exc}") from exc
 
-        return await trio.to_thread.run_sync(call, limiter=self._limiter)
+    def _connect(self, path: str) -> sqlite3.Connection:
+        """The archive's connection (in the worker thread): WAL, schema, retention settings."""
+        if not self.url.in_memory:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"cannot open archive {path}: {exc}") from exc
+        try:
+            # Only takes effect on a file with no tables yet; an existing one is converted below.
+            conn.execute(f"PRAGMA auto_vacuum={_AUTO_VACUUM_INCREMENTAL}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the index pages of ~1 M rows hot
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise ArchiveError(f"archive {path} has schema version {version}, expected {SCHEMA_VERSION}")
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in _SCHEMA:
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+            if (self._size_limit is not None
+                    and conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL):
+                # An archive created before (or without) incremental auto-vacuum: without it a
+                # purge only moves pages to the free list and the file never shrinks.  One
+                # full VACUUM switches the mode (it rewrites the file once).
+                log.info("archive %s: enabling incremental auto-vacuum for size retention (one VACUUM)", path)
+                conn.execute(f"PRAGMA auto_vacuum={_AUTO_VACUUM_INCREMENTAL}")
+                conn.execute("VACUUM")
+            if self._size_limit is not None:
+                # The -wal file sits beside the database and SQLite checkpoints it only every
+                # 1 000 pages (4 MiB) by default, which would dwarf a small limit: checkpoint
+                # at a tenth of the limit instead, and truncate the file back after each one.
+                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                wal_pages = max(16, min(1000, self._size_limit // page_size // 10))
+                conn.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+                conn.execute(f"PRAGMA journal_size_limit={wal_pages * page_size}")
+            self._count = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        except (sqlite3.Error, ArchiveError) as exc:
+            conn.close()
+            if isinstance(exc, ArchiveError):
+                raise
+            raise ArchiveError(f"cannot open archive {path}: {exc}") from exc
+        return conn
 
     async def open(self) -> None:
-        def do_open() -> None:
-            if self._conn is not None:
-                return
-            path = self.url.path
-            if not self.url.in_memory:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-            except sqlite3.Error as exc:
-                raise ArchiveError(f"cannot open archive {path}: {exc}") from exc
-            try:
-                # Only takes effect on a file with no tables yet; an existing one is converted below.
-                conn.execute(f"PRAGMA auto_vacuum={_AUTO_VACUUM_INCREMENTAL}")
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the index pages of ~1 M rows hot
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, SCHEMA_VERSION):
-                    raise ArchiveError(f"archive {path} has schema version {version}, expected {SCHEMA_VERSION}")
-                conn.execute("BEGIN IMMEDIATE")
-                for stmt in _SCHEMA:
-                    conn.execute(stmt)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-                if (self._size_limit is not None
-                        and conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL):
-                    # An archive created before (or without) incremental auto-vacuum: without it a
-                    # purge only moves pages to the free list and the file never shrinks.  One
-                    # full VACUUM switches the mode (it rewrites the file once).
-                    log.info("archive %s: enabling incremental auto-vacuum for size retention (one VACUUM)", path)
-                    conn.execute(f"PRAGMA auto_vacuum={_AUTO_VACUUM_INCREMENTAL}")
-                    conn.execute("VACUUM")
-                if self._size_limit is not None:
-                    # The -wal file sits beside the database and SQLite checkpoints it only every
-                    # 1 000 pages (4 MiB) by default, which would dwarf a small limit: checkpoint
-                    # at a tenth of the limit instead, and truncate the file back after each one.
-                    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-                    wal_pages = max(16, min(1000, self._size_limit // page_size // 10))
-                    conn.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
-                    conn.execute(f"PRAGMA journal_size_limit={wal_pages * page_size}")
-                self._count = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-            except (sqlite3.Error, ArchiveError) as exc:
-                conn.close()
-                if isinstance(exc, ArchiveError):
-                    raise
-                raise ArchiveError(f"cannot open archive {path}: {exc}") from exc
-            self._conn = conn
-
-        await trio.to_thread.run_sync(do_open, limiter=self._limiter)
+        await self._db.open()
 
     async def aclose(self) -> None:
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(close, limiter=self._limiter)
+        await self._db.aclose()
 
     async def __aenter__(self) -> Archive:
         await self.open()

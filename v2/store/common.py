@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 from enum import IntEnum
 
-from bridge.errors import ConfigError
 from v2.core.message import WakuMessage
 from v2.errors import V2Error
 
@@ -64,8 +63,13 @@ class ArchiveError(StoreError):
     """The archive could not do what was asked (SQLite failure, closed archive, bad schema)."""
 
 
-class StoreConfigError(ConfigError, StoreError):
-    """A bad store flag value; ``key`` names the flag (a ConfigError, so the app reports it as one)."""
+class StoreConfigError(StoreError):
+    """A bad store flag value; ``key`` names the flag (nwaku's name, ``store_message_db_url``, ...)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
 
 
 def ineligibility(msg: WakuMessage, now: float) -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from v2.codec import optional, parse, require, set_present
 from v2.core.message import MessageDecodeError, WakuMessage
+from v2.errors import V2DecodeError
 from v2.store import rpc_pb2
 from v2.store.common import StoreError
 
@@ -31,7 +32,7 @@ _U64 = 2**64
 _I64 = 2**63
 
 
-class StoreDecodeError(StoreError):
+class StoreDecodeError(StoreError, V2DecodeError):
     """Bytes that are not an acceptable Store v3 request or response."""
 
 

@@ -95,3 +95,38 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     bad.write_text("- a list\n")
     with pytest.raises(ConfigErrors, match="mapping"):
         load_config(bad, {}, env={})
+
+
+def test_each_setting_is_declared_once_and_reaches_the_node_config() -> None:
+    # SETTINGS is the one declaration: each section field is a setting and each setting a field.
+    import dataclasses
+
+    from bridge.app.config import AppConfig
+    from bridge.app.v2service import v2_node_config
+
+    cfg = load_config(None, {}, env={})
+    keys = {s.key for s in SETTINGS}
+    fields = set()
+    for f in dataclasses.fields(AppConfig):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            fields |= {f"{f.name}.{g.name}" for g in dataclasses.fields(value)}
+        elif f.name != "sources":
+            fields.add(f.name)
+    assert fields == keys
+    # every v2 setting the node knows by the same (nwaku) name arrives unchanged
+    flags = _flags("bridge", ["--max-connections", "7", "--filter-max-criteria", "9", "--store"])
+    node = v2_node_config(load_config(None, flags, env={}), "11" * 32)
+    assert (node.max_connections, node.filter_max_criteria, node.store) == (7, 9, True)
+
+
+def test_enodes_and_pubsub_topics_are_parsed_by_the_layers_own_parsers() -> None:
+    key = "ab" * 64
+    ok = load_config(None, _flags("bridge", ["--staticnode-v1", f"enode://{key}@[::1]:30303",
+                                             "--bridge-pubsub-topic", "/waku/2/rs/0/3"]), env={})
+    assert ok.v1.staticnodes == (f"enode://{key}@[::1]:30303",)
+    for argv, key_name in ((["--staticnode-v1", f"enode://{key}@host"], "v1.staticnodes"),
+                           (["--bridge-pubsub-topic", "/waku/2/rs/0/1024"], "bridge.pubsub_topic")):
+        with pytest.raises(ConfigErrors) as e:
+            load_config(None, _flags("bridge", argv), env={})
+        assert [x.key for x in e.value.errors] == [key_name]

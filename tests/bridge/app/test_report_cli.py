@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bridge.report import DAY, window_start
-from tests.bridge.test_report import CHAT, LEGACY, NEW, simulate
+from tests.helpers.aggregates import CHAT, LEGACY, NEW, simulate
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -7,57 +7,26 @@ a restart: what v1 peers re-send from their pools is not bridged again.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import trio
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.bridgeproc import BridgeProc
 from tests.helpers.net import free_ports
+from tests.helpers.wait import wait_until
 from v1.node import V1Node, V1NodeConfig
 from v1.waku.envelope import Envelope
 from v1.waku.pow import mine_smallest_nonce
 from v2.core.message import WakuMessage
 from v2.node import V2Node, V2NodeConfig
 
-ROOT = Path(__file__).resolve().parents[3]
 TOPIC = bytes.fromhex("1a2b3c4d")
 CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
 PUBSUB = "/waku/2/rs/0/0"
-
-
-class Bridge:
-    def __init__(self, name: str, data: Path, v1_static: str, v2_static: str) -> None:
-        self.name, self.data, self.v1_static, self.v2_static = name, data, v1_static, v2_static
-        self.ports = free_ports(4)
-        self.proc: subprocess.Popen[str] | None = None
-        self.info: dict[str, object] = {}
-
-    def start(self) -> None:
-        p1, p2, ws, http = self.ports
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge.app.cli", "--peer-id", self.name, "--listen-address", "127.0.0.1",
-             "--devp2p-tcp-port", str(p1), "--libp2p-tcp-port", str(p2), "--websocket-port", str(ws),
-             "--metrics-server-port", str(http), "--data-dir", str(self.data), "--staticnode-v1", self.v1_static,
-             "--staticnode-v2", self.v2_static, "--cluster-id", "0", "--waku-v1-pow", "0.002"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
-        assert self.proc.stdout is not None
-        self.info = json.loads(self.proc.stdout.readline())
-
-    def status(self) -> dict[str, object]:
-        return httpx.get(f"http://127.0.0.1:{self.ports[3]}/status", timeout=5).json()
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(15)
 
 
 def envelope(data: bytes) -> Envelope:
@@ -65,12 +34,6 @@ def envelope(data: bytes) -> Envelope:
     nonce = mine_smallest_nonce(now + 60, 60, TOPIC, data, 0.002)
     assert nonce is not None
     return Envelope(now + 60, 60, TOPIC, data, nonce)
-
-
-async def wait_for(pred, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
-    with trio.fail_after(timeout):
-        while not pred():
-            await trio.sleep(0.1)
 
 
 async def test_two_active_bridges_each_receiver_sees_each_message_once(nursery: trio.Nursery,
@@ -107,13 +70,13 @@ async def test_two_active_bridges_each_receiver_sees_each_message_once(nursery: 
     nursery.start_soon(collect_v2)
     nursery.start_soon(drain, v1a.inbound())
     nursery.start_soon(drain, v2a.messages())
-    bridges = [Bridge(n, tmp_path / n, v1a.enode, v2a.listen_addrs[0]) for n in ("A", "B")]
+    bridges = [BridgeProc(n, tmp_path / n, [v1a.enode], [v2a.listen_addrs[0]], failover=None) for n in ("A", "B")]
     try:
         for b in bridges:
             await trio.to_thread.run_sync(b.start)
         for b in bridges:
-            await wait_for(lambda b=b: b.status()["peers"] == {"v1": 1, "v2": 1})
-        await wait_for(lambda: len(v2a.relay.mesh_peers(PUBSUB)) >= 3)  # v2b, A and B all in the mesh
+            await wait_until(lambda b=b: (b.status() or {}).get("peers") == {"v1": 1, "v2": 1})
+        await wait_until(lambda: len(v2a.relay.mesh_peers(PUBSUB)) >= 3)  # v2b, A and B all in the mesh
         await trio.sleep(1.5)  # meshes settle (heartbeat 1 s)
         n = 20
         envs = [envelope(b"v1 message %d " % i + os.urandom(4)) for i in range(n)]
@@ -123,7 +86,7 @@ async def test_two_active_bridges_each_receiver_sees_each_message_once(nursery: 
                 for i in range(n)]
         for m in msgs:
             await v2a.publish(PUBSUB, m)
-        await wait_for(lambda: len(v2_got) >= 2 * n and len(v1_got) >= 2 * n, 60)
+        await wait_until(lambda: len(v2_got) >= 2 * n and len(v1_got) >= 2 * n, 60)
         await trio.sleep(2)  # any duplicate or echo would have arrived by now
         # v2 receiver: the 20 originals relayed by v2a + the 20 bridged v1 messages, each exactly once
         # (both bridges published identical bytes; nothing came back as an echo)
@@ -131,18 +94,20 @@ async def test_two_active_bridges_each_receiver_sees_each_message_once(nursery: 
             (m.payload[:20], m.timestamp) for m in seen_msgs]
         # v1 receiver: the 20 originals forwarded by v1a + 20 bridged envelopes, each exactly once
         assert len(v1_got) == 2 * n and set(v1_got.values()) == {1}
-        sa, sb = bridges[0].status(), bridges[1].status()
+        sa, sb = bridges[0].status(timeout=5), bridges[1].status(timeout=5)
+        assert sa is not None and sb is not None
         assert sa["transfers"]["v1_to_v2"] == sb["transfers"]["v1_to_v2"] == n  # both forwarded all
 
         # kill -9 of A, restart: v1a re-offers its pool to the new session; nothing is bridged again
-        await trio.to_thread.run_sync(bridges[0].stop, signal.SIGKILL)
+        await trio.to_thread.run_sync(bridges[0].kill, signal.SIGKILL)
         before = dict(v2_got)
         await trio.to_thread.run_sync(bridges[0].start)
-        await wait_for(lambda: bridges[0].status()["peers"]["v1"] == 1)
+        await wait_until(lambda: ((bridges[0].status() or {}).get("peers") or {}).get("v1") == 1)
         await trio.sleep(3)
-        st = bridges[0].status()
+        st = bridges[0].status(timeout=5)
+        assert st is not None
         assert st["transfers"]["v1_to_v2"] == 0 and st["dedup_size"] >= 2 * n
         assert v2_got == before
     finally:
         for b in bridges:
-            await trio.to_thread.run_sync(b.stop)
+            await trio.to_thread.run_sync(b.kill, signal.SIGTERM)

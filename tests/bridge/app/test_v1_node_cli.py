@@ -12,6 +12,7 @@ import httpx
 import trio
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.metrics import metric_value
 from tests.helpers.net import free_ports
 from v1.node import V1Node, V1NodeConfig
 
@@ -45,7 +46,7 @@ async def test_v1_node_process(nursery: trio.Nursery, tmp_path: Path) -> None:
             with trio.fail_after(10):  # our peer saw a clean Disconnect (client quitting)
                 while peer.peers():
                     await trio.sleep(0.05)
-            assert peer.rlpx_metrics.disconnects.labels("client_quitting", "remote")._value.get() == 1
+            assert metric_value(peer.rlpx_metrics.disconnects, "client_quitting", "remote") == 1
             n.cancel_scope.cancel()
     finally:
         if proc.poll() is None:

@@ -1,4 +1,4 @@
-"""Every vector of ../shared/vectors/eip8_rlpx.json, for both the recipient and initiator paths."""
+"""Every vector of tests/vectors/eip8_rlpx.json, for both the recipient and initiator paths."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_initiator_secrets_mirror_the_recipient() -> None:
 
 def test_hello_forward_compat() -> None:
     hello = decode_hello(bytes.fromhex(VECTORS["devp2p_hello_forward_compat"]["hello_rlp_hex"]))
-    assert hello.version == 55  # the EIP's "version 22" is the mork capability (vectors.md)
+    assert hello.version == 55  # the EIP's "version 22" is the mork capability (EIP-8; tests/vectors/README.md)
     assert hello.capabilities == (("eth", 61), ("mork", 22))
     assert hello.listen_port == 9999 and len(hello.node_id) == 64
 

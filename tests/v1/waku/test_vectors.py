@@ -1,4 +1,4 @@
-"""Every vector of ../shared/vectors/waku1_envelope.json."""
+"""Every vector of tests/vectors/waku1_envelope.json."""
 
 from __future__ import annotations
 

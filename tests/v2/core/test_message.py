@@ -1,4 +1,4 @@
-"""WakuMessage codec and hash against ../shared/vectors (RFC 14) and the spec notes' encodings."""
+"""WakuMessage codec and hash against tests/vectors (RFC 14) and the spec notes' encodings."""
 
 from __future__ import annotations
 

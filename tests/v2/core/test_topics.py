@@ -1,4 +1,4 @@
-"""Autosharding against ../shared/vectors/waku2_autosharding.json; topic parsing."""
+"""Autosharding against tests/vectors/waku2_autosharding.json; topic parsing."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ from coincurve import PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.dns_server import serve, zone_of
 from tests.helpers.net import LOOPBACK
 from tests.helpers.vectors import load_vectors
-from tests.v2.enr.dns_server import serve, zone_of
 from v2.enr.dns import (
     Branch,
     DnsDiscoveryError,
@@ -30,7 +30,7 @@ from v2.enr.enr import Enr
 VECTOR = load_vectors("eip1459_dns.json")["vectors"][0]
 DOMAIN = VECTOR["url"].split("@", 1)[1]
 SIGNER = PublicKey(bytes.fromhex(VECTOR["public_key_uncompressed"])).format(compressed=True)
-# The zone verifies with the listed hex key, not with the key in the example URL (vectors.md caveat).
+# The zone verifies with the listed hex key, not the key in the example URL (EIP-1459; tests/vectors/README.md).
 GOOD_URL = str(EnrTreeUrl(SIGNER, DOMAIN))
 
 

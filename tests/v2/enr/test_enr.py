@@ -35,7 +35,7 @@ def test_vector_decodes_and_verifies() -> None:
 
 
 def test_build_reproduces_vector_byte_for_byte() -> None:
-    # RFC 6979 nonces make signing deterministic (vectors.md).
+    # RFC 6979 nonces make signing deterministic (EIP-778 example; tests/vectors/README.md).
     e = Enr.build(KEY, VECTOR["seq"], ip="127.0.0.1", udp=30303)
     assert e.to_text() == VECTOR["enr"]
     assert e.raw.hex() == VECTOR["rlp_hex"]

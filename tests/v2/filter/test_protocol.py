@@ -10,6 +10,7 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.clock import FakeClock
 from tests.helpers.v2host import mount, new_host, start_host
 from v2.core.message import WakuMessage, message_hash
 from v2.filter.client import FilterClient
@@ -29,14 +30,6 @@ PS = "/waku/2/rs/0/0"
 CT = "/test/1/filter/proto"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @dataclass
 class Pair:
     service: FilterService
@@ -44,7 +37,7 @@ class Pair:
     client: FilterClient
     client_host: Host
     registry: CollectorRegistry
-    clock: Clock
+    clock: FakeClock
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
@@ -52,7 +45,7 @@ class Pair:
 
 @pytest.fixture
 async def pair(nursery: trio.Nursery) -> AsyncIterator[Pair]:
-    registry, clock = CollectorRegistry(), Clock()
+    registry, clock = CollectorRegistry(), FakeClock(1_000.0)
     server = await start_host(nursery)
     service = FilterService(server, registry, clock=clock, request_timeout=0.5, push_queue_size=64,
                             push_timeout=1.0)
@@ -123,13 +116,13 @@ async def test_bad_requests_and_limits(pair: Pair) -> None:
 async def test_subscriber_that_stops_pinging_is_expired(pair: Pair) -> None:
     a, peer = pair.client, pair.server.peer_id
     assert (await a.subscribe(peer, PS, [CT])).status_code == 200
-    pair.clock.t += 200
+    pair.clock.now += 200
     assert (await a.ping(peer)).status_code == 200  # refreshes the 5 min TTL
-    pair.clock.t += 299
+    pair.clock.now += 299
     await feed(pair.service, first := msg(1))
     with trio.fail_after(10):
         assert (await a.pushes().receive()).message == first
-    pair.clock.t += 2  # 301 s after the last ping
+    pair.clock.now += 2  # 301 s after the last ping
     assert pair.service.sweep() == [pair.client_host.peer_id]
     assert pair.metric("waku_filter_subscriptions") == 0
     await feed(pair.service, msg(2))  # nobody subscribed: not pushed
@@ -241,7 +234,7 @@ async def test_vanished_subscriber_is_counted_and_others_still_served(pair: Pair
 
 
 async def test_maintenance_expires_on_its_own(nursery: trio.Nursery) -> None:
-    registry, clock = CollectorRegistry(), Clock()
+    registry, clock = CollectorRegistry(), FakeClock(1_000.0)
     server = await start_host(nursery)
     service = FilterService(server, registry, clock=clock, maintenance_interval=0.05)
     server.set_stream_handler(FILTER_SUBSCRIBE, service.handle)
@@ -250,7 +243,7 @@ async def test_maintenance_expires_on_its_own(nursery: trio.Nursery) -> None:
     await client_host.connect(server.listen_addrs[0])
     assert (await FilterClient(client_host).subscribe(server.peer_id, PS, [CT])).status_code == 200
     assert registry.get_sample_value("waku_filter_subscriptions") == 1
-    clock.t += 301
+    clock.now += 301
     with trio.fail_after(10):
         while registry.get_sample_value("waku_filter_subscriptions") != 0:
             await trio.sleep(0.05)
@@ -313,7 +306,7 @@ async def test_subscriber_without_the_push_codec_is_skipped_then_removed(pair: P
 async def test_maintenance_removes_them_on_its_own(nursery: trio.Nursery) -> None:
     registry = CollectorRegistry()
     server = await start_host(nursery)
-    service = FilterService(server, registry, clock=Clock(), maintenance_interval=0.05)
+    service = FilterService(server, registry, clock=FakeClock(1_000.0), maintenance_interval=0.05)
     mount(server, service)
     await nursery.start(service.run)
     bare, good_host = await start_host(nursery), await start_host(nursery)

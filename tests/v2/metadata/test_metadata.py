@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.metrics import metric_value
 from tests.helpers.v2host import start_host
 from v2.metadata.client import query_metadata
 from v2.metadata.metrics import MetadataMetrics
@@ -80,7 +81,7 @@ async def test_service_answers_and_client_reads(nursery: trio.Nursery) -> None:
     assert reg.get_sample_value("waku_metadata_requests_total", {"type": "served"}) == 1
     # a peer without the protocol: counted, None
     assert await query_metadata(server, client.peer_id, Metadata(3, ()), metrics=cm) is None
-    assert cm.errors.labels("query_dial")._value.get() == 1
+    assert metric_value(cm.errors, "query_dial") == 1
 
 
 async def _no_answer(s: Stream) -> bool:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from tests.helpers.net import free_ports
+from tests.helpers.wait import wait_until
 from v2.node import V2Node, V2NodeConfig
 from v2.peers.keepalive import KeepAliveAction, KeepAlivePolicy, PingError, ping
 from v2.protocol_ids import METADATA, PING, RELAY, STORE_V3
@@ -118,15 +119,9 @@ def metric(node: V2Node, name: str, **labels: str) -> float:
     return node.registry.get_sample_value(name, labels) or 0.0
 
 
-async def wait_for(cond: Any, timeout: float = 8.0) -> None:
-    with trio.fail_after(timeout):
-        while not cond():
-            await trio.sleep(0.02)
-
-
 async def connect(a: V2Node, b: V2Node) -> None:
     await a.host.connect(b.listen_addrs[0])
-    await wait_for(lambda: b.peer_id in a.peer_metadata and a.peer_id in b.peer_metadata)
+    await wait_until(lambda: b.peer_id in a.peer_metadata and a.peer_id in b.peer_metadata)
 
 
 async def mute_ping(node: V2Node) -> list[Stream]:
@@ -150,7 +145,7 @@ async def test_pings_succeed_and_are_counted(nursery: trio.Nursery) -> None:
     assert 0 <= rtt < 5
     with pytest.raises(ValueError):
         await ping(a.host, b.peer_id, payload=b"short")
-    await wait_for(lambda: metric(a, "waku_node_keep_alive_pings_total", result="ok") >= 3
+    await wait_until(lambda: metric(a, "waku_node_keep_alive_pings_total", result="ok") >= 3
                    and metric(b, "waku_node_keep_alive_pings_total", result="ok") >= 3)
     assert metric(a, "waku_node_errors_total", type="keep_alive_failure") == 0
     assert b.peer_id in a.peers() and a.peer_id in b.peers()
@@ -164,8 +159,8 @@ async def test_a_silent_peer_is_disconnected_after_three_failures(nursery: trio.
     await connect(a, b)
     with pytest.raises(PingError):
         await ping(a.host, b.peer_id, timeout=0.3)
-    await wait_for(lambda: metric(a, "waku_node_keep_alive_disconnects_total") == 1)
-    await wait_for(lambda: b.peer_id not in a.peers())
+    await wait_until(lambda: metric(a, "waku_node_keep_alive_disconnects_total") == 1)
+    await wait_until(lambda: b.peer_id not in a.peers())
     assert metric(a, "waku_node_errors_total", type="keep_alive_failure") == 3
     assert metric(a, "waku_node_keep_alive_pings_total", result="ok") == 0
     assert len(held) >= 4  # ours and each failure was a real ping stream the peer accepted
@@ -177,7 +172,7 @@ async def test_a_silent_static_peer_stays_connected(nursery: trio.Nursery) -> No
     await nursery.start(b.run)
     a = make_node(keepalive_interval=0.1, keepalive_timeout=0.2, staticnodes=(b.listen_addrs[0],))
     await nursery.start(a.run)
-    await wait_for(lambda: metric(a, "waku_node_errors_total", type="keep_alive_failure") >= 5)
+    await wait_until(lambda: metric(a, "waku_node_errors_total", type="keep_alive_failure") >= 5)
     assert b.peer_id in a.peers()
     assert metric(a, "waku_node_keep_alive_disconnects_total") == 0
 
@@ -192,13 +187,13 @@ async def test_connected_peers_by_direction_and_protocol(nursery: trio.Nursery) 
         return (metric(a, "waku_connected_peers", direction="outbound", protocol=STORE_V3) == 1
                 and metric(b, "waku_connected_peers", direction="inbound", protocol=RELAY) == 1)
 
-    await wait_for(seen)
+    await wait_until(seen)
     for proto in (RELAY, METADATA, PING):
         assert metric(a, "waku_connected_peers", direction="outbound", protocol=proto) == 1
     assert metric(b, "waku_connected_peers", direction="inbound", protocol=STORE_V3) == 0  # a serves no store
     assert metric(a, "libp2p_peers") == 1 and metric(b, "libp2p_peers") == 1
     await a.host.disconnect(b.peer_id)
-    await wait_for(lambda: metric(a, "libp2p_peers") == 0
+    await wait_until(lambda: metric(a, "libp2p_peers") == 0
                    and metric(a, "waku_connected_peers", direction="outbound", protocol=STORE_V3) == 0)
     assert a.registry.get_sample_value("waku_connected_peers", {"direction": "outbound",
                                                                 "protocol": RELAY}) is None  # removed, not stale

@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import random
 import secrets
-from collections.abc import Callable
 
 import trio
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.dns_server import serve, zone_of
 from tests.helpers.net import LOOPBACK, free_ports
-from tests.v2.enr.dns_server import serve, zone_of
+from tests.helpers.wait import wait_until
 from v2.enr.dns import make_tree, make_txt_lookup
 from v2.enr.enr import Enr, Waku2
 from v2.host import DialError, Host, HostConfig
@@ -27,12 +27,6 @@ from v2.protocol_ids import PEER_EXCHANGE
 SLOW = 600.0
 FAST = PolicyConfig(target=3, maximum=5, backoff_initial=0.2, static_backoff_max=0.5, backoff_max=1.0,
                     flap_window=0.0)
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    with trio.fail_after(timeout):
-        while not cond():
-            await trio.sleep(0.05)
 
 
 class RestartableHost:
@@ -76,19 +70,19 @@ async def test_static_peer_kept_across_restart(nursery: trio.Nursery) -> None:
                           poll_interval=SLOW, dial_timeout=3)
     await nursery.start(manager.run)
     assert manager.add_discovered([other.enr(), "garbage", "/ip4/1.2.3.4/tcp/1"], "test") == 1
-    await wait_for(lambda: {s_host.peer_id, x_host.peer_id} <= set(me.connected_peers()))
+    await wait_until(lambda: {s_host.peer_id, x_host.peer_id} <= set(me.connected_peers()))
 
     static.stop()
-    await wait_for(lambda: s_host.peer_id not in me.connected_peers())
+    await wait_until(lambda: s_host.peer_id not in me.connected_peers())
     # While it is down, redials are refused (its listener closed with it) and back off.
-    await wait_for(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "failed"}) or 0) >= 1)
+    await wait_until(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "failed"}) or 0) >= 1)
     restarted = await static.start()
     assert restarted.peer_id == s_host.peer_id
     # the manager's own dial brings it back (py-libp2p's auto-connector is off, its negative
     # dial cache cleared: neither helps nor blocks)
     ok_before = reg.get_sample_value("waku_peers_dials_total", {"outcome": "ok"}) or 0
-    await wait_for(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "ok"}) or 0) > ok_before)
-    await wait_for(lambda: restarted.peer_id in me.connected_peers())
+    await wait_until(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "ok"}) or 0) > ok_before)
+    await wait_until(lambda: restarted.peer_id in me.connected_peers())
     assert x_host.peer_id in me.connected_peers()
     assert reg.get_sample_value("waku_peer_store_size") == 2
     assert reg.get_sample_value("waku_discovery_peers_total", {"source": "test", "result": "invalid"}) == 2
@@ -104,8 +98,8 @@ async def test_prunes_above_maximum_but_keeps_static(nursery: trio.Nursery) -> N
     for o in others:  # inbound connections the manager did not ask for
         await o.connect(me.listen_addrs[0])
     await nursery.start(manager.run)
-    await wait_for(lambda: static.peer_id in me.connected_peers() and len(me.connected_peers()) <= 2)
-    await wait_for(lambda: (reg.get_sample_value("waku_peer_manager_pruned_total") or 0) >= 2)
+    await wait_until(lambda: static.peer_id in me.connected_peers() and len(me.connected_peers()) <= 2)
+    await wait_until(lambda: (reg.get_sample_value("waku_peer_manager_pruned_total") or 0) >= 2)
     assert static.peer_id in me.connected_peers()
 
 
@@ -122,10 +116,10 @@ async def test_peer_exchange_feeds_the_manager(nursery: trio.Nursery) -> None:
     manager = PeerManager(me, reg, static_peers=[boot.listen_addrs[0]], config=FAST, poll_interval=SLOW,
                           discovery_sources=[px])
     await nursery.start(manager.run)
-    await wait_for(lambda: t_host.peer_id in me.connected_peers())
+    await wait_until(lambda: t_host.peer_id in me.connected_peers())
     assert (reg.get_sample_value("waku_px_peers_received_total") or 0) >= 1
     # once reached, its ENR becomes shareable (the node's PX service can serve manager.enrs)
-    await wait_for(lambda: [e.peer_id for e in manager.enrs()] == [t_host.peer_id])
+    await wait_until(lambda: [e.peer_id for e in manager.enrs()] == [t_host.peer_id])
 
 
 async def test_dns_tree_feeds_the_manager(nursery: trio.Nursery) -> None:
@@ -141,9 +135,9 @@ async def test_dns_tree_feeds_the_manager(nursery: trio.Nursery) -> None:
     me = await RestartableHost(nursery).start()
     manager = PeerManager(me, reg, config=FAST, poll_interval=SLOW, discovery_sources=[source])
     await nursery.start(manager.run)
-    await wait_for(lambda: {h.peer_id for h in hosts} <= set(me.connected_peers()))
+    await wait_until(lambda: {h.peer_id for h in hosts} <= set(me.connected_peers()))
     assert reg.get_sample_value("waku_discovery_peers_total", {"source": "dns:nodes.test", "result": "new"}) == 3
-    await wait_for(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "failed"}) or 0) >= 1)
+    await wait_until(lambda: (reg.get_sample_value("waku_peers_dials_total", {"outcome": "failed"}) or 0) >= 1)
 
 
 async def test_dns4_addresses_are_resolved(nursery: trio.Nursery) -> None:
@@ -155,7 +149,7 @@ async def test_dns4_addresses_are_resolved(nursery: trio.Nursery) -> None:
     await nursery.start(manager.run)
     only_dns = Enr.build(peer.key, 1, multiaddrs=[f"/dns4/localhost/tcp/{peer.port}"])
     assert manager.add_discovered([only_dns, f"/dns4/no-such-host.invalid/tcp/1/p2p/{p_host.peer_id}"], "t") == 1
-    await wait_for(lambda: p_host.peer_id in me.connected_peers())
+    await wait_until(lambda: p_host.peer_id in me.connected_peers())
 
 
 async def test_newcomers_pruned_first_on_connection_events(nursery: trio.Nursery) -> None:
@@ -168,13 +162,13 @@ async def test_newcomers_pruned_first_on_connection_events(nursery: trio.Nursery
     manager = PeerManager(me, reg, static_peers=[static.listen_addrs[0]], config=cfg, poll_interval=SLOW,
                           relay_peers=lambda: {topic: [relay_peer.peer_id]})  # its only relay peer
     await nursery.start(manager.run)
-    await wait_for(lambda: static.peer_id in me.connected_peers())
+    await wait_until(lambda: static.peer_id in me.connected_peers())
     await old.connect(me.listen_addrs[0])
-    await wait_for(lambda: reg.get_sample_value("waku_peer_manager_connected", {"source": "inbound"}) == 1)
+    await wait_until(lambda: reg.get_sample_value("waku_peer_manager_connected", {"source": "inbound"}) == 1)
     await newcomer.connect(me.listen_addrs[0])
     await relay_peer.connect(me.listen_addrs[0])  # 4 > 3: the newest non-relay stranger goes
-    await wait_for(lambda: (reg.get_sample_value("waku_peer_manager_pruned_total") or 0) >= 1)
-    await wait_for(lambda: newcomer.peer_id not in me.connected_peers())
+    await wait_until(lambda: (reg.get_sample_value("waku_peer_manager_pruned_total") or 0) >= 1)
+    await wait_until(lambda: newcomer.peer_id not in me.connected_peers())
     assert set(me.connected_peers()) == {static.peer_id, old.peer_id, relay_peer.peer_id}
     assert reg.get_sample_value("waku_peer_manager_pruned_total") == 1
 
@@ -189,16 +183,16 @@ async def test_pruned_peer_is_not_redialled_behind_the_managers_back(nursery: tr
     manager = PeerManager(me, reg, config=PolicyConfig(target=1, maximum=1, flap_window=0.0), poll_interval=SLOW)
     await nursery.start(manager.run)
     manager.add_discovered([dialled.enr()], "test")
-    await wait_for(lambda: d_host.peer_id in me.connected_peers())
+    await wait_until(lambda: d_host.peer_id in me.connected_peers())
     stranger = await RestartableHost(nursery).start()
     with contextlib.suppress(DialError):  # pruned so fast its connect() may see no connection
         await stranger.connect(me.listen_addrs[0])  # newest inbound stranger: pruned first
-    await wait_for(lambda: (reg.get_sample_value("waku_peer_manager_pruned_total") or 0) >= 1)
-    await wait_for(lambda: stranger.peer_id not in me.connected_peers())
+    await wait_until(lambda: (reg.get_sample_value("waku_peer_manager_pruned_total") or 0) >= 1)
+    await wait_until(lambda: stranger.peer_id not in me.connected_peers())
     await me.disconnect(d_host.peer_id)  # as the manager's prune would; now below target
     # the manager redials it (the disconnect event, not the poll, wakes it)
-    await wait_for(lambda: reg.get_sample_value("waku_peers_dials_total", {"outcome": "ok"}) == 2)
-    await wait_for(lambda: d_host.peer_id in me.connected_peers())
+    await wait_until(lambda: reg.get_sample_value("waku_peers_dials_total", {"outcome": "ok"}) == 2)
+    await wait_until(lambda: d_host.peer_id in me.connected_peers())
     # the swarm's own redial machinery, run once to completion, dials nobody
     await me.libp2p_host.get_network().auto_connector.maybe_connect()
     assert stranger.peer_id not in me.connected_peers()

@@ -14,7 +14,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.v2.store.archive_writer import PUBSUB, make_messages
+from tests.helpers.archive_writer import PUBSUB, make_messages
 from v2.core.message import WakuMessage, message_hash
 from v2.store.archive import Archive, ArchivedMessage
 from v2.store.common import (
@@ -254,7 +254,7 @@ async def test_messages_survive_sigkill(tmp_path: Path) -> None:
     path = tmp_path / "killed.db"
     n = 200
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = await trio.lowlevel.open_process([sys.executable, "-m", "tests.v2.store.archive_writer", str(path), str(n)],
+    proc = await trio.lowlevel.open_process([sys.executable, "-m", "tests.helpers.archive_writer", str(path), str(n)],
                                             stdout=-1, cwd=REPO, env=env)
     try:
         assert proc.stdout is not None

@@ -15,8 +15,8 @@ from typing import Any
 
 import trio
 
-from tests.drills.harness import BridgeProc
-from tests.drills.net import DrillNet
+from tests.helpers.bridgeproc import BridgeProc
+from tests.helpers.drillnet import DrillNet
 
 __all__ = ["Fault", "bridge_sigkill", "bridge_sigstop", "bridge_sigterm", "repeat_fault"]
 

@@ -15,11 +15,13 @@ from typing import Any
 
 import trio
 
+from tests.helpers.wait import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 STEP_DOWNS = ("deadline", "lost", "error", "resign")
 
 __all__ = ["ROOT", "STEP_DOWNS", "Candidate", "Takeover", "assert_one_active", "spawn_pair", "takeover_drill",
-           "wait_for", "zombie_drill"]
+           "zombie_drill"]
 
 
 class Candidate:
@@ -76,24 +78,15 @@ class Candidate:
         self.proc.wait()
 
 
-async def wait_for(pred: Callable[[], object], timeout: float, what: str) -> None:
-    try:
-        with trio.fail_after(timeout):
-            while not pred():
-                await trio.sleep(0.01)
-    except trio.TooSlowError:
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
-
-
 async def spawn_pair(nursery: trio.Nursery, url: str, names: tuple[str, str] = ("A", "B"),
                      **kw: Any) -> tuple[Candidate, Candidate]:
     """Start two candidates; return (leader, standby) once one leads."""
     a = Candidate(url, names[0], **kw)
     nursery.start_soon(a.pump)
-    await wait_for(lambda: a.leader, 15, f"{names[0]} to lead")
+    await wait_until(lambda: a.leader, 15, f"{names[0]} to lead")
     b = Candidate(url, names[1], **kw)
     nursery.start_soon(b.pump)
-    await wait_for(lambda: bool(b.states()), 15, f"{names[1]} to start")
+    await wait_until(lambda: bool(b.states()), 15, f"{names[1]} to start")
     return a, b
 
 
@@ -134,7 +127,7 @@ async def takeover_drill(nursery: trio.Nursery, url: str, sig: int, *, rounds: i
     try:
         for r in range(rounds):
             t_sig = leader.send(sig)
-            await wait_for(_leads(standby), 15, f"round {r}: {standby.identity} to take over")
+            await wait_until(_leads(standby), 15, f"round {r}: {standby.identity} to take over")
             if record is not None:
                 elected = next(e["t"] for e in standby.since(t_sig) if e["event"] == "elected")
                 record.append(Takeover(leader, standby, t_sig, elected))
@@ -147,7 +140,7 @@ async def takeover_drill(nursery: trio.Nursery, url: str, sig: int, *, rounds: i
             fresh = Candidate(url, leader.identity, **kw)  # the restarted instance joins as standby
             nursery.start_soon(fresh.pump)
             cands.append(fresh)
-            await wait_for(_reported(fresh), 15, "the restarted candidate")
+            await wait_until(_reported(fresh), 15, "the restarted candidate")
             await trio.sleep(0.5)
             assert assert_one_active(cands) is standby
             assert standby.token == tokens[-1]
@@ -171,13 +164,13 @@ async def zombie_drill(nursery: trio.Nursery, url: str, *, rounds: int = 2, afte
                 # frozen while holding SQLite's write lock blocks every other instance until it
                 # continues (a documented limit of the sqlite backend, not what this drill tests).
                 n = len(leader.renewals())
-                await wait_for(lambda: len(leader.renewals()) > n, 5, "a renewal")  # noqa: B023
+                await wait_until(lambda: len(leader.renewals()) > n, 5, "a renewal")  # noqa: B023
             leader.send(signal.SIGSTOP)
-            await wait_for(_leads(standby), 15, f"round {r}: {standby.identity} to take over")
+            await wait_until(_leads(standby), 15, f"round {r}: {standby.identity} to take over")
             took = standby.token
             assert took is not None and took > tokens[-1]
             t_cont = leader.send(signal.SIGCONT)
-            await wait_for(_reported(leader, t_cont), 5, "the zombie to report")
+            await wait_until(_reported(leader, t_cont), 5, "the zombie to report")
             first = leader.since(t_cont)[0]
             assert first["event"] in ("deadline", "lost") or (first["event"] == "state" and not first["leader"]), first
             await trio.sleep(1.0)

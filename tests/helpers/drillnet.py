@@ -23,7 +23,7 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry
 
-from tests.drills.harness import BridgeProc
+from tests.helpers.bridgeproc import BridgeProc
 from tests.helpers.jsproc import JsPeer, JsPeerError
 from tests.helpers.net import free_ports
 from v1.node import V1Node, V1NodeConfig

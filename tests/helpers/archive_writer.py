@@ -1,6 +1,6 @@
 """A separate process that archives messages one commit at a time, then waits to be killed.
 
-``python -m tests.v2.store.archive_writer DB_PATH COUNT``: prints ``inserted COUNT`` once every
+``python -m tests.helpers.archive_writer DB_PATH COUNT``: prints ``inserted COUNT`` once every
 insert has returned, then sleeps until SIGKILL (the crash test_archive.py checks survival of).
 """
 
