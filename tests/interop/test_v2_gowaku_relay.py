@@ -1,0 +1,174 @@
+"""Relay interop with go-waku v0.10.0 (tests/interop/go/wakuv2, TCP + noise + yamux, gossipsub
+from waku-org/go-libp2p-pubsub v0.13.1-gowaku): meshes both ways on a static shard of Status's
+cluster and on autosharding, RFC 14 hashes equal on both sides, 10 000 messages each way.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from typing import Any
+
+import pytest
+import trio
+from prometheus_client import CollectorRegistry
+
+from tests.helpers.jsproc import GoPeer, JsPeer
+from tests.helpers.net import free_ports
+from tests.v2.test_node import Collector, start
+from v2.core.message import WakuMessage, message_hash
+from v2.core.topics import autoshard
+from v2.node import V2Node, V2NodeConfig
+
+pytestmark = pytest.mark.interop
+
+STATUS_TOPIC = "/waku/2/rs/16/32"  # Status's cluster 16, shard 32 (status-go's default relay shard)
+CONTENT = "/waku-bridge/1/gowaku-relay/proto"
+
+
+def our_node(cluster: int, shards: tuple[int, ...], num_shards: int = 0, **kw: Any) -> V2Node:
+    tcp, ws = free_ports(2)
+    return V2Node(V2NodeConfig(secrets.token_bytes(32), "127.0.0.1", tcp, True, ws, cluster_id=cluster,
+                               shards=shards, num_shards_in_network=num_shards, **kw), CollectorRegistry())
+
+
+async def go_node(nursery: trio.Nursery, *args: str) -> tuple[JsPeer, dict[str, Any]]:
+    go = await GoPeer.start_go(nursery, "wakuv2", list(args))
+    ready = (await go.wait_event("ready", timeout=60))[0]
+    return go, ready
+
+
+def tcp_addr(ready: dict[str, Any]) -> str:
+    return next(a for a in ready["multiaddrs"] if "/ws" not in a)
+
+
+async def wait_go_peer(go: JsPeer, peer_id: str, protocol: str = "/vac/waku/relay/2.0.0") -> None:
+    with trio.fail_after(30):
+        while True:
+            peers = (await go.request("peers"))["peers"]
+            if any(p["peer_id"] == peer_id and p["connected"] and protocol in p["protocols"] for p in peers):
+                return
+            await trio.sleep(0.2)
+
+
+async def wait_mesh(ours: V2Node, topic: str, go_id: str) -> None:
+    with trio.fail_after(30):
+        while go_id not in ours.relay.mesh_peers(topic):
+            await trio.sleep(0.1)
+
+
+async def exchange(ours: V2Node, col: Collector, go: JsPeer, topic: str, content: str, n: int = 20) -> None:
+    """n messages each way with a meta; each side's hash equals the other's and RFC 14's."""
+    sent_go: dict[str, WakuMessage] = {}
+    for i in range(n):
+        m = WakuMessage(os.urandom(24), content, version=0, timestamp=time.time_ns(), meta=f"m{i}".encode())
+        reply = await go.request("publish", pubsub_topic=topic, content_topic=content, payload=m.payload.hex(),
+                                 timestamp=m.timestamp, meta=m.meta.hex())
+        assert reply["hash"] == message_hash(topic, m).hex()
+        sent_go[reply["hash"]] = m
+    with trio.fail_after(30):
+        while len([r for r in col.got if r.pubsub_topic == topic]) < n:
+            await trio.sleep(0.05)
+    got = {r.hash.hex(): r for r in col.got if r.pubsub_topic == topic}
+    assert set(got) == set(sent_go)
+    for h, r in got.items():
+        assert r.message.payload == sent_go[h].payload and r.message.meta == sent_go[h].meta
+        assert r.message.timestamp == sent_go[h].timestamp
+
+    ours_sent: dict[str, WakuMessage] = {}
+    for i in range(n):
+        m = WakuMessage(os.urandom(24), content, version=0, timestamp=time.time_ns(), meta=f"o{i}".encode())
+        ours_sent[(await ours.publish(topic, m)).hash.hex()] = m
+    events = await go.wait_event("message", count=n, timeout=30, via="relay", pubsub_topic=topic, own=False)
+    assert {e["hash"] for e in events} == set(ours_sent)
+    for e in events:
+        m = ours_sent[e["hash"]]
+        assert e["payload"] == m.payload.hex() and e["meta"] == (m.meta or b"").hex()
+        assert e["content_topic"] == content and e["timestamp"] == m.timestamp
+
+
+async def test_relay_static_shard_of_status_cluster_both_dial_directions(nursery: trio.Nursery) -> None:
+    ours = our_node(16, (32,))
+    col = await start(nursery, ours)
+    # go-waku dials us
+    go1, r1 = await go_node(nursery, "-cluster-id", "16", "-shards", "32")
+    # we dial go-waku
+    go2, r2 = await go_node(nursery, "-cluster-id", "16", "-shards", "32")
+    try:
+        await go1.request("connect", multiaddr=f"{ours.listen_addrs[0]}/p2p/{ours.peer_id}")
+        await ours.host.connect(tcp_addr(r2))
+        for go, r in ((go1, r1), (go2, r2)):
+            await wait_go_peer(go, ours.peer_id)
+            await wait_mesh(ours, STATUS_TOPIC, r["peer_id"])
+        assert ours.peer_metadata[r1["peer_id"]].cluster_id == 16  # go-waku's metadata answer was kept
+        assert 32 in ours.peer_metadata[r2["peer_id"]].shards
+        await exchange(ours, col, go1, STATUS_TOPIC, CONTENT)
+        # the same messages reached go2 through us (we forward go1's to go2 and vice versa)
+        got2 = await go2.wait_event("message", count=40, timeout=30, via="relay", pubsub_topic=STATUS_TOPIC)
+        assert {e["hash"] for e in got2} == {e["hash"] for e in go1.events if e.get("event") == "message"}
+    finally:
+        await go1.aclose()
+        await go2.aclose()
+
+
+async def test_relay_autosharding_cluster_1_content_topic_to_shard(nursery: trio.Nursery) -> None:
+    contents = ["/toychat/2/huilong/proto", "/waku-bridge/1/autoshard/proto", "/status/1/chat/rfc26"]
+    shards = {c: autoshard(c, 1, 8) for c in contents}
+    ours = our_node(1, tuple(range(8)), 8)
+    col = await start(nursery, ours)
+    go, ready = await go_node(nursery, "-cluster-id", "1", "-shards", ",".join(str(s) for s in range(8)))
+    try:
+        await go.request("connect", multiaddr=f"{ours.listen_addrs[0]}/p2p/{ours.peer_id}")
+        await wait_go_peer(go, ours.peer_id)
+        for c in contents:  # go-waku derives the same shard (RFC 51) from the content topic
+            assert (await go.request("subscribe", content_topics=[c]))["pubsub_topic"] == str(shards[c])
+        for topic in {str(t) for t in shards.values()}:
+            await wait_mesh(ours, topic, ready["peer_id"])
+        for c in contents:
+            await exchange(ours, col, go, str(shards[c]), c, n=5)
+        # go-waku's publish without a pubsub topic autoshards too
+        m = WakuMessage(b"autoshard me", contents[0], version=0, timestamp=time.time_ns())
+        reply = await go.request("publish", content_topic=contents[0], payload=m.payload.hex(), timestamp=m.timestamp)
+        assert reply["hash"] == message_hash(str(shards[contents[0]]), m).hex()
+        with trio.fail_after(20):
+            while reply["hash"] not in {r.hash.hex() for r in col.got}:
+                await trio.sleep(0.05)
+    finally:
+        await go.aclose()
+
+
+async def test_relay_10000_messages_each_way(nursery: trio.Nursery) -> None:
+    n = 10_000
+    ours = our_node(16, (32,))
+    col = await start(nursery, ours)
+    go, ready = await go_node(nursery, "-cluster-id", "16", "-shards", "32")
+    try:
+        await go.request("connect", multiaddr=f"{ours.listen_addrs[0]}/p2p/{ours.peer_id}")
+        await wait_mesh(ours, STATUS_TOPIC, ready["peer_id"])
+        await wait_go_peer(go, ours.peer_id)
+        # go -> ours: go-waku publishes as fast as its relay takes them
+        t0 = time.monotonic()
+        reply = await go.request("publish_many", pubsub_topic=STATUS_TOPIC, content_topic=CONTENT, count=n,
+                                 size=32, timeout=120)
+        with trio.fail_after(120):
+            while len(col.got) < n:
+                await trio.sleep(0.05)
+        go_to_us = n / (time.monotonic() - t0)
+        assert sorted(r.hash.hex() for r in col.got) == sorted(reply["hashes"])
+        # ours -> go
+        t0 = time.monotonic()
+        sent = []
+        for i in range(n):
+            m = WakuMessage(os.urandom(32), CONTENT, version=0, timestamp=time.time_ns())
+            sent.append((await ours.publish(STATUS_TOPIC, m)).hash.hex())
+        got = await go.wait_event("message", count=n, timeout=120, via="relay", own=False)
+        us_to_go = n / (time.monotonic() - t0)
+        assert sorted(e["hash"] for e in got) == sorted(sent)
+        print(f"\nrelay 10k: go-waku -> ours {go_to_us:.0f} msg/s (publish {n / reply['seconds']:.0f}/s), "
+              f"ours -> go-waku {us_to_go:.0f} msg/s")
+        await trio.sleep(1)
+        assert len(col.got) == n  # nothing doubled
+        assert len([e for e in go.events if e.get("event") == "message" and not e["own"]]) == n
+    finally:
+        await go.aclose()
