@@ -24,10 +24,10 @@ from bridge.metrics import BridgeMetrics, RateWindow, TopicCap
 from bridge.pipeline import Pipeline, PipelineConfig
 from bridge.policy import Policy
 from bridge.translate import NS, V1ToV2, v1_to_v2
-from v1.node import PostResult
 from tests.helpers.clock import FakeClock, trio_wall_clock
 from tests.helpers.metrics import metric_value
 from tests.helpers.wait import wait_until
+from v1.node import PostResult
 from v1.waku.envelope import Envelope
 from v1.waku.pow import mine_smallest_nonce
 from v2.core.message import WakuMessage

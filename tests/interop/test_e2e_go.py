@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.drills.harness import BridgeProc
+from tests.helpers.bridgeproc import BridgeProc
 from tests.helpers.jsproc import GoPeer, JsPeer
 
 pytestmark = pytest.mark.interop
