@@ -15,11 +15,11 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.gowaku import STATUS_TOPIC, go_node, our_node, tcp_addr, wait_go_peer, wait_mesh
 from tests.helpers.jsproc import JsPeer
 from tests.helpers.net import free_ports
 from tests.helpers.v2host import start_host
-from tests.interop.test_v2_gowaku_relay import STATUS_TOPIC, go_node, our_node, tcp_addr, wait_go_peer, wait_mesh
-from tests.v2.test_node import metric, start
+from tests.helpers.v2node import metric, start
 from v2.core.message import WakuMessage, message_hash
 from v2.enr.enr import Enr
 from v2.metadata.protocol import MetadataService
