@@ -5,7 +5,7 @@ is mailed around and opened offline, and operators' browsers block third-party h
 
 1. **v2 share per day**: v2-originated / all originated, one point per UTC day with traffic;
 2. **messages per hour by direction**: v1→v2 (originated on v1) and v2→v1 (originated on v2),
-   one point per UTC hour of the window up to the current (partial) hour;
+   one point per complete UTC hour of the window;
 3. **top content topics by origin**: the ``TOP_TOPICS`` busiest topics, one stacked bar each
    (from v1 | from v2), labelled with the topic's status (v2-only, mixed, v1-only).
 
@@ -48,8 +48,12 @@ class HourPoint:
 
 
 def hourly_series(rows: Iterable[HourlyRow], *, since: int, now: float) -> list[HourPoint]:
-    """One point per hour from ``since`` to the hour of ``now`` (inclusive), zeros where no row."""
-    last = hour_of(now)
+    """One point per complete hour from ``since`` to the hour before ``now``'s, zeros where no row.
+
+    The current hour is left out (unless it is the only one): its count is partial, and a line
+    that always ends in a dip reads as traffic dropping.
+    """
+    last = max(since, hour_of(now) - HOUR)
     cells: dict[int, list[int]] = {h: [0, 0] for h in range(since, last + 1, HOUR)}
     for r in rows:
         cell = cells.get(r.hour)

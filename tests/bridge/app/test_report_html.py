@@ -30,7 +30,7 @@ from bridge.report_html import COLOURS, TOP_TOPICS, nice_ticks
 ROOT = Path(__file__).resolve().parents[3]
 DAY0 = 1_799_539_200  # 2027-01-10 00:00:00 UTC
 NOW = DAY0 + 6 * DAY + 12 * HOUR + 600  # a week's report, today 12:10
-HOURS = 6 * 24 + 13  # hours of the 7-day window up to the current one
+HOURS = 6 * 24 + 12  # complete hours of the 7-day window (the current one is partial)
 TOPICS = [f"/waku/1/0x{k:08x}/rfc26" for k in range(12)]
 QUIET_DAY = 2  # no traffic at all that day (a bridge outage): a gap in the share line
 XSS = "/app/1/<script>alert(1)</script>/proto"  # content topics come from the network
@@ -52,7 +52,7 @@ def _cells(hour: int) -> list[HourlyRow]:
 
 
 async def _write_data_dir(data: Path) -> list[HourlyRow]:
-    rows = [r for h in range(DAY0, DAY0 + HOURS * HOUR, HOUR) for r in _cells(h)]
+    rows = [r for h in range(DAY0, DAY0 + (HOURS + 1) * HOUR, HOUR) for r in _cells(h)]  # and the current hour
     half = len(rows) // 2
     for peer, part in (("A", rows[:half]), ("B", rows[half:])):  # A active, then B after a failover
         store = AggregatesStore(data / peer / "aggregates.sqlite3")
@@ -242,3 +242,24 @@ def test_report_cli_writes_html_file(tmp_path: Path) -> None:
     bad = subprocess.run([*cmd, "--format", "html", "-o", str(tmp_path / "no" / "r.html")], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=60)
     assert bad.returncode == 2 and "not a directory" in bad.stderr
+
+
+def test_html_edge_cases_and_ticks() -> None:
+    """Pure rendering: an empty window, one partial day, the tick steps (no browser needed)."""
+    from bridge.report import build_report
+    from bridge.report_html import hourly_series, render_html
+
+    empty = render_html(build_report([], now=NOW, days=3), [])
+    assert "No bridged traffic in the window." in empty and 'id="chart-topics"' not in empty
+    assert 'class="pt share"' not in empty and empty.count('class="series v1"') == 1
+    one = [HourlyRow(DAY0 + 6 * DAY, XSS, "v1", 5, 50), HourlyRow(DAY0 + 6 * DAY + HOUR, XSS, "v2", 5, 50)]
+    page = render_html(build_report(one, now=NOW, days=1), one)
+    assert "<script>" not in page and page.count("&lt;script&gt;") >= 3  # bar label, title, table
+    assert page.count('class="pt share"') == 1 and ">50.0 %<" in page
+    series = hourly_series(one, since=DAY0 + 6 * DAY, now=NOW)
+    assert len(series) == 12 and (series[0].v1, series[1].v2, series[2].v1) == (5, 5, 0)
+    assert len(hourly_series(one, since=DAY0 + 6 * DAY, now=DAY0 + 6 * DAY + 60)) == 1  # only a partial hour
+    assert nice_ticks(0) == [0.0, 1.0]
+    assert nice_ticks(7) == [0, 2, 4, 6, 8]
+    assert nice_ticks(1596) == [0, 500, 1000, 1500, 2000]
+    assert nice_ticks(100) == [0, 20, 40, 60, 80, 100]
