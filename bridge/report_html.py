@@ -233,7 +233,9 @@ def _topics_chart(topics: Sequence[TopicSummary]) -> str:
                    f'fill="{COLOURS["v1"]}"/>')
         out.append(f'<rect class="v2" x="{round(x0 + w1, 1)}" y="{y}" width="{round(w2, 1)}" height="{bar}" '
                    f'fill="{COLOURS["v2"]}"/>')
-        out.append(f'<text class="bar-value" x="{x(t.v1_messages + t.v2_messages) + 8}" y="{y + bar / 2 + 5}">'
+        # v1-only topics are what still holds v1 up: their label stands out
+        cls = "bar-value v1-only" if t.status is TopicStatus.V1_ONLY else "bar-value"
+        out.append(f'<text class="{cls}" x="{x(t.v1_messages + t.v2_messages) + 8}" y="{y + bar / 2 + 5}">'
                    f'{t.v1_messages + t.v2_messages:,} · {_e(t.status.value)}</text></g>')
     out.append("</svg>")
     return "\n".join(out)
@@ -259,6 +261,7 @@ svg .axis { stroke: #888; stroke-width: 1; }
 svg text { font-size: 13px; fill: #444; }
 svg .axis-label { font-size: 13px; fill: #222; font-weight: bold; }
 svg .bar-label { font-size: 13px; fill: #222; }
+svg .v1-only { font-weight: bold; fill: #b8400a; }
 .legend { margin: 6px 0 10px; font-size: 14px; }
 .legend i { display: inline-block; width: 26px; height: 0; vertical-align: middle; margin: 0 6px 0 14px;
             border-top: 4px solid; }
