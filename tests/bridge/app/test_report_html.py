@@ -204,9 +204,9 @@ async def test_html_report_renders_its_charts_in_chromium(tmp_path: Path) -> Non
     assert boxes["chart-share"][1] < boxes["chart-rates"][1] < boxes["chart-topics"][1]
 
     share, rates, topics = boxes["chart-share"], boxes["chart-rates"], boxes["chart-topics"]
-    assert _count(img, share, COLOURS["share"]) > 1500  # the line and its six dots
+    assert _count(img, share, COLOURS["share"]) > 800  # the line and its six dots (about 1,700 px)
     assert _count(img, share, COLOURS["v1"]) == _count(img, share, COLOURS["v2"]) == 0
-    assert _count(img, rates, COLOURS["v1"]) > 1000 and _count(img, rates, COLOURS["v2"]) > 500
+    assert _count(img, rates, COLOURS["v1"]) > 800 and _count(img, rates, COLOURS["v2"]) > 400  # ~2,200, ~1,400
     assert _count(img, rates, COLOURS["share"]) == 0
     bar_px = [_count(img, topics, COLOURS[c], tol=4) for c in ("v1", "v2")]
     if os.environ.get("REPORT_HTML_KEEP"):  # to look at the page: REPORT_HTML_KEEP=/tmp/x.png
