@@ -116,7 +116,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bridge.app.report import run_report
 
-    return run_report(Path(args.data_dir), args.format, args.days)
+    return run_report(Path(args.data_dir), args.format, args.days, out=Path(args.out) if args.out else None)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -170,12 +170,13 @@ def _parser() -> argparse.ArgumentParser:
     kg.add_argument("--tcp-port", type=int, default=60000)
     kg.set_defaults(func=cmd_keygen)
 
-    from bridge.app.report import REPORT_HELP
+    from bridge.app.report import FORMATS, REPORT_HELP
 
     rp = sub.add_parser("report", help="migration report from the persisted hourly aggregates",
                         description=REPORT_HELP)
     rp.add_argument("--data-dir", default="./data")
-    rp.add_argument("--format", choices=("table", "json"), default="table")
+    rp.add_argument("--format", choices=FORMATS, default="table")
+    rp.add_argument("--out", "-o", help="write the report to this file instead of stdout (html: a self-contained page)")
     rp.add_argument("--days", type=int, default=30)
     rp.set_defaults(func=cmd_report)
 

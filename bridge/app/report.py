@@ -1,4 +1,4 @@
-"""``waku-bridge report [--data-dir D] [--days N] [--format table|json]``: the migration report.
+"""``waku-bridge report [--data-dir D] [--days N] [--format table|json|html] [-o FILE]``: the migration report.
 
 Reads the hourly aggregates every bridge instance of this data dir persisted
 (``D/<peer id>/aggregates.sqlite3``, or ``D/aggregates.sqlite3`` for an instance without a peer
@@ -6,20 +6,26 @@ id), read-only, and sums them: with active/standby failover only the active inst
 the instances' counts partition the traffic.  Two instances that are *both* active each count
 what they bridged: point ``--data-dir`` at one instance's directory to avoid counting twice.
 
-Exit codes: 0 report printed, 1 no aggregates found (or unreadable), 2 bad usage.
+``--format html`` writes one self-contained page with charts (bridge/report_html.py); ``-o FILE``
+writes any format to FILE instead of stdout (atomically: a reader never sees half a page).
+
+Exit codes: 0 report written, 1 no aggregates found (or unreadable), 2 bad usage.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from bridge.aggregates import AGGREGATES_FILE, HourlyRow, read_hourly
 from bridge.report import build_report, render_json, render_table, window_start
+from bridge.report_html import render_html
 
-__all__ = ["REPORT_HELP", "find_aggregates", "run_report"]
+__all__ = ["FORMATS", "REPORT_HELP", "find_aggregates", "run_report"]
 
 REPORT_HELP = (
     "Migration report from the hourly aggregates each bridge instance persists in its data dir: "
@@ -27,7 +33,8 @@ REPORT_HELP = (
     "network and the v2 share (v2-originated / all originated); per content topic over those days: "
     "v2-only = at least one message originated on v2 and none on v1, v1-only = the reverse, "
     "mixed = both.  Instances under --data-dir are summed (with active/standby only the active one "
-    "bridges).  Exit 0 ok, 1 no aggregates found, 2 bad usage."
+    "bridges).  --format html writes a self-contained page with charts (use -o FILE).  "
+    "Exit 0 ok, 1 no aggregates found, 2 bad usage."
 )
 
 
@@ -37,12 +44,31 @@ def find_aggregates(data_dir: Path) -> list[Path]:
     return ([own] if own.is_file() else []) + sorted(p for p in data_dir.glob(f"*/{AGGREGATES_FILE}") if p.is_file())
 
 
-def run_report(data_dir: Path, fmt: str = "table", days: int = 30, *, now: float | None = None) -> int:
+FORMATS = ("table", "json", "html")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # a report is for sharing (mkstemp makes 0600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_report(data_dir: Path, fmt: str = "table", days: int = 30, *, now: float | None = None,
+               out: Path | None = None) -> int:
     if days < 1:
         print("waku-bridge report: --days must be >= 1", file=sys.stderr)
         return 2
-    if fmt not in ("table", "json"):
-        print(f"waku-bridge report: unknown --format {fmt!r} (table or json)", file=sys.stderr)
+    if fmt not in FORMATS:
+        print(f"waku-bridge report: unknown --format {fmt!r} ({', '.join(FORMATS)})", file=sys.stderr)
+        return 2
+    if out is not None and not out.parent.is_dir():
+        print(f"waku-bridge report: cannot write {out}: {out.parent} is not a directory", file=sys.stderr)
         return 2
     if not data_dir.is_dir():
         print(f"waku-bridge report: {data_dir} is not a directory", file=sys.stderr)
@@ -62,11 +88,21 @@ def run_report(data_dir: Path, fmt: str = "table", days: int = 30, *, now: float
             print(f"waku-bridge report: cannot read {f}: {exc}", file=sys.stderr)
             return 1
     rep = build_report(rows, now=now, days=days)
+    names = [str(f.parent.relative_to(data_dir)) if f.parent != data_dir else "." for f in files]
     if fmt == "json":
-        sys.stdout.write(render_json(rep))
+        text = render_json(rep)
+    elif fmt == "html":
+        text = render_html(rep, rows, sources=[f"{data_dir}/{n}" for n in names])
     else:
-        names = ", ".join(str(f.parent.relative_to(data_dir)) if f.parent != data_dir else "." for f in files)
-        sys.stdout.write(render_table(rep))
-        sys.stdout.write(f"\nSources: {len(files)} instance(s) under {data_dir}: {names}\n")
-    sys.stdout.flush()
+        text = render_table(rep) + f"\nSources: {len(files)} instance(s) under {data_dir}: {', '.join(names)}\n"
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return 0
+    try:
+        _write_atomic(out, text)
+    except OSError as exc:
+        print(f"waku-bridge report: cannot write {out}: {exc}", file=sys.stderr)
+        return 1
+    print(f"waku-bridge report: wrote {out} ({len(text.encode()):,} bytes)", file=sys.stderr)
     return 0
