@@ -74,7 +74,7 @@ __all__ = [
 Addr = tuple[str, int]
 MAX_NODES_PACKETS = 5  # geth totalNodesResponseLimit
 MAX_NODES_RESULTS = BUCKET_SIZE  # findnodeResultLimit
-NODES_PER_PACKET = 3  # nim-eth: 3 records always fit in 1280 bytes
+NODES_PACKET_BYTES = 1000  # geth packNodes: records per NODES message, in bytes
 MAX_QUEUED_PER_REMOTE = 8  # nim-eth maxQueuedRequestsPerPeer
 _RANDOM_MESSAGE_SIZE = 20  # geth randomPacketMsgSize
 _RESPONSE_TYPE: dict[type, type] = {Ping: Pong, FindNode: Nodes, TalkReq: TalkResp}
@@ -529,5 +529,12 @@ class Discv5Core:
             if len(records) >= MAX_NODES_RESULTS:
                 break
         records = records[:MAX_NODES_RESULTS]
-        chunks = [tuple(records[i:i + NODES_PER_PACKET]) for i in range(0, len(records), NODES_PER_PACKET)] or [()]
+        chunks: list[tuple[bytes, ...]] = []
+        cur: list[bytes] = []
+        for r in records:
+            if cur and sum(map(len, cur)) + len(r) > NODES_PACKET_BYTES:
+                chunks.append(tuple(cur))
+                cur = []
+            cur.append(r)
+        chunks = [*chunks, tuple(cur)] if cur or not chunks else chunks
         return [Nodes(msg.request_id, len(chunks), c) for c in chunks]

@@ -23,11 +23,16 @@ ALPHA = 3
 
 
 def lookup_distances(target: bytes, node_id: bytes) -> tuple[int, ...]:
+    """geth lookupDistances: ``d`` then alternately ``d+i`` / ``d-i`` within 1..256, 3 in all."""
     d = log_distance(target, node_id)
-    out = [d] if d else [1]
-    for extra in (d + 1, d - 1):
-        if 1 <= extra <= 256 and extra not in out and len(out) < 3:
-            out.append(extra)
+    out = [d]
+    i = 1
+    while len(out) < 3 and i <= 256:
+        if d + i <= 256:
+            out.append(d + i)
+        if d - i > 0 and len(out) < 3:
+            out.append(d - i)
+        i += 1
     return tuple(out)
 
 
