@@ -92,3 +92,38 @@ async def test_gowaku_nodes_find_each_other_through_us() -> None:
         for g, _ in gos:
             await g.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_v2_node_discv5_relay_connections_follow() -> None:
+    """Our V2Node with discv5 mounted: go-waku peers found from one go-waku bootnode are handed to
+    the peer manager, which dials them; a message published by the one we never configured arrives."""
+    import os
+    import time
+
+    from tests.v2.test_node import start
+    from v2.core.message import WakuMessage
+    from v2.node import V2Node, V2NodeConfig
+
+    topic = f"/waku/2/rs/{CLUSTER}/{SHARD}"
+    async with trio.open_nursery() as nursery:
+        g1, r1 = await go_node(nursery, [])
+        g2, r2 = await go_node(nursery, [r1["enr"]])
+        (tcp,) = free_ports(1)
+        node = V2Node(V2NodeConfig(secrets.token_bytes(32), HOST, tcp, False, cluster_id=CLUSTER, shards=(SHARD,),
+                                   discv5_discovery=True, discv5_udp_port=0,
+                                   discv5_bootstrap_nodes=(r1["enr"],)), CollectorRegistry())
+        col = await start(nursery, node)
+        ours = Enr.from_text(node.enr or "")
+        assert ours.udp == node.discv5.port and ours.tcp == tcp and ours.shards is not None
+        with trio.fail_after(90):
+            while not {r1["peer_id"], r2["peer_id"]} <= set(node.relay.mesh_peers(topic)):
+                await trio.sleep(0.2)
+        m = WakuMessage(os.urandom(16), "/waku-bridge/1/discv5/proto", version=0, timestamp=time.time_ns())
+        await g2.request("publish", pubsub_topic=topic, content_topic=m.content_topic, payload=m.payload.hex(),
+                         timestamp=m.timestamp)
+        with trio.fail_after(30):
+            while not any(r.message.payload == m.payload for r in col.got):
+                await trio.sleep(0.05)
+        for g in (g1, g2):
+            await g.aclose()
+        nursery.cancel_scope.cancel()
