@@ -5,6 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.helpers.fuzz import FLIPS, mutate
 from v2.discv5.core import (
     Addr,
     CallDone,
@@ -253,3 +257,66 @@ def test_verify_nodes_rules() -> None:
     assert verify_nodes(responder, ("127.0.0.1", 9000), (d0,), [low.raw]) == []  # geth errLowPort
     # A loopback record relayed by a public sender is refused (netutil.CheckRelayAddr).
     assert verify_nodes(responder, ("8.8.8.8", 9000), (d0,), [recs[0].raw]) == []
+
+
+def _captured_exchange() -> tuple[Net, Discv5Core, Discv5Core, list[tuple[Addr, bytes]]]:
+    net = Net()
+    a, b = net.add(1, 9001), net.add(2, 9002)
+    for o in (net.add(30 + i, 9300 + i) for i in range(4)):
+        b.table.add(o.local_enr, 0.0, live=True)
+    packets: list[tuple[Addr, bytes]] = []
+
+    def capture(src: Addr, dst: Addr, data: bytes) -> bool:
+        packets.append((src, data))
+        return False
+
+    net.lose = capture
+    net.run(net.addr(a), a.ping(b.local_enr, 0.0)[1])
+    net.run(net.addr(a), a.findnode(b.local_enr, (254, 255, 256), 0.0)[1])
+    net.run(net.addr(a), a.request(b.local_enr, TalkReq(b"", b"p", b"q"), 0.0)[1])
+    net.lose = lambda src, dst, data: False
+    return net, a, b, packets
+
+
+_NET, _A, _B, _PACKETS = _captured_exchange()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, len(_PACKETS) - 1), FLIPS, st.integers(0, 64), st.booleans())
+def test_fuzz_core_never_raises(index: int, flips: list[tuple[int, int]], cut: int, fresh: bool) -> None:
+    """Mutated real packets (all kinds, both directions) only ever become outputs, never exceptions."""
+    src, data = _PACKETS[index]
+    data = mutate(data, flips)
+    data = data[: len(data) - cut] if cut < len(data) else data
+    _net, a, b, _ = _captured_exchange() if fresh else (_NET, _A, _B, None)
+    for core in (a, b):
+        out = core.datagram(src, data, 1.0)
+        assert isinstance(out, list)
+        core.tick(10.0)
+
+
+def _pending_handshake() -> tuple[Discv5Core, Addr, bytes]:
+    """B holding a challenge for A, and A's handshake packet answering it (not yet delivered)."""
+    net = Net()
+    a, b = net.add(1, 9001), net.add(2, 9002)
+    [first] = a.ping(b.local_enr, 0.0)[1]
+    assert isinstance(first, Send)
+    [whoareyou] = b.datagram(net.addr(a), first.data, 0.0)
+    assert isinstance(whoareyou, Send)
+    [handshake] = a.datagram(net.addr(b), whoareyou.data, 0.0)
+    assert isinstance(handshake, Send)
+    return b, net.addr(a), handshake.data
+
+
+@settings(max_examples=300, deadline=None)
+@given(FLIPS)
+def test_fuzz_handshake_with_pending_challenge(flips: list[tuple[int, int]]) -> None:
+    b, src, data = _pending_handshake()
+    out = b.datagram(src, mutate(data, flips), 0.5)
+    assert all(isinstance(o, Send | Dropped | NodeContact) for o in out)
+
+
+def test_pending_handshake_unmutated_is_accepted() -> None:
+    b, src, data = _pending_handshake()
+    out = b.datagram(src, data, 0.5)
+    assert [type(o) for o in out] == [NodeContact, Send]
