@@ -12,7 +12,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from v2.discv5.filters import FilterResult, waku_filter
-from v2.discv5.packet import DISCV5_PROTOCOL_ID, encode_ordinary
+from v2.discv5.packet import DISCV5_PROTOCOL_ID, encode_ordinary, encode_whoareyou
 from v2.discv5.ratelimit import IpRateLimiter
 from v2.discv5.service import Discv5Config, Discv5Service
 from v2.enr.enr import Enr, RelayShards, Waku2
@@ -81,6 +81,14 @@ async def test_bad_input_counted_and_dropped() -> None:
         with trio.fail_after(30):
             data, _ = await sock.recvfrom(2048)
         assert len(data) == 63
+        # WHOAREYOUs nobody asked for (a flood of challenges) are counted and never answered.
+        for _ in range(3):
+            flood, _ = encode_whoareyou(svc.core.local_id, secrets.token_bytes(12), secrets.token_bytes(16), 0,
+                                        secrets.token_bytes(16))
+            await sock.sendto(flood, dest)
+        with trio.fail_after(30):
+            while _sample(svc, "waku_discv5_dropped_packets_total", {"reason": "unknown_nonce"}) < 3:
+                await trio.sleep(0.05)
         # The per-IP bucket (burst 50, 1/s): a flood from one address is cut off and counted.
         for _ in range(100):
             await sock.sendto(hello, dest)
