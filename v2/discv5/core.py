@@ -68,6 +68,7 @@ __all__ = [
     "NodeContact",
     "Output",
     "Send",
+    "StaleRecord",
     "verify_nodes",
 ]
 
@@ -132,13 +133,22 @@ class NodeContact:
 
 
 @dataclass(frozen=True, slots=True)
+class StaleRecord:
+    """A remote's PING announced a newer record than the one we hold: fetch it (FINDNODE [0])."""
+
+    enr: Enr
+    addr: Addr
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class Dropped:
     addr: Addr
     reason: DropReason
     detail: str = ""
 
 
-Output = Send | CallDone | CallFailed | NodeContact | Dropped
+Output = Send | CallDone | CallFailed | NodeContact | StaleRecord | Dropped
 
 
 @dataclass(slots=True)
@@ -494,7 +504,11 @@ class Discv5Core:
             return [Dropped(addr, DropReason.MALFORMED, str(exc))]
         if isinstance(msg, Ping):
             pong = Pong(msg.request_id, self.local_enr.seq, _ip_bytes(addr[0]), addr[1])
-            return [self._send_message(src, addr, session, pong)[1]]
+            out: list[Output] = [self._send_message(src, addr, session, pong)[1]]
+            known = self._known.get(src)
+            if known is not None and msg.enr_seq > known.seq:
+                out.append(StaleRecord(known, addr, msg.enr_seq))
+            return out
         if isinstance(msg, FindNode):
             return [self._send_message(src, addr, session, m)[1] for m in self._nodes_answer(msg)]
         if isinstance(msg, TalkReq):

@@ -22,7 +22,17 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry
 
-from v2.discv5.core import CallDone, CallFailed, Discv5Core, Dropped, DropReason, NodeContact, Output, Send
+from v2.discv5.core import (
+    CallDone,
+    CallFailed,
+    Discv5Core,
+    Dropped,
+    DropReason,
+    NodeContact,
+    Output,
+    Send,
+    StaleRecord,
+)
 from v2.discv5.filters import FilterResult, waku_filter
 from v2.discv5.lookup import Lookup
 from v2.discv5.messages import FindNode, Message, Ping, Pong
@@ -167,6 +177,8 @@ class Discv5Service:
                 self._resolve(o)
             elif isinstance(o, NodeContact):
                 self._contact(o)
+            elif isinstance(o, StaleRecord) and self._nursery is not None:
+                self._nursery.start_soon(self._refresh_record, o.enr)
             elif isinstance(o, Dropped):
                 self.metrics.dropped.labels(o.reason.name.lower()).inc()
                 log.debug("discv5 dropped from %s: %s %s", o.addr, o.reason.name, o.detail)
@@ -240,11 +252,15 @@ class Discv5Service:
         if isinstance(res, CallDone):
             pong = res.responses[0]
             if isinstance(pong, Pong) and pong.enr_seq > enr.seq:
-                # A newer record exists: fetch it with FINDNODE [0] (discv5-wire.md PONG).
-                for rec in await self.findnode(enr, (0,)):
-                    if rec.node_id == enr.node_id:
-                        self.core.remember(rec)
-                        self.table.add(rec, trio.current_time())
+                await self._refresh_record(enr)
+
+    async def _refresh_record(self, enr: Enr) -> None:
+        """A newer record exists (PING/PONG enr-seq): fetch it with FINDNODE [0] (discv5-wire.md)."""
+        for rec in await self.findnode(enr, (0,)):
+            if rec.node_id == enr.node_id and rec.seq > enr.seq:
+                self.core.remember(rec)
+                self.table.add(rec, trio.current_time())
+                self._offer([rec])
 
     def _vote(self, node_id: bytes, pong: Pong) -> None:
         """nim-eth ipVote: our external endpoint as seen by the last peers that answered a PING."""

@@ -320,3 +320,18 @@ def test_pending_handshake_unmutated_is_accepted() -> None:
     b, src, data = _pending_handshake()
     out = b.datagram(src, data, 0.5)
     assert [type(o) for o in out] == [NodeContact, Send]
+
+
+def test_ping_with_newer_seq_flags_a_stale_record() -> None:
+    from v2.discv5.core import StaleRecord
+
+    net = Net()
+    a, b = net.add(1, 9001), net.add(2, 9002)
+    net.run(net.addr(a), a.ping(b.local_enr, 0.0)[1])
+    a.local_enr = Enr.build(random.Random(1).randbytes(32), 5, ip="127.0.0.1", udp=9001)
+    net.run(net.addr(a), a.ping(b.local_enr, 1.0)[1], 1.0)
+    stale = [e for e in net.events[net.addr(b)] if isinstance(e, StaleRecord)]
+    assert [(s.enr.seq, s.seq) for s in stale] == [(1, 5)]
+    # B fetches it with FINDNODE [0]: the answer is A's current record.
+    net.run(net.addr(b), b.findnode(stale[0].enr, (0,), 2.0)[1], 2.0)
+    assert net.done(b)[-1].enrs == (a.local_enr,)

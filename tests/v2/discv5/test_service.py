@@ -130,3 +130,23 @@ def test_rate_limiter() -> None:
     assert [rl.allow("1.2.3.4", 0.0) for _ in range(4)] == [True, True, True, False]
     assert rl.allow("5.6.7.8", 0.0)
     assert rl.allow("1.2.3.4", 0.5) and not rl.allow("1.2.3.4", 0.5)
+
+
+async def test_a_changed_record_reaches_the_peers() -> None:
+    """A's shards change: its seq is bumped and B, which knew the old record, fetches the new one
+    (PONG/PING enr-seq, then FINDNODE [0]) and offers it to the peer manager again."""
+    async with trio.open_nursery() as nursery, running(nursery, config()) as a:
+        b = Discv5Service(config([a.local_enr]), CollectorRegistry())
+        await nursery.start(b.run)
+        with trio.fail_after(30):
+            while a.core.local_id not in b.found:
+                await trio.sleep(0.05)
+        b.take_found()
+        new = a.update_enr(shards=(32, 40))
+        with trio.fail_after(60):
+            while b.found[a.core.local_id].seq < new.seq:
+                await trio.sleep(0.05)
+        entry = b.table.get(a.core.local_id)
+        assert entry is not None and entry.enr == new
+        assert [e.seq for e in b.take_found()] == [new.seq]
+        nursery.cancel_scope.cancel()
