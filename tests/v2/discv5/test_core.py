@@ -281,7 +281,7 @@ def _captured_exchange() -> tuple[Net, Discv5Core, Discv5Core, list[tuple[Addr, 
 _NET, _A, _B, _PACKETS = _captured_exchange()
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(st.integers(0, len(_PACKETS) - 1), FLIPS, st.integers(0, 64), st.booleans())
 def test_fuzz_core_never_raises(index: int, flips: list[tuple[int, int]], cut: int, fresh: bool) -> None:
     """Mutated real packets (all kinds, both directions) only ever become outputs, never exceptions."""
@@ -308,7 +308,7 @@ def _pending_handshake() -> tuple[Discv5Core, Addr, bytes]:
     return b, net.addr(a), handshake.data
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(FLIPS)
 def test_fuzz_handshake_with_pending_challenge(flips: list[tuple[int, int]]) -> None:
     b, src, data = _pending_handshake()
