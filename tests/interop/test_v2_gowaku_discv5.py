@@ -89,6 +89,7 @@ async def test_gowaku_nodes_find_each_other_through_us() -> None:
         go_ids = {Enr.from_text(r["enr"]).node_id for _, r in gos}
         assert go_ids <= {e.node_id for e in svc.table.entries() if e.live}
         assert svc.metrics.requests.labels("success")._value.get() >= 3
+        assert svc.core.records_served >= 2  # go-waku records we handed to the other go-waku nodes
         for g, _ in gos:
             await g.aclose()
         nursery.cancel_scope.cancel()

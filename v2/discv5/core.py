@@ -238,6 +238,7 @@ class Discv5Core:
         self._awaiting: dict[tuple[bytes, Addr], bytes] = {}  # remote -> call waiting for WHOAREYOU
         self._queued: dict[tuple[bytes, Addr], deque[_Call]] = {}
         self._known: OrderedDict[bytes, Enr] = OrderedDict()  # records of remotes (for WHOAREYOU seq)
+        self.records_served = 0  # other nodes' records sent in NODES answers (the shell exports it)
 
     # ------------------------------------------------------------------ public API
 
@@ -539,7 +540,9 @@ class Discv5Core:
             if d == 0:
                 records.append(self.local_enr.raw)
             else:
-                records += [e.enr.raw for e in self.table.at_distance(d, live_only=True)]
+                found = [e.enr.raw for e in self.table.at_distance(d, live_only=True)]
+                self.records_served += len(found)
+                records += found
             if len(records) >= MAX_NODES_RESULTS:
                 break
         records = records[:MAX_NODES_RESULTS]

@@ -22,4 +22,6 @@ class Discv5Metrics:
         self.lookups = Counter("waku_discv5_lookups", "Completed discv5 lookups", registry=registry)
         self.filtered = Counter("waku_discv5_filtered", "Found records refused by the Waku filter, by reason",
                                 ["reason"], registry=registry)
+        self.records_served = Gauge("waku_discv5_records_served", "Records of other nodes sent in NODES answers",
+                                    registry=registry)
         self.enr_seq = Gauge("waku_discv5_enr_seq", "Sequence number of our advertised ENR", registry=registry)

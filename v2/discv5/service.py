@@ -182,6 +182,7 @@ class Discv5Service:
             elif isinstance(o, Dropped):
                 self.metrics.dropped.labels(o.reason.name.lower()).inc()
                 log.debug("discv5 dropped from %s: %s %s", o.addr, o.reason.name, o.detail)
+        self.metrics.records_served.set(self.core.records_served)
         self._wake.set()
 
     async def _send(self, o: Send) -> None:
