@@ -30,7 +30,7 @@ from enum import IntEnum
 from coincurve import PrivateKey
 
 from v2.discv5.crypto import derive_keys, id_sign, id_verify
-from v2.discv5.errors import Discv5DecodeError
+from v2.discv5.errors import Discv5DecodeError, WrongProtocolIdError
 from v2.discv5.messages import (
     FindNode,
     Message,
@@ -295,7 +295,8 @@ class Discv5Core:
         try:
             pkt = decode_packet(data, self.local_id, protocol_id=self.protocol_id)
         except Discv5DecodeError as exc:
-            reason = DropReason.WRONG_PROTOCOL if "protocol id" in str(exc) else DropReason.MALFORMED
+            # Silently: a node with another protocol id sees only timeouts (checkValid in go-discover).
+            reason = DropReason.WRONG_PROTOCOL if isinstance(exc, WrongProtocolIdError) else DropReason.MALFORMED
             return [Dropped(addr, reason, str(exc))]
         try:
             if pkt.header.flag == Flag.MESSAGE:

@@ -17,7 +17,7 @@ from enum import IntEnum
 from Crypto.Cipher import AES
 
 from v2.discv5.crypto import GCM_TAG_SIZE, aes_gcm_decrypt, aes_gcm_encrypt
-from v2.discv5.errors import Discv5DecodeError
+from v2.discv5.errors import Discv5DecodeError, WrongProtocolIdError
 
 __all__ = [
     "DISCV5_PROTOCOL_ID",
@@ -147,7 +147,7 @@ def decode_packet(data: bytes, local_id: bytes, *, protocol_id: bytes = WAKU_PRO
     ctr = AES.new(local_id[:16], AES.MODE_CTR, nonce=b"", initial_value=iv)
     static = ctr.decrypt(data[_IV_SIZE:_IV_SIZE + _STATIC_SIZE])
     if static[:6] != protocol_id:
-        raise Discv5DecodeError("wrong protocol id")
+        raise WrongProtocolIdError("wrong protocol id")
     if int.from_bytes(static[6:8], "big") != VERSION:
         raise Discv5DecodeError("unsupported version")
     try:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.helpers.fuzz import FLIPS, mutate
 from v2.discv5.crypto import aes_gcm_decrypt, aes_gcm_encrypt, derive_keys, ecdh, id_sign, id_verify, node_id_of
-from v2.discv5.errors import Discv5DecodeError
+from v2.discv5.errors import Discv5DecodeError, WrongProtocolIdError
 from v2.discv5.messages import (
     FindNode,
     Nodes,
@@ -169,10 +169,10 @@ def test_d5waku_variants() -> None:
 
 @pytest.mark.parametrize("name", sorted(P))
 def test_protocol_id_mismatch_is_dropped(name: str) -> None:
-    with pytest.raises(Discv5DecodeError, match="protocol id"):
+    with pytest.raises(WrongProtocolIdError):
         decode_packet(h(P[name]["packet"]), ID_B, protocol_id=WAKU_PROTOCOL_ID)
     for k in ("ping_message_packet_d5waku", "whoareyou_packet_d5waku"):
-        with pytest.raises(Discv5DecodeError, match="protocol id"):
+        with pytest.raises(WrongProtocolIdError):
             decode_packet(h(W[k]["packet"]), ID_B, protocol_id=DISCV5_PROTOCOL_ID)
 
 
