@@ -40,6 +40,7 @@ from v2.relay.protocol import PublishError, Relay, RelayMessage
 from v2.stream import Stream
 
 if TYPE_CHECKING:  # each protocol's package is imported only when it is mounted (see _mount_*)
+    from v2.discv5.service import Discv5Service
     from v2.enr.enr import Enr
     from v2.filter.protocol import FilterService
     from v2.lightpush.protocol import LightpushAccepted, LightpushService
@@ -91,6 +92,11 @@ class V2NodeConfig:
     keepalive_interval: float = 60.0
     keepalive_timeout: float = 10.0  # py-libp2p's own ping handler waits 10 s too
     ext_ip: str | None = None  # address announced in the ENR (default: the listen address)
+    # nwaku's discv5 flags (tools/confutils/cli_args.nim): protocol id d5waku, ENR bootnodes only.
+    discv5_discovery: bool = False
+    discv5_udp_port: int = 9000  # 0 = any free port
+    discv5_bootstrap_nodes: tuple[str, ...] = ()  # enr:... texts
+    discv5_enr_auto_update: bool = False
 
     @property
     def pubsub_topics(self) -> tuple[str, ...]:
@@ -179,6 +185,9 @@ class V2Node:
         self.lightpush: LightpushService | None = None
         self.peer_exchange: PeerExchangeService | None = None
         self.peer_manager: PeerManager
+        self.discv5: Discv5Service | None = None
+        if config.discv5_discovery:
+            self._mount_discv5()
         if config.store:
             self._mount_store()
         if config.filter:
@@ -237,6 +246,19 @@ class V2Node:
                                                  read_timeout=self.config.idle_stream_timeout)
         self.services.append(self.peer_exchange)
 
+    def _mount_discv5(self) -> None:
+        from v2.discv5.service import Discv5Config, Discv5Service
+        from v2.enr.enr import Enr
+
+        c = self.config
+        boot = tuple(Enr.from_text(t) for t in c.discv5_bootstrap_nodes)  # a bad bootnode is a startup error
+        # Our record's libp2p fields are known once the host listens (run() fills them in).
+        self.discv5 = Discv5Service(Discv5Config(
+            c.nodekey, bind_host=c.listen_address or "0.0.0.0", udp_port=c.discv5_udp_port, bootnodes=boot,
+            enr_ip=c.ext_ip, enr_auto_update=c.discv5_enr_auto_update,
+            enough=lambda: self.peer_manager is not None and len(self.host.connected_peers()) >= 6),
+            self.registry)
+
     def _mount_peer_manager(self) -> None:
         """Static peers, ``dns_discovery_url`` and (with peer exchange) PX as discovery sources;
         the manager keeps the static peers dialled and prunes above ``max_connections``."""
@@ -246,6 +268,10 @@ class V2Node:
         sources: list[DiscoverySource] = []
         if self.config.dns_discovery_url:
             sources.append(DnsDiscoverySource(self.config.dns_discovery_url))
+        if self.discv5 is not None:
+            from v2.discv5.service import Discv5Source
+
+            sources.append(Discv5Source(self.discv5))
         if self.config.peer_exchange:
             from v2.peer_exchange.client import PeerExchangeClient
 
@@ -272,7 +298,9 @@ class V2Node:
 
     @property
     def enr(self) -> str | None:
-        """Our ENR text (31/WAKU2-ENR), once the host listens; None before."""
+        """Our ENR text (31/WAKU2-ENR), once the host listens; None before (with discv5: its record)."""
+        if self.discv5 is not None and self.discv5.port:
+            return str(self.discv5.local_enr.to_text())
         return self._enr.to_text() if self._enr is not None else None
 
     def _build_enr(self) -> Enr:
@@ -348,6 +376,13 @@ class V2Node:
             await nursery.start(self.host.run)
             self._enr = self._build_enr()
             nursery.start_soon(self._watch_connections, conn_events)
+            if self.discv5 is not None:
+                e = self._enr
+                self.discv5.update_enr(ip=self.config.ext_ip or e.ip, tcp=e.tcp, waku2=e.waku2,
+                                       multiaddrs=tuple(e.waku_multiaddrs), cluster=self.config.cluster_id,
+                                       shards=self.config.relay_shards)
+                await nursery.start(self.discv5.run)
+                log.info("discv5 ENR: %s", self.enr)
             for svc in self._runners:
                 await nursery.start(svc.run)
             if self.config.relay:

@@ -13,6 +13,7 @@ waku-v2.md §13 bit-order note) and ``rsv`` (bit vector; decoded leniently).
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
@@ -83,6 +84,12 @@ def peer_id_from_public_key(compressed: bytes) -> str:
         raise EnrError("secp256k1 public key must be 33 bytes compressed")
     pb = b"\x08\x02\x12\x21" + compressed
     return b58encode(b"\x00" + bytes([len(pb)]) + pb)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _node_id(public_key: bytes) -> bytes:
+    # Cached: discv5's routing table and lookups ask for node ids of the same records constantly.
+    return keccak256(PublicKey(public_key).format(compressed=False)[1:])
 
 
 def _int_bytes(n: int) -> bytes:
@@ -265,7 +272,7 @@ class Enr:
     @property
     def node_id(self) -> bytes:
         """keccak256 of the 64-byte uncompressed key (EIP-778 "v4")."""
-        return keccak256(PublicKey(self.public_key).format(compressed=False)[1:])
+        return _node_id(self.public_key)
 
     @property
     def peer_id(self) -> str:
