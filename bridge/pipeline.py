@@ -1,4 +1,4 @@
-"""The bridge pipeline: v1 → v2 and v2 → v1, each: policy → dedup → translate → publish.
+"""The bridge pipeline: v1 → v2 and v2 → v1, each: policy → translate → dedup → gate → publish.
 
 Depends only on small protocols (``V1Side``, ``V2Side``, ``Gate``) that ``v1.node.V1Node`` and
 ``v2.node.V2Node`` satisfy.  Every message ends as a transfer or a counted drop.
