@@ -206,9 +206,13 @@ def _retention(v: Any) -> str:
 
 
 def _db_url(v: Any) -> str:
+    from v2.store.common import StoreConfigError, parse_db_url  # what the archive will parse
+
     s = _str(v).strip()
-    if not s.startswith("sqlite://"):
-        raise ValueError(f"only sqlite://PATH (or sqlite://:memory:) is supported, got {s!r}")
+    try:
+        parse_db_url(s)
+    except StoreConfigError as exc:
+        raise ValueError(exc.message) from None
     return s
 
 
