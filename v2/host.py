@@ -284,19 +284,12 @@ class Host:
         self._stopping = True
         swarm = self._h.get_network()
 
-        async def close_conn(peer: Any, conn: Any) -> None:
+        async def close(what: Any, closable: Any) -> None:  # a connection or a listener, bounded
             with trio.move_on_after(_CONN_CLOSE_TIMEOUT):
                 try:
-                    await conn.close()
+                    await closable.close()
                 except Exception as exc:
-                    log.debug("closing connection to %s: %s", peer, exc)
-
-        async def close_listener(key: Any, listener: Any) -> None:
-            with trio.move_on_after(_CONN_CLOSE_TIMEOUT):
-                try:
-                    await listener.close()
-                except Exception as exc:
-                    log.debug("closing listener %s: %s", key, exc)
+                    log.debug("closing %s: %s", what, exc)
 
         with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
             async with trio.open_nursery() as nursery:
@@ -304,15 +297,15 @@ class Host:
                 # _connections``): closing the swarm connection leaves those open.
                 for listener in list(swarm.listeners.values()):
                     for raw in list(getattr(listener, "_connections", {}).values()):
-                        nursery.start_soon(close_conn, "ws", raw)
+                        nursery.start_soon(close, "a ws connection", raw)
             async with trio.open_nursery() as nursery:
                 for key, listener in list(swarm.listeners.items()):
-                    nursery.start_soon(close_listener, key, listener)
+                    nursery.start_soon(close, f"listener {key}", listener)
             swarm.listeners.clear()
             async with trio.open_nursery() as nursery:
                 for peer, conns in list(swarm.connections.items()):
                     for conn in list(conns):
-                        nursery.start_soon(close_conn, peer, conn)
+                        nursery.start_soon(close, f"connection to {peer}", conn)
 
     def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
         async def adapter(inner: Any) -> None:
