@@ -23,7 +23,7 @@ from bridge.errors import ConfigError, WakuBridgeError
 from failover.errors import FailoverSetupError
 
 if TYPE_CHECKING:
-    from failover.etcd_backend import EtcdSecurity
+    from failover.etcd.security import EtcdSecurity
 
 __all__ = [
     "SETTINGS",
@@ -206,9 +206,13 @@ def _retention(v: Any) -> str:
 
 
 def _db_url(v: Any) -> str:
+    from v2.store.common import StoreConfigError, parse_db_url  # what the archive will parse
+
     s = _str(v).strip()
-    if not s.startswith("sqlite://"):
-        raise ValueError(f"only sqlite://PATH (or sqlite://:memory:) is supported, got {s!r}")
+    try:
+        parse_db_url(s)
+    except StoreConfigError as exc:
+        raise ValueError(exc.message) from None
     return s
 
 
@@ -259,7 +263,7 @@ def _failover(v: Any) -> str | None:
         return None
     s = _str(v).strip()
     if s.startswith("etcd://"):
-        from failover.etcd_backend import parse_endpoints  # the elector's own parser
+        from failover.etcd.wire import parse_endpoints  # the elector's own parser
 
         try:
             parse_endpoints(s)
@@ -549,7 +553,7 @@ class FailoverSection:
         """TLS and auth for the etcd backend (None when none is configured)."""
         if not (self.etcd_cacert or self.etcd_cert or self.etcd_user):
             return None
-        from failover.etcd_backend import EtcdSecurity
+        from failover.etcd.security import EtcdSecurity
 
         return EtcdSecurity.of(self.etcd_cacert, self.etcd_cert, self.etcd_key, self.etcd_user, self.etcd_password)
 
@@ -672,7 +676,7 @@ def load_config(
             else:
                 values["failover.etcd_password"] = (
                     Path(values["failover.etcd_password_file"]).read_text().rstrip("\r\n") or None)
-        from failover.etcd_backend import EtcdSecurity
+        from failover.etcd.security import EtcdSecurity
 
         try:
             EtcdSecurity.of(values["failover.etcd_cacert"], values["failover.etcd_cert"], values["failover.etcd_key"],
