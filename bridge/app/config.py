@@ -180,6 +180,17 @@ def _multiaddr(v: Any) -> str:
     return s
 
 
+def _enr(v: Any) -> str:
+    from v2.enr.enr import Enr, EnrError  # the v2 node's own parser
+
+    s = _str(v).strip()
+    try:
+        Enr.from_text(s)
+    except EnrError as exc:
+        raise ValueError(f"not a valid enr:... record ({exc})") from None
+    return s
+
+
 def _pubsub_topic(v: Any) -> str | None:
     from v2.core.topics import PubsubTopic, TopicError  # the v2 node's own parser
 
@@ -405,6 +416,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("v2.peer_exchange", _bool, True, "mount peer exchange", _f("--peer-exchange", groups=(B, V2N))),
     Setting("v2.dns_discovery_url", _opt_str, None, "enrtree:// URL to discover peers from",
             _f("--dns-discovery-url", groups=(B, V2N))),
+    Setting("v2.discv5_discovery", _bool, False, "discover peers with discv5 (protocol id d5waku)",
+            _f("--discv5-discovery", groups=(B, V2N))),
+    Setting("v2.discv5_udp_port", _int_in(0, 65535), 9000, "discv5 UDP port",
+            _f("--discv5-udp-port", groups=(B, V2N))),
+    Setting("v2.discv5_bootstrap_nodes", _list_of(_enr), (), "discv5 bootstrap node (enr:...), repeatable",
+            _f("--discv5-bootstrap-node", groups=(B, V2N)), repeatable=True),
+    Setting("v2.discv5_enr_auto_update", _bool, False, "update our ENR's address from what peers see",
+            _f("--discv5-enr-auto-update", groups=(B, V2N))),
     Setting("v2.max_connections", _int_in(1, 10_000), 50, "maximum libp2p connections",
             _f("--max-connections", groups=(B, V2N))),
     Setting("v2.max_msg_size", _msg_size, 153_600, "largest WakuMessage relayed or accepted (nwaku: 150KiB)",
@@ -514,6 +533,10 @@ class V2Section:
     lightpush: bool
     peer_exchange: bool
     dns_discovery_url: str | None
+    discv5_discovery: bool
+    discv5_udp_port: int
+    discv5_bootstrap_nodes: tuple[str, ...]
+    discv5_enr_auto_update: bool
     max_connections: int
     max_msg_size: int
     nat: str | None
