@@ -146,8 +146,10 @@ async def test_statusgo_bridge_pair_gowaku_with_sigkill(nursery: trio.Nursery, t
 
     bridges = [BridgeProc(n, tmp_path, [r1["enode"], r2["enode"]], [g1_addr, g2_addr],
                           failover=f"sqlite:{tmp_path / 'failover.sqlite3'}", failover_ttl=3.0,
+                          # go-waku v0.10.0 serves no store v3, so each bridge's own archive
+                          # (--store) is the sink history its takeover asks (docs/failover.md)
                           extra=["--cluster-id", "16", "--shard", "32", "--num-shards-in-network", "0",
-                                 "--bridge-pubsub-topic", PUBSUB])
+                                 "--bridge-pubsub-topic", PUBSUB, "--store"])
                for n in ("A", "B")]
     try:
         async with trio.open_nursery() as n:
