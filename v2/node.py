@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # each protocol's package is imported only when it is mounted
     from v2.peer_exchange.protocol import PeerExchangeService
     from v2.peers.manager import PeerManager
     from v2.store.archive import Archive
+    from v2.store.legacy_protocol import LegacyStoreService
     from v2.store.protocol import StoreService
 
 __all__ = ["MessageSink", "PublishResult", "ReceivedMessage", "Runnable", "Service", "V2Node", "V2NodeConfig"]
@@ -174,6 +175,7 @@ class V2Node:
         self._sinks: list[MessageSink] = []  # services fed every accepted message (store, filter)
         self._runners: list[Runnable] = []  # services started with the node (store, filter)
         self.store: StoreService | None = None
+        self.legacy_store: LegacyStoreService | None = None
         self.archive: Archive | None = None
         self.filter: FilterService | None = None
         self.lightpush: LightpushService | None = None
@@ -201,11 +203,15 @@ class V2Node:
 
     def _mount_store(self) -> None:
         from v2.store.archive import Archive
+        from v2.store.legacy_protocol import LegacyStoreService
         from v2.store.protocol import StoreService
 
         self.archive = Archive(self.config.store_db_url(), retention=self.config.store_message_retention_policy)
         self.store = StoreService(self.archive, self.registry, request_timeout=self.config.idle_stream_timeout)
-        self.services.append(self.store)
+        # The legacy store reads the same archive (the v3 service opens and closes it).
+        self.legacy_store = LegacyStoreService(self.archive, self.registry,
+                                               request_timeout=self.config.idle_stream_timeout)
+        self.services += [self.store, self.legacy_store]
         self._sinks.append(self.store.on_message)
         self._runners.append(self.store)
 

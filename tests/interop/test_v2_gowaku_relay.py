@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.helpers.jsproc import GoPeer, JsPeer
 from tests.helpers.net import free_ports
-from tests.v2.test_node import Collector, start
+from tests.helpers.v2node import Collector, start
 from v2.core.message import WakuMessage, message_hash
 from v2.core.topics import autoshard
 from v2.node import V2Node, V2NodeConfig
