@@ -340,6 +340,22 @@ class V2Node:
         await self._feed(pubsub_topic, msg, h, msg.encode())
         return PublishResult(h, len(self.relay.topic_peers(pubsub_topic)))
 
+    def add_message_sink(self, sink: MessageSink) -> None:
+        """Feed ``sink`` every message the node accepts or publishes, as the store and filter are
+        fed (the REST API's relay and filter caches)."""
+        self._sinks.append(sink)
+
+    async def subscribe(self, pubsub_topic: str) -> None:
+        """Relay one more pubsub topic (nwaku's REST ``POST /relay/v1/subscriptions``)."""
+        if not self.config.relay:
+            raise PublishError("relay is not mounted")
+        await self.relay.subscribe(pubsub_topic)
+
+    async def unsubscribe(self, pubsub_topic: str) -> None:
+        if not self.config.relay:
+            raise PublishError("relay is not mounted")
+        await self.relay.unsubscribe(pubsub_topic)
+
     def info(self) -> dict[str, object]:
         """nwaku's ``/debug/v1/info`` (listenAddresses, enrUri) plus what operators ask next."""
         return {"listenAddresses": self.listen_addrs, "enrUri": self.enr, "peerId": self.peer_id,

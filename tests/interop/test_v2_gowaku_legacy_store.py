@@ -34,7 +34,7 @@ async def test_go_waku_legacy_store_client_pages_our_archive(nursery: trio.Nurse
         by_ts = sorted(msgs, key=lambda x: x[1].timestamp or 0)
         all_hashes = [h.hex() for h, _ in by_ts]
         a_hashes = [h.hex() for h, m in by_ts if m.content_topic == A]
-        q = {"peer": ours_addr(ours), "pubsub_topic": STATUS_TOPIC}
+        q: dict[str, Any] = {"peer": ours_addr(ours), "pubsub_topic": STATUS_TOPIC}
 
         # forward, 10 a page: 10, 10, 10, 5 in timestamp order; the last page has no cursor
         fwd = (await go.request("legacy_store_query", **q, content_topics=[A], forward=True, page_size=10))["pages"]

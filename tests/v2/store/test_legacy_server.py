@@ -129,7 +129,7 @@ def test_plan_time_range_inclusive_end() -> None:
 def test_digest_is_go_wakus() -> None:
     m = msg(3)
     assert digest(m) == hashlib.sha256(CT.encode() + m.payload).digest()
-    assert index_for(TOPIC, m) == Index(digest(m), m.timestamp, m.timestamp, TOPIC)
+    assert m.timestamp is not None and index_for(TOPIC, m) == Index(digest(m), m.timestamp, m.timestamp, TOPIC)
 
 
 def test_cursor_position_finds_the_row_or_falls_back_to_a_bound() -> None:
