@@ -205,3 +205,23 @@ async def test_schemathesis_over_every_route(live: tuple[str, V2Node, V2Node, Co
     out = res.stdout.decode() + res.stderr.decode()
     assert res.returncode == 0, out[-6000:]
     assert "Tested: 27" in out, out[-3000:]  # every operation of the document was exercised
+
+
+async def test_the_bridge_serves_the_rest_api(nursery: trio.Nursery, tmp_path: Path) -> None:
+    from bridge.app.bridgeservice import BridgeService
+    from bridge.app.config import load_config
+    from tests.helpers.net import free_ports
+
+    tcp, ws = free_ports(2)
+    cfg = load_config(None, {"peer_id": "A", "data_dir": str(tmp_path), "listen_address": "127.0.0.1",
+                             "v1__port": "0", "v2__tcp_port": str(tcp), "v2__websocket_port": str(ws),
+                             "metrics__enabled": "false", "v2__cluster_id": "0", "v2__rest": "true",
+                             "v2__rest_port": "0"}, env={})
+    bridge = BridgeService(cfg)
+    await nursery.start(bridge.run)
+    assert bridge.rest_port
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bridge.rest_port}", timeout=20) as http:
+        info = (await http.get("/debug/v1/info")).json()
+        assert info["listenAddresses"] == bridge.v2.listen_addrs
+        assert (await http.get("/health")).json()["nodeHealth"] == "Ready"
+        assert set(bridge.v2.config.pubsub_topics) <= set((await http.get("/relay/v1/subscriptions")).json())
