@@ -3,8 +3,10 @@
 
 nwaku's legacy paging (waku_store_legacy/common.nim, waku_archive_legacy ``findMessages``): page
 size 0 means the default of 20, larger than 100 is clamped to 100; the time range is inclusive at
-both ends (go-waku persistence/store.go ``timestamp <= endTime`` too, unlike store v3's exclusive
-end); the cursor is set iff more rows exist; a page is ascending whatever the direction.
+both ends (nwaku waku_archive_legacy/driver/sqlite_driver/queries.nim ``storedAt <= (?)``, go-waku
+persistence/store.go likewise; store v3's end is exclusive); no direction on the wire means
+BACKWARD (waku_store_legacy/rpc_codec.nim: ``default(PagingDirection)``, and go-waku's proto3
+omits a 0); the cursor is set iff more rows exist; a page is ascending whatever the direction.
 
 The cursor: a legacy :class:`Index` is (digest, receiver_time, sender_time, pubsub_topic) with
 ``digest = sha256(content_topic || payload)`` (go-waku protocol/envelope.go, nwaku

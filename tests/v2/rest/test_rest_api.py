@@ -16,12 +16,14 @@ from urllib.parse import quote
 import httpx
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers.v2node import TOPIC, Collector, make_node, start
 from v2.core.message import WakuMessage
 from v2.node import V2Node
-from v2.rest.api import RestApi
-from v2.rest.server import Request, RestServer
+from v2.rest.api import RestApi, message_from_json
+from v2.rest.server import HttpError, Request, RestServer
 
 ROOT = Path(__file__).resolve().parents[3]
 CT = "/my-app/2/chatroom-1/proto"
@@ -225,3 +227,24 @@ async def test_the_bridge_serves_the_rest_api(nursery: trio.Nursery, tmp_path: P
         assert info["listenAddresses"] == bridge.v2.listen_addrs
         assert (await http.get("/health")).json()["nodeHealth"] == "Ready"
         assert set(bridge.v2.config.pubsub_topics) <= set((await http.get("/relay/v1/subscriptions")).json())
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                                  max_size=6), max_leaves=12)
+_FIELDS = st.fixed_dictionaries({}, optional={
+    "payload": st.one_of(st.text(max_size=16), _JSON), "contentTopic": st.one_of(st.just(CT), _JSON),
+    "version": _JSON, "timestamp": st.one_of(st.integers(), _JSON), "meta": st.one_of(st.text(max_size=100), _JSON),
+    "ephemeral": _JSON})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_JSON, _FIELDS))
+def test_fuzz_message_from_json_refuses_with_a_reason(obj: Any) -> None:
+    """Whatever JSON arrives, a message or an HttpError 400 with a reason, nothing else."""
+    try:
+        m = message_from_json(obj, 1)
+    except HttpError as exc:
+        assert exc.status == 400 and exc.reason
+    else:
+        assert m.payload and m.content_topic == obj["contentTopic"]
