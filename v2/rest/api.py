@@ -285,7 +285,10 @@ class RestApi:
         md = self.node.peer_metadata.get(peer)
         if md is not None:
             shards = sorted(md.shards)
+        addrs = host.peer_addrs(peer)  # identify's listen addresses (may carry /p2p/ already)
         maddr = f"/p2p/{peer}"
+        if addrs:
+            maddr = addrs[0] if "/p2p/" in addrs[0] else f"{addrs[0]}/p2p/{peer}"
         connected = peer in host.connected_peers()
         return {"multiaddr": maddr, "protocols": protos, "shards": shards,
                 "connected": "Connected" if connected else "NotConnected", "agent": "",
