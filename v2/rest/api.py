@@ -51,6 +51,8 @@ __all__ = ["CACHE_CAPACITY", "RestApi", "message_from_json", "message_to_json"]
 
 CACHE_CAPACITY = 50  # messages kept per topic between two GETs (nwaku --rest-relay-cache-capacity)
 MAX_TOPICS_PER_REQUEST = 100
+MAX_EXTRA_TOPICS = 64  # pubsub topics subscribed through REST on top of the configured ones
+MAX_FILTER_CRITERIA = 1000  # nwaku --filter-max-criteria's default
 _SERVICE_CODECS = (RELAY, FILTER_SUBSCRIBE, STORE_V3, STORE_LEGACY, LIGHTPUSH_V2, LIGHTPUSH_V3, PEER_EXCHANGE)
 _U32 = 2**32
 _I64 = 2**63
@@ -362,6 +364,9 @@ class RestApi:
     async def relay_subscribe(self, req: Request) -> Response:
         self._require_relay()
         topics = [_pubsub_topic(t) for t in _str_list(req.json(), "pubsub topic")]
+        extra = set(self.node.relay.topics) - set(self.node.config.pubsub_topics)
+        if len(extra | set(topics) - set(self.node.config.pubsub_topics)) > MAX_EXTRA_TOPICS:
+            raise HttpError(400, f"at most {MAX_EXTRA_TOPICS} pubsub topics beyond the configured ones")
         for t in topics:
             await self.node.subscribe(t)
             self._relay_cache.setdefault(t, collections.deque(maxlen=self.cache_capacity))
@@ -520,6 +525,9 @@ class RestApi:
         if topic not in self.node.relay.topics:
             return json_response({"requestId": rid, "statusCode": 400,
                                   "statusDesc": f"pubsub topic {topic} is not served by this node"}, 400)
+        if len(self._filter_criteria | {(topic, ct) for ct in cts}) > MAX_FILTER_CRITERIA:
+            return json_response({"requestId": rid, "statusCode": 400,
+                                  "statusDesc": f"at most {MAX_FILTER_CRITERIA} filter criteria"}, 400)
         for ct in cts:
             self._filter_criteria.add((topic, ct))
         return json_response({"requestId": rid, "statusCode": 200, "statusDesc": ""})

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_HEAD = 16 * 1024
 MAX_BODY = 1024 * 1024  # a relay message is at most 150 KiB, base64 and JSON fit well below this
 IO_TIMEOUT = 10.0
+MAX_CONNECTIONS = 64  # requests served at once; further connections wait (accepted) for a slot
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required", 413: "Payload Too Large",
             415: "Unsupported Media Type", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
@@ -108,6 +109,7 @@ class RestServer:
         self.host = host
         self.port = port
         self.routes = routes
+        self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
@@ -118,6 +120,10 @@ class RestServer:
             task_status.started(self.port)
 
     async def _serve_one(self, stream: trio.SocketStream) -> None:
+        async with self._limiter:
+            await self._serve_limited(stream)
+
+    async def _serve_limited(self, stream: trio.SocketStream) -> None:
         try:
             resp, head_only = await self._respond(stream)
             head = [f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'OK')}",
