@@ -146,6 +146,8 @@ class RestServer:
                 return text_response("incomplete request", 400)
             buf += chunk
         head, _, body = buf.partition(b"\r\n\r\n")
+        if len(head) > MAX_HEAD:  # the whole head may arrive in one read
+            return text_response("request head too large", 431)
         return head, body
 
     async def _respond(self, stream: trio.SocketStream) -> tuple[Response, bool]:

@@ -249,3 +249,32 @@ def test_fuzz_message_from_json_refuses_with_a_reason(obj: Any) -> None:
         assert exc.status == 400 and exc.reason
     else:
         assert m.payload and m.content_topic == obj["contentTopic"]
+
+
+async def test_server_refuses_malformed_http_with_a_4xx(nursery: trio.Nursery) -> None:
+    from v2.rest.server import MAX_BODY, Route, text_response
+
+    async def echo(req: Request) -> Any:
+        return text_response(req.params["x"] + ":" + req.body.decode())
+
+    port = await nursery.start(RestServer("127.0.0.1", 0, [Route("POST", "/e/{x}", echo)]).run)
+
+    async def raw(data: bytes) -> bytes:
+        s = await trio.open_tcp_stream("127.0.0.1", port)
+        await s.send_all(data)
+        out = b""
+        with trio.fail_after(20):
+            while chunk := await s.receive_some(65536):
+                out += chunk
+        await s.aclose()
+        return out
+
+    ok = await raw(b"POST /e/a%2Fb HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+    assert ok.startswith(b"HTTP/1.1 200") and ok.endswith(b"a/b:hi")
+    assert (await raw(b"garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
+    assert (await raw(b"POST /e/a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")).startswith(b"HTTP/1.1 411")
+    big = f"POST /e/a HTTP/1.1\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n".encode()
+    assert (await raw(big)).startswith(b"HTTP/1.1 413")
+    assert (await raw(b"POST /e/a HTTP/1.1\r\nContent-Length: -1\r\n\r\n")).startswith(b"HTTP/1.1 400")
+    assert (await raw(b"GET /e/a HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405")
+    assert (await raw(b"GET /x HTTP/1.1\r\n" + b"A: b\r\n" * 5000 + b"\r\n")).startswith(b"HTTP/1.1 431")
