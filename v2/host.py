@@ -405,6 +405,13 @@ class Host:
         except Exception:
             return []
 
+    def peer_addrs(self, peer: str) -> list[str]:
+        """The addresses the peerstore holds for ``peer`` (without /p2p/; empty if none)."""
+        try:
+            return [str(a) for a in self._h.get_peerstore().addrs(ID.from_base58(peer))]
+        except Exception:
+            return []
+
     def peer_direction(self, peer: str) -> str:
         """"inbound" | "outbound" of our first live connection to ``peer``; "unknown" when not
         connected or py-libp2p did not record it (waku_connected_peers' direction label, §18)."""

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # each protocol's package is imported only when it is mounted
     from v2.peer_exchange.protocol import PeerExchangeService
     from v2.peers.manager import PeerManager
     from v2.store.archive import Archive
+    from v2.store.legacy_protocol import LegacyStoreService
     from v2.store.protocol import StoreService
 
 __all__ = ["MessageSink", "PublishResult", "ReceivedMessage", "Runnable", "Service", "V2Node", "V2NodeConfig"]
@@ -180,6 +181,7 @@ class V2Node:
         self._sinks: list[MessageSink] = []  # services fed every accepted message (store, filter)
         self._runners: list[Runnable] = []  # services started with the node (store, filter)
         self.store: StoreService | None = None
+        self.legacy_store: LegacyStoreService | None = None
         self.archive: Archive | None = None
         self.filter: FilterService | None = None
         self.lightpush: LightpushService | None = None
@@ -210,11 +212,15 @@ class V2Node:
 
     def _mount_store(self) -> None:
         from v2.store.archive import Archive
+        from v2.store.legacy_protocol import LegacyStoreService
         from v2.store.protocol import StoreService
 
         self.archive = Archive(self.config.store_db_url(), retention=self.config.store_message_retention_policy)
         self.store = StoreService(self.archive, self.registry, request_timeout=self.config.idle_stream_timeout)
-        self.services.append(self.store)
+        # The legacy store reads the same archive (the v3 service opens and closes it).
+        self.legacy_store = LegacyStoreService(self.archive, self.registry,
+                                               request_timeout=self.config.idle_stream_timeout)
+        self.services += [self.store, self.legacy_store]
         self._sinks.append(self.store.on_message)
         self._runners.append(self.store)
 
@@ -361,6 +367,22 @@ class V2Node:
         self.metrics.node_messages.labels("published").inc()
         await self._feed(pubsub_topic, msg, h, msg.encode())
         return PublishResult(h, len(self.relay.topic_peers(pubsub_topic)))
+
+    def add_message_sink(self, sink: MessageSink) -> None:
+        """Feed ``sink`` every message the node accepts or publishes, as the store and filter are
+        fed (the REST API's relay and filter caches)."""
+        self._sinks.append(sink)
+
+    async def subscribe(self, pubsub_topic: str) -> None:
+        """Relay one more pubsub topic (nwaku's REST ``POST /relay/v1/subscriptions``)."""
+        if not self.config.relay:
+            raise PublishError("relay is not mounted")
+        await self.relay.subscribe(pubsub_topic)
+
+    async def unsubscribe(self, pubsub_topic: str) -> None:
+        if not self.config.relay:
+            raise PublishError("relay is not mounted")
+        await self.relay.unsubscribe(pubsub_topic)
 
     def info(self) -> dict[str, object]:
         """nwaku's ``/debug/v1/info`` (listenAddresses, enrUri) plus what operators ask next."""

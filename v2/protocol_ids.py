@@ -22,7 +22,8 @@ __all__ = [
 
 RELAY = "/vac/waku/relay/2.0.0"
 STORE_V3 = "/vac/waku/store-query/3.0.0"
-# Legacy store: the only store go-waku v0.10.0 serves (we are its client only, v2/store/legacy_client.py).
+# Legacy store: the only store go-waku v0.10.0 serves; we serve it beside store v3 from the same
+# archive (v2/store/legacy_protocol.py) and query go-waku with it (v2/store/legacy_client.py).
 STORE_LEGACY = "/vac/waku/store/2.0.0-beta4"
 FILTER_SUBSCRIBE = "/vac/waku/filter-subscribe/2.0.0-beta1"
 FILTER_PUSH = "/vac/waku/filter-push/2.0.0-beta1"

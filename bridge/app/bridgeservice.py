@@ -18,7 +18,7 @@ from bridge.app.http import HttpServer, Request, Response, json_response, metric
 from bridge.app.looplag import LoopLag
 from bridge.app.process import instance_dir, node_key, until_signal
 from bridge.app.v1service import v1_node_config
-from bridge.app.v2service import v2_node_config
+from bridge.app.v2service import rest_server, v2_node_config
 from bridge.dedup import DedupStore
 from bridge.metrics import BridgeMetrics
 from bridge.pipeline import Pipeline, PipelineConfig
@@ -72,6 +72,9 @@ class BridgeService:
             history=lambda req, deadline: query_history(self.v2.host, self.v2.store_peers(), req, deadline,
                                                         local=self.v2.store, local_since=self.v2.started_at))
         self.http_port = cfg.metrics.port
+        # nwaku's REST API on the bridge's v2 node (--rest), built now so its caches see every message.
+        self.rest = rest_server(cfg, self.v2) if cfg.v2.rest else None
+        self.rest_port: int | None = None
         self._elector_scope: trio.CancelScope | None = None
         self._resigning = False
         self._stepped_down = trio.Event()
@@ -195,6 +198,8 @@ class BridgeService:
                         "/metrics": metrics_route(self.registry), "/health": self._health,
                         "/ready": self._ready, "/status": self._status}, {"/admin/resign": self._resign})
                     self.http_port = await nursery.start(http.run)
+                if self.rest is not None:
+                    self.rest_port = await nursery.start(self.rest.run)
                 log.info("bridge %s running: v1 %s | v2 %s", self.cfg.peer_id, self.v1.enode,
                          " ".join(self.v2.listen_addrs))
                 task_status.started()
@@ -207,7 +212,8 @@ async def run_bridge(cfg: AppConfig) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(until_signal, nursery.cancel_scope)
         await nursery.start(service.run)
-        print(json_line({"v1": service.v1.enode, "v2": service.v2.listen_addrs, "http": service.http_port}),
+        print(json_line({"v1": service.v1.enode, "v2": service.v2.listen_addrs, "http": service.http_port,
+                         "rest": service.rest_port}),
               flush=True)
 
 

@@ -1,9 +1,9 @@
 """``waku-bridge v2-node``: a standalone Waku v2 node with nwaku's flags and REST subset.
 
-REST (``--rest``): ``GET /debug/v1/info`` answers as nwaku does (``listenAddresses`` with
-``/p2p/<id>``, ``enrUri``), ``GET /debug/v1/version``, ``GET /health``; the metrics server (``--metrics-server``) serves
-``/metrics`` and ``/health``.  On start the node prints one JSON line (peer id, listen addresses,
-ENR) on stdout and logs its full multiaddrs, so scripts and operators can dial it.
+REST (``--rest``, ``--rest-address``, ``--rest-port``): nwaku's REST API (v2/rest/api.py, documented in
+v2/rest/openapi.yaml); admin routes need ``WAKU_BRIDGE_ADMIN_TOKEN`` off loopback.  The metrics server
+(``--metrics-server``) serves ``/metrics`` and ``/health``.  On start the node prints one JSON line
+(peer id, listen addresses, ENR) on stdout and logs its full multiaddrs, so scripts and operators can dial it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bridge.app.config import AppConfig
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
 from bridge.app.process import instance_dir, node_key, until_signal
 
-__all__ = ["run_v2_node", "v2_node_config"]
+__all__ = ["rest_server", "run_v2_node", "v2_node_config"]
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +63,23 @@ def _version() -> str:
         return "unknown"
 
 
+def rest_server(cfg: AppConfig, node: Any) -> Any:
+    """The REST server of ``node`` (a V2Node) on ``--rest-address``/``--rest-port``; its API is
+    built now, so its message caches see every message from the node's start."""
+    import os
+
+    from v2.rest.api import RestApi
+    from v2.rest.server import RestServer
+
+    api = RestApi(node, version=_version(), admin_token=os.environ.get("WAKU_BRIDGE_ADMIN_TOKEN") or None)
+    return RestServer(cfg.v2.rest_address, cfg.v2.rest_port, api.routes())
+
+
 async def run_v2_node(cfg: AppConfig) -> None:
     from v2.node import V2Node
 
     registry = CollectorRegistry()
     node = V2Node(v2_node_config(cfg, node_key(Path(cfg.data_dir), cfg.v2.nodekey, "nodekey-v2")), registry)
-
-    async def info(_: Request) -> Response:
-        return json_response(node.info())
-
-    async def version(_: Request) -> Response:
-        return json_response({"version": _version(), "agent": "waku-bridge"})
 
     async def health(_: Request) -> Response:
         # nwaku's /health: the node is up; relay readiness is reported alongside.
@@ -81,6 +87,7 @@ async def run_v2_node(cfg: AppConfig) -> None:
         return json_response({"nodeHealth": "Ready" if ready else "Initializing", "status": "ok" if ready else "init",
                               "peers": len(node.peers())}, 200 if ready else 503)
 
+    rest = rest_server(cfg, node) if cfg.v2.rest else None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(until_signal, nursery.cancel_scope)
         await nursery.start(node.run)
@@ -89,10 +96,8 @@ async def run_v2_node(cfg: AppConfig) -> None:
             ports["metrics"] = await nursery.start(HttpServer(cfg.metrics.address, cfg.metrics.port,
                                                               {"/metrics": metrics_route(registry),
                                                                "/health": health}).run)
-        if cfg.v2.rest:
-            ports["rest"] = await nursery.start(HttpServer(cfg.v2.rest_address, cfg.v2.rest_port,
-                                                           {"/debug/v1/info": info, "/debug/v1/version": version,
-                                                            "/health": health}).run)
+        if rest is not None:
+            ports["rest"] = await nursery.start(rest.run)
         for addr in node.listen_addrs:
             log.info("v2-node listening on %s", addr)
         log.info("v2-node ENR %s", node.enr)

@@ -33,6 +33,7 @@ from v2.protocol_ids import (
     METADATA,
     PEER_EXCHANGE,
     RELAY,
+    STORE_LEGACY,
     STORE_V3,
 )
 from v2.store.client import StoreClient
@@ -126,10 +127,12 @@ async def test_garbage_on_every_protocol(nursery: trio.Nursery, served: tuple[V2
     assert legacy is not None and not legacy.is_success and (legacy.info or "").startswith("decode_rpc_failure")
     px = await exchange(h, pid, PEER_EXCHANGE, GARBAGE)
     assert px is None or decode_response(px).status == PxStatus.BAD_REQUEST
+    assert await exchange(h, pid, STORE_LEGACY, GARBAGE) is None  # no HistoryRPC: stream reset (nwaku: no answer)
     assert await exchange(h, pid, METADATA, GARBAGE) is None  # no answer to garbage, stream reset
     assert await exchange(h, pid, RELAY, GARBAGE) is None  # gossipsub drops the broken stream
 
     assert metric(node, "waku_store_errors_total", type="decode_rpc_failure") == 1
+    assert metric(node, "waku_legacy_store_errors_total", type="decode_rpc_failure") == 1
     assert metric(node, "waku_lightpush_v3_errors_total", type="decode_rpc_failure") == 1
     assert metric(node, "waku_lightpush_errors_total", type="decode_rpc_failure") == 1
     assert metric(node, "waku_px_errors_total", type="decode_rpc_failure") == 1
@@ -154,6 +157,8 @@ async def test_oversize_frames_and_messages(nursery: trio.Nursery, served: tuple
     assert store is None or decode_store_response(store).status_code == 400
     filt = await exchange(h, pid, FILTER_SUBSCRIBE, huge, raw=True)
     assert filt is None or FilterSubscribeResponse.decode(filt).status_code == FilterStatus.BAD_REQUEST
+    assert await exchange(h, pid, STORE_LEGACY, huge, raw=True) is None
+    assert metric(node, "waku_legacy_store_errors_total", type="request_too_large") == 1
     assert await exchange(h, pid, METADATA, encode_uvarint(5000) + b"\x08\x00", raw=True) is None
     assert metric(node, "waku_metadata_errors_total", type="too_large") == 1
     # an oversize relay message from a misbehaving relay peer (it skips its own publish checks)

@@ -143,6 +143,15 @@ class Relay:
         if self._pubsub is not None:
             await self._join(topic)
 
+    async def unsubscribe(self, topic: str) -> None:
+        self._topics.discard(topic)
+        if self._pubsub is not None and topic in self._pubsub.topic_ids:
+            await self._pubsub.unsubscribe(topic)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(sorted(self._topics))
+
     def mesh_peers(self, topic: str) -> list[str]:
         if self._router is None:
             return []

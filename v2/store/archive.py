@@ -315,18 +315,19 @@ class Archive:
                 log.warning("archive: size retention after an insert failed: %s", exc)
         return added
 
-    async def find(self, plan: QueryPlan) -> Page[ArchivedMessage]:
+    async def find(self, plan: QueryPlan, cursor_ts: int | None = None) -> Page[ArchivedMessage]:
         """One page for a validated plan (see v2.store.planner); an unknown cursor gives an empty page.
 
         nwaku compares against the cursor row's (timestamp, hash); a cursor that is not (or no
-        longer) in the archive matches nothing, so the client sees the end of the results.
+        longer) in the archive matches nothing, so the client sees the end of the results.  With
+        ``cursor_ts`` the cursor is a position (timestamp, ``plan.cursor``) that need not be a row
+        (the legacy store's positional cursors, v2.store.legacy_planner).
         """
         if plan.empty_range:
             return Page((), None)
 
-        def do(conn: sqlite3.Connection) -> list[ArchivedMessage]:
-            cursor_ts = None
-            if plan.cursor is not None:
+        def do(conn: sqlite3.Connection, cursor_ts: int | None = cursor_ts) -> list[ArchivedMessage]:
+            if plan.cursor is not None and cursor_ts is None:
                 row = conn.execute("SELECT timestamp FROM messages WHERE hash = ?", (plan.cursor,)).fetchone()
                 if row is None:
                     return []
@@ -335,6 +336,15 @@ class Archive:
             return [ArchivedMessage(*r) for r in conn.execute(sql, params)]
 
         return cut_page(plan, await self._run(do))
+
+    async def rows_at(self, timestamp: int, limit: int = 1000) -> list[tuple[bytes, str, bytes]]:
+        """(hash, pubsub topic, data) of the rows stored with ``timestamp`` (at most ``limit``)."""
+
+        def do(conn: sqlite3.Connection) -> list[tuple[bytes, str, bytes]]:
+            return list(conn.execute("SELECT hash, pubsub_topic, data FROM messages WHERE timestamp = ? "
+                                     "ORDER BY hash LIMIT ?", (timestamp, limit)))
+
+        return await self._run(do)
 
     async def count(self) -> int:
         def do(conn: sqlite3.Connection) -> int:

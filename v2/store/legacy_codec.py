@@ -1,4 +1,4 @@
-"""Legacy store (``/vac/waku/store/2.0.0-beta4``) wire codec, client side: pure encode/decode.
+"""Legacy store (``/vac/waku/store/2.0.0-beta4``) wire codec, both sides: pure encode/decode.
 
 go-waku v0.10.0 serves only this store (waku/v2/protocol/legacy_store/waku_store_protocol.go; its
 store v3 package is a client), so reading history from a go-waku node needs it.  Layout per
@@ -9,7 +9,10 @@ each content filter's topic).  Decoding is lenient where go-waku is: its proto3 
 out ``error`` when it is NONE (0) and answers the last page with an empty PagingInfo, so neither
 is required.  Anything else unacceptable (bad wire format, a message that is not a valid
 WakuMessage, an incomplete cursor) raises :class:`LegacyStoreDecodeError`, never anything else.
-The only importer of ``legacy_rpc_pb2``.
+Server side (:func:`decode_query`, :func:`encode_response`): a query decodes leniently in the
+same way (go-waku's proto3 encoder omits a zero page size, a BACKWARD direction, zero cursor
+times), but a HistoryRPC without request_id or query is refused as nwaku refuses it
+(waku_store_legacy/protocol.nim: "empty query rpc").  The only importer of ``legacy_rpc_pb2``.
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ __all__ = [
     "HistoryQuery",
     "HistoryResponse",
     "Index",
+    "LegacyQueryInvalid",
     "LegacyStoreDecodeError",
+    "decode_query",
     "decode_response",
     "encode_query",
+    "encode_response",
 ]
 
 MAX_CONTENT_FILTERS = 10  # go-waku legacy_store/pb/validation.go MaxContentFilters; more -> stream reset
@@ -40,6 +46,15 @@ _I64 = 2**63
 
 class LegacyStoreDecodeError(StoreError):
     """Bytes that are not an acceptable legacy store response."""
+
+
+class LegacyQueryInvalid(LegacyStoreDecodeError):
+    """A well-formed request that asks for something not allowed; answered with an error."""
+
+    def __init__(self, request_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.request_id = request_id
+        self.reason = reason
 
 
 class Direction(IntEnum):
@@ -108,6 +123,47 @@ def encode_query(q: HistoryQuery) -> bytes:
         c = q.cursor
         query.paging_info.cursor.CopyFrom(legacy_rpc_pb2.Index(digest=c.digest, receiver_time=c.receiver_time,
                                                                 sender_time=c.sender_time, pubsub_topic=c.pubsub_topic))
+    return rpc.SerializeToString(deterministic=True)
+
+
+def decode_query(data: bytes) -> HistoryQuery:
+    """A server's view of one request.  More than :data:`MAX_CONTENT_FILTERS` filters or an empty
+    content topic raise :class:`LegacyQueryInvalid` (carrying the request id, so the server can
+    answer it with an error); anything else unacceptable raises :class:`LegacyStoreDecodeError`."""
+    rpc = parse(legacy_rpc_pb2.HistoryRPC(), data, LegacyStoreDecodeError)
+    if not rpc.request_id:
+        raise LegacyStoreDecodeError("HistoryRPC: request_id (1) missing")
+    if not rpc.HasField("query"):
+        raise LegacyStoreDecodeError("HistoryRPC: query (2) missing")
+    query = rpc.query
+    topics = tuple(f.content_topic for f in query.content_filters)
+    if len(topics) > MAX_CONTENT_FILTERS:
+        raise LegacyQueryInvalid(rpc.request_id, f"too many content filters: {len(topics)} "
+                                                 f"(max {MAX_CONTENT_FILTERS})")
+    if any(t == "" for t in topics):
+        raise LegacyQueryInvalid(rpc.request_id, "empty content topic")
+    paging = query.paging_info
+    cursor = None
+    if paging.HasField("cursor"):
+        c = paging.cursor
+        cursor = Index(c.digest, c.receiver_time, c.sender_time, c.pubsub_topic)
+    return HistoryQuery(rpc.request_id, optional(query, "pubsub_topic"), topics, paging.page_size,
+                        paging.direction == Direction.FORWARD, cursor, optional(query, "start_time"),
+                        optional(query, "end_time"))
+
+
+def encode_response(resp: HistoryResponse, *, direction: Direction = Direction.FORWARD) -> bytes:
+    """nwaku's layout: the page's size and direction in PagingInfo, the cursor only if more exist."""
+    rpc = legacy_rpc_pb2.HistoryRPC(request_id=resp.request_id)
+    body = rpc.response
+    body.messages.extend(resp.messages)
+    body.error = resp.error
+    body.paging_info.page_size = len(resp.messages)
+    body.paging_info.direction = direction
+    if resp.cursor is not None:
+        c = resp.cursor
+        body.paging_info.cursor.CopyFrom(legacy_rpc_pb2.Index(digest=c.digest, receiver_time=c.receiver_time,
+                                                               sender_time=c.sender_time, pubsub_topic=c.pubsub_topic))
     return rpc.SerializeToString(deterministic=True)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["StoreMetrics"]
+__all__ = ["LegacyStoreMetrics", "StoreMetrics"]
 
 _DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -30,3 +30,12 @@ class StoreMetrics:
                                         buckets=_DB_BUCKETS, registry=registry)
         self.retention_deleted = Counter("waku_archive_retention_deleted", "Messages removed by the retention policy",
                                          registry=registry)
+
+
+class LegacyStoreMetrics:
+    """nwaku's legacy store names (waku_store_legacy/protocol_metrics.nim)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.queries = Counter("waku_legacy_store_queries", "Legacy store queries answered", registry=registry)
+        self.errors = Counter("waku_legacy_store_errors", "Legacy store requests refused or failed, by type",
+                              ["type"], registry=registry)

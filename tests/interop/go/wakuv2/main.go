@@ -31,7 +31,8 @@
 //	store_query {peer, pubsub_topic?, content_topics?, hashes?, time_start?, time_end?, forward?,
 //	    page_limit?, cursor?, include_data?, max_pages?} -> pages [{hashes, messages, cursor}] (store v3 client)
 //	legacy_store_query {peer, pubsub_topic, content_topics?, start_time?, end_time?, forward?,
-//	    page_size?, max_pages?} -> pages [{messages, cursor}]    (store 2.0.0-beta4 client)
+//	    page_size?, cursor?, max_pages?} -> pages [{messages, cursor}]    (store 2.0.0-beta4 client;
+//	    cursor as a reply gives it: {digest, receiver_time, sender_time, pubsub_topic})
 //	px_request {peer, num_peers}                             -> ok (discovered peers show up in peers)
 //
 // "peer" is a full multiaddr with /p2p/<id>; it is dialled first if not connected.
@@ -360,8 +361,18 @@ func (h *harness) legacyStoreQuery(p params) (obj, error) {
 	defer cancel()
 	q := legacy_store.Query{PubsubTopic: p.str("pubsub_topic"), ContentTopics: p.strs("content_topics"),
 		StartTime: p.optNum("start_time"), EndTime: p.optNum("end_time")}
-	res, err := h.w.LegacyStore().Query(ctx, q, legacy_store.WithPeer(id),
-		legacy_store.WithPaging(p.boolean("forward", true), uint64(p.num("page_size", 0))))
+	opts := []legacy_store.HistoryRequestOption{legacy_store.WithPeer(id),
+		legacy_store.WithPaging(p.boolean("forward", true), uint64(p.num("page_size", 0)))}
+	if c, ok := p["cursor"].(map[string]any); ok { // resume from a cursor a previous reply gave
+		cp := params(c)
+		digest, err := unhex(cp.str("digest"))
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, legacy_store.WithCursor(&lpb.Index{Digest: digest, ReceiverTime: cp.num("receiver_time", 0),
+			SenderTime: cp.num("sender_time", 0), PubsubTopic: cp.str("pubsub_topic")}))
+	}
+	res, err := h.w.LegacyStore().Query(ctx, q, opts...)
 	if err != nil {
 		return nil, err
 	}
