@@ -21,6 +21,7 @@ import yaml
 
 from bridge.errors import ConfigError, WakuBridgeError
 from failover.errors import FailoverSetupError
+from v1.waku.ratelimit import DEFAULT_BYTES_PER_S, DEFAULT_PACKETS_PER_S
 
 if TYPE_CHECKING:
     from failover.etcd_backend import EtcdSecurity
@@ -356,9 +357,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("v1.future_allowance", _float_min(0.0), 2.0,
             "seconds an envelope may be created in the future (nim: 2, status-go: 10)",
             _f("--waku-v1-future-allowance", groups=(B, V1N))),
-    Setting("v1.rate_limit_packets", _int_in(0, 1_000_000), 0, "per-peer packets/s (0 = unlimited)",
+    # Protective by default: status-go's own per-peer limits (v1/waku/ratelimit.py DEFAULT_*).
+    Setting("v1.rate_limit_packets", _int_in(0, 1_000_000), DEFAULT_PACKETS_PER_S,
+            "per-peer packets/s; over it for 5 packets within a second disconnects (0 = unlimited)",
             _f("--waku-v1-rate-limit-packets", groups=(B, V1N))),
-    Setting("v1.rate_limit_bytes", _int_in(0, 1 << 40), 0, "per-peer bytes/s (0 = unlimited)",
+    Setting("v1.rate_limit_bytes", _int_in(0, 1 << 40), DEFAULT_BYTES_PER_S, "per-peer bytes/s (0 = unlimited)",
             _f("--waku-v1-rate-limit-bytes", groups=(B, V1N))),
     Setting("v1.pool_capacity", _int_in(256, 10_000_000), 32_768,
             "envelopes the v1 pool holds (each lives until it expires): >= peak envelopes/s x TTL, "
