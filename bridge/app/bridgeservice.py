@@ -24,6 +24,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.pipeline import Pipeline, PipelineConfig
 from bridge.policy import Policy
 from bridge.ports import AlwaysActive
+from failover.health import Health, HealthConfig, HealthTracker
 
 __all__ = ["BridgeService", "run_bridge"]
 
@@ -62,6 +63,12 @@ class BridgeService:
                                           metrics=self.failover_metrics,
                                           etcd_security=cfg.failover.etcd_security())
         self.gate: Any = self.elector if self.elector is not None else AlwaysActive()
+        # Health-aware leadership (failover/health.py): the elector asks for our health on every
+        # renewal or poll and publishes it beside the lease.
+        self.health_config = HealthConfig.for_unhealthy_after(cfg.failover.unhealthy_after)
+        self.health = HealthTracker(self.health_config, time.monotonic())
+        if self.elector is not None:
+            self.elector.set_health_source(self._observe_health, self.health_config)
         self.pipeline = Pipeline(
             self.v1, self.v2, self.dedup, self.metrics,
             PipelineConfig(cluster_id=cfg.v2.cluster_id, num_shards=max(1, cfg.v2.num_shards_in_network),
@@ -77,6 +84,9 @@ class BridgeService:
         self._elector_scope: trio.CancelScope | None = None
         self._resigning = False
         self._stepped_down = trio.Event()
+
+    def _observe_health(self) -> Health:
+        return self.health.observe(len(self.v1.peers()), len(self.v2.peers()), time.monotonic())
 
     def _other_is_active(self) -> bool:
         """Another instance holds the lease: our audit checks its work (bridge/audit.py)."""
@@ -105,6 +115,7 @@ class BridgeService:
             "leader": self.elector.leader if self.elector is not None else self.cfg.peer_id,
             "fencing_token": self.elector.fencing_token if self.elector is not None else None,
             "peers": {"v1": len(self.v1.peers()), "v2": len(self.v2.peers())},
+            "health": self._observe_health().as_dict(),
             "transfers": counts,
             "dropped": dropped,
             "rates": self.metrics.rates(now),

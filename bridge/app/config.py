@@ -447,6 +447,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("failover.safety", _failover_seconds, None,
             "step down this long before the lease could expire (s); default max(0.2, TTL/10) (sqlite), "
             "TTL/6 (etcd). Startup checks renew + 2 x rpc_timeout + safety < TTL", _f("--failover-safety")),
+    Setting("failover.unhealthy_after", _float_min(1.0), 30.0,
+            "a side with no usable peer this long (s) is unhealthy: the active resigns to a healthy standby "
+            "(after leading as long), an unhealthy standby does not campaign (docs/failover.md, Health)",
+            _f("--failover-unhealthy-after")),
     # etcd security, as etcdctl names it (--cacert, --cert, --key, --user)
     Setting("failover.etcd_cacert", _readable_file, None, "CA bundle (PEM) that signed the etcd members' "
             "certificates; turns on https", _f("--failover-etcd-cacert")),
@@ -547,6 +551,7 @@ class FailoverSection:
     etcd_user: str | None = None
     etcd_password: str | None = field(default=None, repr=False)  # read from etcd_password_file if given
     etcd_password_file: str | None = None
+    unhealthy_after: float = 30.0
 
     def etcd_security(self) -> EtcdSecurity | None:
         """TLS and auth for the etcd backend (None when none is configured)."""
