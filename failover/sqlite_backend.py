@@ -236,7 +236,10 @@ class SqliteElector(ElectorCore):
                 self._step_down(StepDown.DEADLINE, "no successful renewal in time")
                 self._on_lapse()
             token = self.fencing_token
-            if token is None and self.clock() < self._hold_until:  # resigned: let a standby have it
+            # Resigned: let a standby have it.  With health on, keep polling meanwhile (publish our
+            # health, learn the new holder); without, just wait as before.
+            holding = token is None and self.clock() < self._hold_until
+            if holding and self.health_source is None:
                 await trio.sleep(self._hold_until - self.clock())
                 continue
             v = self.health_verdict(ttl)
@@ -249,7 +252,7 @@ class SqliteElector(ElectorCore):
             health = self.own_health if self.health_source is not None else None
             try:
                 a = await self._db.run(functools.partial(self._attempt, token=token, health=health,
-                                                         campaign=v is not Verdict.WITHHOLD))
+                                                         campaign=v is not Verdict.WITHHOLD and not holding))
             except (sqlite3.Error, OSError) as exc:
                 log.warning("failover backend error: %s", exc)
                 self._backend_error(type(exc).__name__)
