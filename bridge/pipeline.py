@@ -1,4 +1,4 @@
-"""The bridge pipeline: v1 → v2 and v2 → v1, each: policy → dedup → translate → publish.
+"""The bridge pipeline: v1 → v2 and v2 → v1, each: policy → translate → dedup → gate → publish.
 
 Depends only on the small protocols of :mod:`bridge.ports` (``V1Port``, ``V2Port``, ``Gate``) that
 ``v1.node.V1Node``, ``v2.node.V2Node`` and the failover elector satisfy.  Every message ends as a

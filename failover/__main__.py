@@ -26,7 +26,7 @@ import trio
 
 from failover.elector import Elector, LeaderChange
 from failover.errors import FailoverSetupError
-from failover.etcd_backend import EtcdSecurity
+from failover.etcd.security import EtcdSecurity
 from failover.lease import LeaseTiming, timing_for
 from failover.url import parse_failover_url
 
@@ -40,7 +40,8 @@ def _emit(**fields: object) -> None:
 def build(url: str, identity: str, timing: LeaseTiming, *, flock: bool,
           security: EtcdSecurity | None = None) -> Elector:
     if url.startswith("etcd://"):
-        from failover.etcd_backend import EtcdElector, parse_endpoints
+        from failover.etcd.elector import EtcdElector
+        from failover.etcd.wire import parse_endpoints
 
         endpoints, name = parse_endpoints(url)
         return EtcdElector(endpoints, identity, name=name, timing=timing, security=security)

@@ -14,7 +14,7 @@ from failover.errors import FailoverSetupError
 from failover.lease import timing_for
 
 if TYPE_CHECKING:  # the backends are imported when named (an sqlite: lease needs no httpx)
-    from failover.etcd_backend import EtcdSecurity
+    from failover.etcd.security import EtcdSecurity
     from failover.metrics import FailoverMetrics
 
 __all__ = ["parse_failover_url"]
@@ -41,7 +41,8 @@ def parse_failover_url(spec: str | None, *, identity: str, data_dir: Path | str,
         path = Path(data_dir) / "failover.sqlite3" if spec in (None, "sqlite:") else Path(spec.removeprefix("sqlite:"))
         return SqliteElector(path, identity, timing=timing, metrics=metrics)
     if spec.startswith("etcd://"):
-        from failover.etcd_backend import EtcdElector, parse_endpoints
+        from failover.etcd.elector import EtcdElector
+        from failover.etcd.wire import parse_endpoints
 
         endpoints, name = parse_endpoints(spec)
         return EtcdElector(endpoints, identity, name=name, timing=timing, metrics=metrics, security=etcd_security)

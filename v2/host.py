@@ -247,16 +247,36 @@ class Host:
         return [str(a) for a in self._h.get_addrs()]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        try:
-            async with self._h.run(listen_addrs=self._addrs):
+        # Shutdown order: stop accepting, close the connections, and only then stop the swarm.
+        # py-libp2p runs the swarm's service in tasks under ``self._h.run()``: left in our scope,
+        # the cancellation that stops us stops the swarm at the same instant, while its
+        # listeners (trio system tasks) still accept and upgrade connections, and every upgrade
+        # that then completes fails in ``Swarm.add_conn`` with a logged ``LifecycleError:
+        # Cannot schedule task after service has stopped`` traceback.  So the py-libp2p host
+        # runs under a shield of its own; our cancellation only sets ``stop``, and the shield
+        # gets a deadline then, which bounds the whole shutdown.
+        stop = trio.Event()
+        shield = trio.CancelScope(shield=True)
+
+        async def serve(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with shield:
                 try:
-                    self.started.set()
-                    task_status.started()
-                    await trio.sleep_forever()
+                    async with self._h.run(listen_addrs=self._addrs):
+                        task_status.started()
+                        await stop.wait()
+                        await self._close_network()  # the swarm's service still runs
                 finally:
-                    await self._close_network()  # while the swarm's service still runs
-        finally:
-            await self._close_network()  # again, for a run that failed while listening
+                    await self._close_network()  # again, for a run that failed while listening
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve)
+            try:
+                self.started.set()
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                shield.deadline = trio.current_time() + 2 * _CLOSE_TIMEOUT
+                stop.set()
 
     async def _close_network(self) -> None:
         """Stop accepting, then close every connection; shielded and bounded.
@@ -279,19 +299,12 @@ class Host:
         self._stopping = True
         swarm = self._h.get_network()
 
-        async def close_conn(peer: Any, conn: Any) -> None:
+        async def close(what: Any, closable: Any) -> None:  # a connection or a listener, bounded
             with trio.move_on_after(_CONN_CLOSE_TIMEOUT):
                 try:
-                    await conn.close()
+                    await closable.close()
                 except Exception as exc:
-                    log.debug("closing connection to %s: %s", peer, exc)
-
-        async def close_listener(key: Any, listener: Any) -> None:
-            with trio.move_on_after(_CONN_CLOSE_TIMEOUT):
-                try:
-                    await listener.close()
-                except Exception as exc:
-                    log.debug("closing listener %s: %s", key, exc)
+                    log.debug("closing %s: %s", what, exc)
 
         with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
             async with trio.open_nursery() as nursery:
@@ -299,15 +312,15 @@ class Host:
                 # _connections``): closing the swarm connection leaves those open.
                 for listener in list(swarm.listeners.values()):
                     for raw in list(getattr(listener, "_connections", {}).values()):
-                        nursery.start_soon(close_conn, "ws", raw)
+                        nursery.start_soon(close, "a ws connection", raw)
             async with trio.open_nursery() as nursery:
                 for key, listener in list(swarm.listeners.items()):
-                    nursery.start_soon(close_listener, key, listener)
+                    nursery.start_soon(close, f"listener {key}", listener)
             swarm.listeners.clear()
             async with trio.open_nursery() as nursery:
                 for peer, conns in list(swarm.connections.items()):
                     for conn in list(conns):
-                        nursery.start_soon(close_conn, peer, conn)
+                        nursery.start_soon(close, f"connection to {peer}", conn)
 
     def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
         async def adapter(inner: Any) -> None:

@@ -23,7 +23,7 @@ from failover.errors import FailoverError
 from v1.errors import V1Error
 from v2.errors import V2Error
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("waku_bridge")
 
@@ -138,7 +138,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(duration=args.duration, rate=args.rate, failover=not args.no_failover)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="waku-bridge",
         description="Waku v1 <-> v2 bridge. Without a sub-command: run one bridge instance.",
@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `waku-bridge --peer-id A ...` is `waku-bridge run --peer-id A ...` (the product's command line).
     if not argv or (argv[0] not in _COMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "run")
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

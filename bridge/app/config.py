@@ -24,7 +24,7 @@ from failover.errors import FailoverSetupError
 from v1.waku.ratelimit import DEFAULT_BYTES_PER_S, DEFAULT_PACKETS_PER_S
 
 if TYPE_CHECKING:
-    from failover.etcd_backend import EtcdSecurity
+    from failover.etcd.security import EtcdSecurity
 
 __all__ = [
     "SETTINGS",
@@ -207,9 +207,13 @@ def _retention(v: Any) -> str:
 
 
 def _db_url(v: Any) -> str:
+    from v2.store.common import StoreConfigError, parse_db_url  # what the archive will parse
+
     s = _str(v).strip()
-    if not s.startswith("sqlite://"):
-        raise ValueError(f"only sqlite://PATH (or sqlite://:memory:) is supported, got {s!r}")
+    try:
+        parse_db_url(s)
+    except StoreConfigError as exc:
+        raise ValueError(exc.message) from None
     return s
 
 
@@ -260,7 +264,7 @@ def _failover(v: Any) -> str | None:
         return None
     s = _str(v).strip()
     if s.startswith("etcd://"):
-        from failover.etcd_backend import parse_endpoints  # the elector's own parser
+        from failover.etcd.wire import parse_endpoints  # the elector's own parser
 
         try:
             parse_endpoints(s)
@@ -557,7 +561,7 @@ class FailoverSection:
         """TLS and auth for the etcd backend (None when none is configured)."""
         if not (self.etcd_cacert or self.etcd_cert or self.etcd_user):
             return None
-        from failover.etcd_backend import EtcdSecurity
+        from failover.etcd.security import EtcdSecurity
 
         return EtcdSecurity.of(self.etcd_cacert, self.etcd_cert, self.etcd_key, self.etcd_user, self.etcd_password)
 
@@ -680,7 +684,7 @@ def load_config(
             else:
                 values["failover.etcd_password"] = (
                     Path(values["failover.etcd_password_file"]).read_text().rstrip("\r\n") or None)
-        from failover.etcd_backend import EtcdSecurity
+        from failover.etcd.security import EtcdSecurity
 
         try:
             EtcdSecurity.of(values["failover.etcd_cacert"], values["failover.etcd_cert"], values["failover.etcd_key"],

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from bridge.aggregates import read_hourly
 from bridge.app.bridgeservice import BridgeService
 from bridge.app.config import load_config
+from tests.helpers.envelopes import mined_envelope
 from tests.helpers.net import free_ports
 from tests.helpers.wait import wait_until
 from v1.node import WAKU, V1Node, V1NodeConfig
@@ -34,7 +35,6 @@ from v1.rlpx.session import HelloParams
 from v1.rlpx.transport import rlpx_connect
 from v1.waku.envelope import Envelope
 from v1.waku.messages import WakuCode
-from v1.waku.pow import mine_smallest_nonce
 from v1.waku.status import StatusOptions, encode_status
 from v2.core.message import WakuMessage
 from v2.node import V2Node, V2NodeConfig
@@ -43,13 +43,6 @@ TOPIC = bytes.fromhex("1a2b3c4d")
 CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
 PUBSUB = "/waku/2/rs/0/0"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def envelope(data: bytes, now: float, ttl: int = 30) -> Envelope:
-    expiry = int(now) + ttl
-    nonce = mine_smallest_nonce(expiry, ttl, TOPIC, data, 0.002)
-    assert nonce is not None
-    return Envelope(expiry, ttl, TOPIC, data, nonce)
 
 
 def v1_node(*, offset: float = 0.0, static: tuple[str, ...] = ()) -> V1Node:
@@ -116,9 +109,11 @@ async def test_bad_input_on_both_sides_is_counted_and_the_bridge_keeps_bridging(
 
     # --- v1 side ---
     now = time.time()
-    assert (await v1slow.post(envelope(b"expired at the bridge", now - 100))).accepted  # fine by its clock
-    assert (await v1fast.post(envelope(b"from the future", now + 60))).accepted
-    assert (await v1good.post(envelope(os.urandom(200_000), now))).accepted  # ok for v1 (1 MiB), > v2's 150 KiB
+    late = mined_envelope(b"expired at the bridge", ttl=30, topic=TOPIC, now=now - 100)
+    assert (await v1slow.post(late)).accepted  # fine by its clock
+    assert (await v1fast.post(mined_envelope(b"from the future", ttl=30, topic=TOPIC, now=now + 60))).accepted
+    big = mined_envelope(os.urandom(200_000), ttl=30, topic=TOPIC, now=now)
+    assert (await v1good.post(big)).accepted  # ok for v1 (1 MiB), > v2's 150 KiB
     await wait_until(lambda: metric("envelopes_dropped_total", reason="expired") >= 1
                    and metric("envelopes_dropped_total", reason="future_timestamp") >= 1
                    and dropped("too_large") >= 1)
@@ -128,7 +123,7 @@ async def test_bad_input_on_both_sides_is_counted_and_the_bridge_keeps_bridging(
     async with rlpx_connect(bridge.v1.enode, NodeKey.generate(), hello) as raw:
         await raw.send(WakuCode.STATUS, encode_status(StatusOptions(pow_requirement=0.0)))
         await raw.receive()
-        good_item = rlp.decode(envelope(b"x", now).encode())
+        good_item = rlp.decode(mined_envelope(b"x", ttl=30, topic=TOPIC, now=now).encode())
         await raw.send(WakuCode.MESSAGES, rlp.encode([[b"\x01", b"\x02"], [b"not", b"an", b"envelope", b"!", b"?"],
                                                       [b"\xff" * 9, *good_item[1:]]]))
         await wait_until(lambda: metric("envelopes_dropped_total", reason="malformed") >= 3)
@@ -165,7 +160,7 @@ async def test_bad_input_on_both_sides_is_counted_and_the_bridge_keeps_bridging(
     assert not stopped.is_set()
 
     # --- and the bridge still bridges, both ways ---
-    good_v1 = envelope(b"good from v1", time.time())
+    good_v1 = mined_envelope(b"good from v1", ttl=30, topic=TOPIC, now=time.time())
     assert (await v1good.post(good_v1)).accepted
     await wait_until(lambda: any(m.payload == b"good from v1" for m in v2_got))
     good_v2 = WakuMessage(b"good from v2", CONTENT, version=1, timestamp=time.time_ns())

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from bridge.app.cli import _parser
+from bridge.app.cli import build_parser
 from bridge.app.config import load_config
 from failover.lease import LeaseTiming
 
@@ -51,7 +51,7 @@ def _bridges(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _config(svc: dict[str, Any]) -> Any:
-    args = _parser().parse_args(["run", *svc["command"]])
+    args = build_parser().parse_args(["run", *svc["command"]])
     mounts = dict(v.split(":")[1::-1] for v in svc["volumes"] if v.startswith("./"))  # container -> host
     host_file = DEPLOY / mounts[args.config]
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "func")}

@@ -15,7 +15,8 @@ import trio
 
 from failover.elector import Elector
 from failover.errors import FailoverSetupError
-from failover.etcd_backend import EtcdElector, fenced_txn
+from failover.etcd.elector import EtcdElector
+from failover.etcd.wire import fenced_txn
 from failover.lease import LeaseTiming
 from failover.sqlite_backend import SqliteElector
 from failover.url import parse_failover_url

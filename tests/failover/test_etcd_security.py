@@ -15,7 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from bridge.app.config import ConfigErrors, load_config
 from failover.errors import FailoverSetupError
-from failover.etcd_backend import DEFAULT_PREFIX, EtcdElector, EtcdSecurity
+from failover.etcd.elector import EtcdElector
+from failover.etcd.security import EtcdSecurity
+from failover.etcd.wire import DEFAULT_PREFIX
 from failover.lease import LeaseTiming
 from failover.metrics import FailoverMetrics
 from tests.helpers.bridgeproc import BridgeProc

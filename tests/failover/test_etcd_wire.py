@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from failover.errors import FailoverSetupError
-from failover.etcd_backend import (
+from failover.etcd.wire import (
     EtcdError,
     KeyValue,
     WatchEvent,

@@ -7,7 +7,7 @@ from pathlib import Path
 import trio
 from prometheus_client import CollectorRegistry
 
-from failover.etcd_backend import EtcdElector
+from failover.etcd.elector import EtcdElector
 from failover.lease import LeaseTiming
 from failover.metrics import FailoverMetrics
 from failover.sqlite_backend import SqliteElector

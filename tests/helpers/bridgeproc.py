@@ -1,4 +1,4 @@
-"""Real bridge processes for failover drills: start, signal, and read ``/status`` of ``waku-bridge``.
+"""Real bridge processes for tests and drills: start, signal, and read ``/status`` of ``waku-bridge``.
 
 Each instance is ``python -m bridge.app.cli --peer-id NAME ...`` with its own ports and state dir,
 sharing one failover backend (``--failover sqlite:PATH`` or ``etcd://...``).  stderr goes to a log
@@ -12,13 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.helpers.net import free_ports
+from tests.helpers.wait import poll_until
 
 __all__ = ["ROOT", "BridgeProc"]
 
@@ -112,12 +112,8 @@ class BridgeProc:
             self.proc.stdout.close()
 
     def wait_status(self, pred: Any, timeout: float = 30.0) -> dict[str, Any]:
-        end = time.monotonic() + timeout
-        last: dict[str, Any] | None = None
-        while time.monotonic() < end:
-            last = self.status()
-            if last is not None and pred(last):
-                return last
-            time.sleep(0.1)
-        raise AssertionError(f"bridge {self.name}: condition not met in {timeout} s; last status {last}\n"
-                             f"{self.log_tail()}")
+        """The first ``/status`` satisfying ``pred`` (blocking: call it from a worker thread)."""
+        try:
+            return poll_until(self.status, pred, timeout, f"bridge {self.name}'s status")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.log_tail()}") from None

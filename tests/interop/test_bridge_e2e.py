@@ -20,11 +20,12 @@ import trio
 
 from bridge.payload import wrap_unencrypted
 from tests.helpers.bridgeproc import BridgeProc
+from tests.helpers.envelopes import mined_envelope
 from tests.helpers.jsproc import JsPeer
 from tests.helpers.net import free_ports
 from v1.waku.envelope import Envelope
 from v1.waku.messages import encode_messages
-from v1.waku.pow import SizeRule, mine_smallest_nonce, pow_value
+from v1.waku.pow import SizeRule, pow_value
 
 JS_V1_KEY = "b71c71a67e1177ad4e901695e1b4b9ee17ae16c6668d313eac2f96dbcda3f291"
 TOPIC_V1 = bytes.fromhex("1a2b3c4d")
@@ -56,9 +57,7 @@ async def test_bridge_between_ethereumjs_and_js_waku(nursery: trio.Nursery, tmp_
         # v1 -> v2
         now = int(time.time())
         data = b"rfc26 blob from v1 " + os.urandom(8)
-        nonce = mine_smallest_nonce(now + 20, 20, TOPIC_V1, data, 0.002)
-        assert nonce is not None
-        env = Envelope(now + 20, 20, TOPIC_V1, data, nonce)
+        env = mined_envelope(data, topic=TOPIC_V1, now=now)
         await jsv1.request("send", peer=peer, code=1, hex=encode_messages([env]).hex())
         got = (await jsv2.wait_event("raw", timeout=20))[0]
         assert got["contentTopic"] == CONTENT and bytes.fromhex(got["payload"]) == data
@@ -135,9 +134,7 @@ async def test_bridge_between_ethereumjs_and_js_waku_light_node(nursery: trio.Nu
         # v1 -> bridge -> filter push -> light node
         now = int(time.time())
         data = b"rfc26 blob from v1 " + os.urandom(8)
-        nonce = mine_smallest_nonce(now + 20, 20, TOPIC_V1, data, 0.002)
-        assert nonce is not None
-        env = Envelope(now + 20, 20, TOPIC_V1, data, nonce)
+        env = mined_envelope(data, topic=TOPIC_V1, now=now)
         await jsv1.request("send", peer=peer, code=1, hex=encode_messages([env]).hex())
         try:
             with trio.fail_after(20):

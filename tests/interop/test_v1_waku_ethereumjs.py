@@ -7,28 +7,19 @@ the other, once with us dialing and once with them dialing.
 from __future__ import annotations
 
 import os
-import time
 
 import rlp
 import trio
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.envelopes import mined_envelope
 from tests.helpers.jsproc import JsPeer
 from tests.helpers.net import free_port
 from v1.node import V1Node, V1NodeConfig
-from v1.waku.envelope import Envelope
 from v1.waku.messages import encode_messages
-from v1.waku.pow import mine_smallest_nonce
 from v1.waku.status import decode_status
 
 JS_KEY = "b71c71a67e1177ad4e901695e1b4b9ee17ae16c6668d313eac2f96dbcda3f291"
-
-
-def envelope(data: bytes) -> Envelope:
-    expiry, ttl, topic = int(time.time()) + 20, 20, b"\x1a\x2b\x3c\x4d"
-    nonce = mine_smallest_nonce(expiry, ttl, topic, data, 0.002)
-    assert nonce is not None
-    return Envelope(expiry, ttl, topic, data, nonce)
 
 
 async def _exchange(node: V1Node, js: JsPeer) -> None:
@@ -40,13 +31,13 @@ async def _exchange(node: V1Node, js: JsPeer) -> None:
             await trio.sleep(0.05)
     assert node.peers()[0].pow_requirement == 0.001  # the harness advertises 0.001
     # v1 node -> ethereumjs
-    ours = envelope(b"from python " + os.urandom(8))
+    ours = mined_envelope(b"from python " + os.urandom(8))
     assert (await node.post(ours)).accepted
     got = await js.wait_event("envelope", timeout=10)
     assert bytes.fromhex(got[0]["hex"]) == ours.encode()
     assert got[0]["hash"] == ours.hash.hex()
     # ethereumjs -> v1 node
-    theirs = envelope(b"from ethereumjs " + os.urandom(8))
+    theirs = mined_envelope(b"from ethereumjs " + os.urandom(8))
     reply = await js.request("send", peer=added["peer"], code=1, hex=encode_messages([theirs]).hex())
     with trio.fail_after(10):
         rec = await node.inbound().receive()

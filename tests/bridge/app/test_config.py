@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
-from bridge.app.config import SETTINGS, ConfigErrors, add_flags, load_config
-
-
-def _flags(group: str, argv: list[str]) -> dict[str, object]:
-    p = argparse.ArgumentParser()
-    add_flags(p, group)
-    ns = vars(p.parse_args(argv))
-    ns.pop("config", None)
-    return ns
+from bridge.app.config import SETTINGS, ConfigErrors, load_config
+from tests.helpers.config import parse_flags
 
 
 def test_defaults_are_valid() -> None:
@@ -29,7 +21,7 @@ def test_precedence_file_env_flag(tmp_path: Path) -> None:
     f = tmp_path / "b.yaml"
     f.write_text("peer_id: A\nv1:\n  pow: 0.2\n  port: 1111\nv2:\n  tcp_port: 2222\n  cluster_id: 3\n")
     env = {"WAKU_BRIDGE_V1_PORT": "3333", "WAKU_BRIDGE_V2_TCP_PORT": "4444"}
-    flags = _flags("bridge", ["--libp2p-tcp-port", "5555"])
+    flags = parse_flags("bridge", ["--libp2p-tcp-port", "5555"])
     cfg = load_config(f, flags, env=env)
     assert cfg.peer_id == "A" and cfg.v1.pow == 0.2  # file
     assert cfg.v1.port == 3333  # env beats file
@@ -54,7 +46,7 @@ def test_all_errors_reported_at_once_with_keys(tmp_path: Path) -> None:
 
 def test_repeatable_flags_and_bool_forms() -> None:
     enode = "enode://" + "ab" * 64 + "@127.0.0.1:30303"
-    flags = _flags("bridge", ["--staticnode-v1", enode, "--staticnode-v1", enode.replace("303", "304"),
+    flags = parse_flags("bridge", ["--staticnode-v1", enode, "--staticnode-v1", enode.replace("303", "304"),
                               "--store", "--filter=false", "--shard", "1", "--shard", "2",
                               "--num-shards-in-network", "8", "--waku-v1-pool-capacity", "100000"])
     cfg = load_config(None, flags, env={})
@@ -66,14 +58,14 @@ def test_repeatable_flags_and_bool_forms() -> None:
 
 def test_cross_field_rules() -> None:
     with pytest.raises(ConfigErrors) as ei:
-        load_config(None, _flags("bridge", ["--bridge-pubsub-topic", "/waku/2/rs/5/0",
+        load_config(None, parse_flags("bridge", ["--bridge-pubsub-topic", "/waku/2/rs/5/0",
                                             "--bridge-dedup-window", "5", "--devp2p-tcp-port", "60000"]), env={})
     keys = {e.key for e in ei.value.errors}
     assert keys == {"bridge.pubsub_topic", "bridge.dedup_window", "v2.tcp_port"}
 
 
 def test_v2_node_uses_nwaku_flag_names() -> None:
-    flags = _flags("v2-node", ["--tcp-port", "61000", "--nodekey", "11" * 32, "--staticnode",
+    flags = parse_flags("v2-node", ["--tcp-port", "61000", "--nodekey", "11" * 32, "--staticnode",
                                "/ip4/127.0.0.1/tcp/1/p2p/16Uiu2HAmSH2XVgZqYHWucap5kuPzLnt2TsNQkoppVxB5eJGvaXwm"])
     cfg = load_config(None, flags, env={})
     assert cfg.v2.tcp_port == 61000 and cfg.v2.nodekey == "11" * 32 and len(cfg.v2.staticnodes) == 1
@@ -115,18 +107,18 @@ def test_each_setting_is_declared_once_and_reaches_the_node_config() -> None:
             fields.add(f.name)
     assert fields == keys
     # every v2 setting the node knows by the same (nwaku) name arrives unchanged
-    flags = _flags("bridge", ["--max-connections", "7", "--filter-max-criteria", "9", "--store"])
+    flags = parse_flags("bridge", ["--max-connections", "7", "--filter-max-criteria", "9", "--store"])
     node = v2_node_config(load_config(None, flags, env={}), "11" * 32)
     assert (node.max_connections, node.filter_max_criteria, node.store) == (7, 9, True)
 
 
 def test_enodes_and_pubsub_topics_are_parsed_by_the_layers_own_parsers() -> None:
     key = "ab" * 64
-    ok = load_config(None, _flags("bridge", ["--staticnode-v1", f"enode://{key}@[::1]:30303",
+    ok = load_config(None, parse_flags("bridge", ["--staticnode-v1", f"enode://{key}@[::1]:30303",
                                              "--bridge-pubsub-topic", "/waku/2/rs/0/3"]), env={})
     assert ok.v1.staticnodes == (f"enode://{key}@[::1]:30303",)
     for argv, key_name in ((["--staticnode-v1", f"enode://{key}@host"], "v1.staticnodes"),
                            (["--bridge-pubsub-topic", "/waku/2/rs/0/1024"], "bridge.pubsub_topic")):
         with pytest.raises(ConfigErrors) as e:
-            load_config(None, _flags("bridge", argv), env={})
+            load_config(None, parse_flags("bridge", argv), env={})
         assert [x.key for x in e.value.errors] == [key_name]

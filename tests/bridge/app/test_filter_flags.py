@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import secrets
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from bridge.app.config import ConfigErrors, add_flags, load_config
+from bridge.app.config import ConfigErrors, load_config
 from bridge.app.v2service import v2_node_config
+from tests.helpers.config import parse_flags
 from tests.helpers.net import free_ports
 from v2.filter.client import FilterClient
 from v2.filter.rpc_codec import FilterStatus
@@ -22,21 +22,13 @@ from v2.node import V2Node
 PS = "/waku/2/rs/0/0"
 
 
-def _flags(group: str, argv: list[str]) -> dict[str, object]:
-    p = argparse.ArgumentParser()
-    add_flags(p, group)
-    ns = vars(p.parse_args(argv))
-    ns.pop("config", None)
-    return ns
-
-
 def test_defaults_are_nwakus_and_flags_parse() -> None:
     cfg = load_config(None, {}, env={})
     assert (cfg.v2.filter_subscription_timeout, cfg.v2.filter_max_peers_to_serve, cfg.v2.filter_max_criteria) == (
         300, 1000, 1000)
     for group in ("bridge", "v2-node"):
-        cfg = load_config(None, _flags(group, ["--filter-subscription-timeout", "60", "--filter-max-peers-to-serve",
-                                               "7", "--filter-max-criteria", "3"]), env={})
+        argv = ["--filter-subscription-timeout", "60", "--filter-max-peers-to-serve", "7", "--filter-max-criteria", "3"]
+        cfg = load_config(None, parse_flags(group, argv), env={})
         assert (cfg.v2.filter_subscription_timeout, cfg.v2.filter_max_peers_to_serve,
                 cfg.v2.filter_max_criteria) == (60, 7, 3)
     env = {"WAKU_BRIDGE_V2_FILTER_MAX_CRITERIA": "0", "WAKU_BRIDGE_V2_FILTER_SUBSCRIPTION_TIMEOUT": "x"}
@@ -59,7 +51,7 @@ async def test_limits_reach_the_running_filter_service(nursery: trio.Nursery, tm
     argv = ["--filter", "true", "--tcp-port", str(tcp), "--websocket-port", str(ws), "--listen-address",
             "127.0.0.1", "--filter-subscription-timeout", "42", "--filter-max-peers-to-serve", "1",
             "--filter-max-criteria", "2"]
-    cfg = load_config(None, _flags("v2-node", argv), env={})
+    cfg = load_config(None, parse_flags("v2-node", argv), env={})
     node_cfg = v2_node_config(cfg, secrets.token_bytes(32).hex(), data_dir=tmp_path)
     node = V2Node(node_cfg, CollectorRegistry())
     assert (node.filter.table.ttl, node.filter.table.max_peers, node.filter.table.max_criteria_per_peer) == (

@@ -16,24 +16,15 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from tests.helpers.bridgeproc import BridgeProc
+from tests.helpers.envelopes import mined_envelope
 from tests.helpers.net import free_ports
 from tests.helpers.wait import wait_until
 from v1.node import V1Node, V1NodeConfig
-from v1.waku.envelope import Envelope
-from v1.waku.pow import mine_smallest_nonce
 from v2.core.message import WakuMessage
 from v2.node import V2Node, V2NodeConfig
 
-TOPIC = bytes.fromhex("1a2b3c4d")
 CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
 PUBSUB = "/waku/2/rs/0/0"
-
-
-def envelope(data: bytes) -> Envelope:
-    now = int(time.time())
-    nonce = mine_smallest_nonce(now + 60, 60, TOPIC, data, 0.002)
-    assert nonce is not None
-    return Envelope(now + 60, 60, TOPIC, data, nonce)
 
 
 async def test_two_active_bridges_each_receiver_sees_each_message_once(nursery: trio.Nursery,
@@ -79,7 +70,7 @@ async def test_two_active_bridges_each_receiver_sees_each_message_once(nursery: 
         await wait_until(lambda: len(v2a.relay.mesh_peers(PUBSUB)) >= 3)  # v2b, A and B all in the mesh
         await trio.sleep(1.5)  # meshes settle (heartbeat 1 s)
         n = 20
-        envs = [envelope(b"v1 message %d " % i + os.urandom(4)) for i in range(n)]
+        envs = [mined_envelope(b"v1 message %d " % i + os.urandom(4), ttl=60) for i in range(n)]
         for e in envs:
             assert (await v1a.post(e)).accepted
         msgs = [WakuMessage(b"v2 message %d " % i + os.urandom(4), CONTENT, version=1, timestamp=time.time_ns())
