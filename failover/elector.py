@@ -123,6 +123,7 @@ class ElectorCore:
         self.own_health = Health()
         self.others_health: dict[str, PeerHealth] = {}  # the other instances' reports (backend)
         self.withheld = False  # rule 4: this standby does not campaign now
+        self.withheld_changed = trio.Event()  # set (then replaced) when ``withheld`` flips
         if metrics is not None:
             metrics.role.set(0)
             metrics.bind(self.deadline_margin)
@@ -171,6 +172,9 @@ class ElectorCore:
             log.warning("%s %s campaigning: %s", self.identity, "stops" if withheld else "resumes",
                         f"unhealthy {self.own_health.as_dict()} and a healthy standby exists" if withheld
                         else "healthy, or no healthier instance")
+        if withheld != self.withheld:
+            self.withheld_changed.set()
+            self.withheld_changed = trio.Event()
         self.withheld = withheld
         if self.metrics is not None:
             for side, ok in self.own_health.as_dict().items():
