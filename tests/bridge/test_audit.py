@@ -94,3 +94,12 @@ async def test_test_only_drop_hook_skips_every_nth_publish(tmp_path: Path) -> No
     for i in range(7):
         await a.on_envelope(env(b"m%d" % i))
     assert [m.payload for _, m in a2.published] == [b"m0", b"m1", b"m3", b"m4", b"m6"]
+
+
+def test_status_cells() -> None:
+    from bridge.app.admin import audit_cell, health_cell
+
+    assert audit_cell(None) == "-" and audit_cell({"ratio": None}) == "-"
+    assert audit_cell({"ratio": 0.9995, "checked": {V1_TO_V2: 1500, V2_TO_V1: 500}}) == "99.95% of 2000"
+    assert health_cell({"v1": True, "v2": True}) == "ok" and health_cell({"v1": False, "v2": True}) == "no v1"
+    assert health_cell({"v1": False, "v2": False}) == "no v1+v2" and health_cell(None) == "-"
