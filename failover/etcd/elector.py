@@ -62,9 +62,10 @@ class EtcdElector(ElectorCore):
         self.name = name
         self.prefix = (prefix.rstrip("/") + "/" + name + "/").encode()
         # Health beside the lease (failover/health.py rule 2): one key per instance on its session
-        # lease, so a report disappears with its writer.  Outside the election prefix: the
-        # election's range must hold only candidates.
-        self.health_prefix = (prefix.rstrip("/") + "-health/" + name + "/").encode()
+        # lease, so a report disappears with its writer.  Outside the election's range (which must
+        # hold only candidates) but under the same top prefix, so the etcd role that the bridge
+        # needs stays "read/write on /bridge-election/" (docs/operations.md).
+        self.health_prefix = (prefix.rstrip("/") + "/.health/" + name + "/").encode()
         self.client = GatewayClient(endpoints, self.timing.rpc_timeout, security)
         self.ttl = int(self.timing.ttl)
         self.lease: int | None = None
