@@ -177,6 +177,13 @@ class BridgeMetrics:
         self.aggregates_flushes = Counter("waku_bridge_aggregates_flushes",
                                           "Hourly-aggregate flushes to the data dir, by result", ["result"],
                                           registry=r)
+        # The standby's audit of the active (bridge/audit.py): checked = met + missed.
+        self.audit_checked = Counter("waku_bridge_audit_checked",
+                                     "Messages a standby expected the active to bridge, checked (met or missed)",
+                                     ["direction"], registry=r)
+        self.audit_missed = Counter("waku_bridge_audit_missed",
+                                    "Messages a standby saw whose translation did not arrive within the deadline",
+                                    ["direction"], registry=r)
         self._windows = {(d, w): RateWindow(s) for d in (V1_TO_V2, V2_TO_V1) for w, s in WINDOWS.items()}
         self._totals = {V1_TO_V2: 0, V2_TO_V1: 0}
         self._topics = TopicCap(topic_cap)
@@ -184,6 +191,8 @@ class BridgeMetrics:
         for d in (V1_TO_V2, V2_TO_V1):  # export zeros from the start: absent series break dashboards
             self.transfers.labels(d)
             self.bytes.labels(d)
+            self.audit_checked.labels(d)
+            self.audit_missed.labels(d)
 
     def pow_above_target_now(self) -> float:
         """The current value of ``pow_above_target`` (through collect(), not prometheus internals)."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import trio
 
+from bridge.audit import Audit, AuditConfig
 from bridge.dedup import DedupStore
 from bridge.history import SinkHistory, find_in_history
 from bridge.metrics import V1_TO_V2, V2_TO_V1, BridgeMetrics
@@ -61,12 +62,18 @@ class PipelineConfig:
     warmup_s: float = 5.0
     history_deadline_s: float = 5.0  # the sink history lookup at takeover, all queries together
     history_chunk_s: int = 2  # seconds of timestamps per history query (queries run in parallel)
+    audit_deadline_s: float = 10.0  # the standby's audit of the active (bridge/audit.py)
+    # TEST-ONLY fault hook: while active, silently skip every Nth publish per direction (0 = off).
+    # Set only from $WAKU_BRIDGE_TEST_ONLY_DROP_EVERY (bridge/app/bridgeservice.py) so a test can
+    # show the standby's audit catching exactly those; never a configuration key.
+    test_only_drop_every: int = 0
 
 
 class Pipeline:
     def __init__(self, v1: V1Port, v2: V2Port, dedup: DedupStore, metrics: BridgeMetrics, config: PipelineConfig,
                  *, policy: Policy | None = None, gate: Gate | None = None,
-                 history: SinkHistory | None = None, clock: Callable[[], float] = time.time) -> None:
+                 history: SinkHistory | None = None, clock: Callable[[], float] = time.time,
+                 auditing: Callable[[], bool] | None = None) -> None:
         self.v1 = v1
         self.v2 = v2
         self.dedup = dedup
@@ -82,6 +89,11 @@ class Pipeline:
         self._mine_limiter = trio.CapacityLimiter(1)
         self._echo_queued = trio.Event()  # set when the core defers a v2 message (wakes _echo_loop)
         self._bridge_lock = trio.Lock()  # one pass over pending at a time (takeover, release loop)
+        # The audit of the active (bridge/audit.py): ``auditing()`` is true while another instance
+        # is the active (the elector knows a leader that is not us); None: never (no failover).
+        self.audit = Audit(AuditConfig(deadline_s=config.audit_deadline_s), (V1_TO_V2, V2_TO_V1))
+        self._auditing = auditing
+        self._test_drops = {V1_TO_V2: 0, V2_TO_V1: 0}
 
     @property
     def pending(self) -> Mapping[bytes, Pending]:
@@ -94,12 +106,40 @@ class Pipeline:
         if reason not in (DropReason.DUPLICATE, DropReason.NOT_BRIDGEABLE):
             log.info("not bridged: %s %s", reason.value, detail)
 
+    def auditing(self) -> bool:
+        return self._auditing is not None and not self.gate.is_active() and self._auditing()
+
+    def audit_sweep(self, now: float) -> None:
+        """Count the expectations past their deadline as misses; forget them all when we are not
+        auditing (we became active, or no leader is known: not the active's misses)."""
+        if not self.auditing():
+            self.audit.reset()
+            return
+        for miss in self.audit.sweep(now):
+            self.metrics.audit_checked.labels(miss.direction).inc()
+            self.metrics.audit_missed.labels(miss.direction).inc()
+            log.warning("audit: the active did not bridge %s %s within %.0f s", miss.direction, miss.key.hex(),
+                        self.config.audit_deadline_s)
+
+    def _test_only_drop(self, direction: str) -> bool:
+        n = self.config.test_only_drop_every
+        if n <= 0:
+            return False
+        self._test_drops[direction] += 1
+        if self._test_drops[direction] % n:
+            return False
+        log.warning("TEST-ONLY fault hook: %s publish number %d skipped", direction, self._test_drops[direction])
+        return True
+
     def _pending_changed(self) -> None:
         self.metrics.pending.set(len(self.standby))
 
     async def _seen_or_remember(self, key: bytes, *, from_v1: bool) -> bool:
         """True if ``key`` was known (and it clears a pending entry of the *other* direction)."""
         if self.dedup.seen(key):
+            met = self.audit.seen(key, from_v1=from_v1)
+            if met is not None:
+                self.metrics.audit_checked.labels(met).inc()
             if self.standby.clear(key, from_v1=from_v1):
                 self._pending_changed()  # the active bridged it: its translation reached us
             self._drop(DropReason.DUPLICATE)
@@ -109,6 +149,8 @@ class Pipeline:
         return False
 
     def _hold(self, key: bytes, item: V1ToV2 | Unsealed, expires: float, sent_at: float) -> None:
+        if self.auditing():  # the active should bridge it: expect its translation
+            self.audit.expect(key, from_v1=isinstance(item, V1ToV2), now=self.clock())
         for _ in range(self.standby.hold(key, item, expires=expires, sent_at=sent_at, now=self.clock())):
             self._drop(DropReason.STANDBY_EXPIRED, "pending set full")
         self._pending_changed()
@@ -132,6 +174,8 @@ class Pipeline:
         await self._publish_v2(out, received_at)
 
     async def _publish_v2(self, out: V1ToV2, received_at: float | None = None) -> None:
+        if self._test_only_drop(V1_TO_V2):
+            return
         try:
             await self.v2.publish(out.pubsub_topic, out.message)
         except Exception as exc:  # a failed publish is a counted drop, never a crash of the loop
@@ -191,6 +235,8 @@ class Pipeline:
             return self._drop(env.reason, env.detail)
         if self.standby.on_v2(active=self.gate.is_active()) is Action.HOLD:  # leadership went while we mined
             return self._hold(u.key, u, float(u.expiry), float(u.expiry - u.ttl))
+        if self._test_only_drop(V2_TO_V1):
+            return
         res = await self.v1.post(env)
         if not res.accepted:
             if res.reason == "duplicate":
@@ -310,6 +356,7 @@ class Pipeline:
                             len(above), self.config.pow_target)
             self.metrics.pow_above_target.set(len(above))
             self.expire_pending(now)
+            self.audit_sweep(now)
             ticks += 1
             if ticks % 30 == 0:
                 await self.dedup.prune()

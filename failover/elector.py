@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import trio
 
 from failover.errors import FailoverError
+from failover.health import Health, HealthConfig, PeerHealth, Verdict, verdict
 
 if TYPE_CHECKING:
     from failover.metrics import FailoverMetrics
@@ -40,6 +41,7 @@ class StepDown(enum.StrEnum):
     LOST = "lost"  # the store says someone else holds it / our key or lease is gone
     RESIGN = "resign"  # graceful hand-over
     ERROR = "error"  # the backend failed in a way that ends the session (watch broke, ...)
+    UNHEALTHY = "unhealthy"  # a side without peers, a healthy standby exists (failover/health.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,8 @@ class Elector(Protocol):
 
     def observe(self, max_buffer: int = 64) -> trio.MemoryReceiveChannel[LeaderChange]: ...
 
+    def set_health_source(self, source: Callable[[], Health], config: HealthConfig) -> None: ...
+
 
 class ElectorCore:
     """Local leadership state common to the backends: term, deadline, watchdog, events, metrics.
@@ -113,6 +117,13 @@ class ElectorCore:
         self._term: Term | None = None
         self._observers: list[trio.MemorySendChannel[LeaderChange]] = []
         self._deadline_moved = trio.Event()
+        # Health-aware leadership (failover/health.py): off until the app sets a source.
+        self.health_source: Callable[[], Health] | None = None
+        self.health_config = HealthConfig()
+        self.own_health = Health()
+        self.others_health: dict[str, PeerHealth] = {}  # the other instances' reports (backend)
+        self.withheld = False  # rule 4: this standby does not campaign now
+        self.withheld_changed = trio.Event()  # set (then replaced) when ``withheld`` flips
         if metrics is not None:
             metrics.role.set(0)
             metrics.bind(self.deadline_margin)
@@ -139,6 +150,37 @@ class ElectorCore:
     def lapsed(self) -> bool:
         """We hold a term locally but its deadline passed: must step down before doing anything."""
         return self.fencing_token is not None and self.clock() >= self._deadline - self.safety
+
+    # --- health (failover/health.py) ---
+
+    def set_health_source(self, source: Callable[[], Health], config: HealthConfig) -> None:
+        """``source()`` returns our health now (the app's :class:`HealthTracker`); from then on
+        the backend publishes it and the loop applies :func:`failover.health.verdict`."""
+        self.health_source = source
+        self.health_config = config
+
+    def health_verdict(self, ttl: float) -> Verdict:
+        if self.health_source is None:
+            return Verdict.STAY
+        self.own_health = self.health_source()
+        leading = self.is_leader()
+        tenure = self.clock() - self.elected_at if leading and self.elected_at is not None else 0.0
+        v = verdict(self.own_health, leading=leading, tenure=tenure, others=self.others_health.values(), ttl=ttl,
+                    config=self.health_config)
+        withheld = v is Verdict.WITHHOLD
+        if withheld != self.withheld:
+            log.warning("%s %s campaigning: %s", self.identity, "stops" if withheld else "resumes",
+                        f"unhealthy {self.own_health.as_dict()} and a healthy standby exists" if withheld
+                        else "healthy, or no healthier instance")
+        if withheld != self.withheld:
+            self.withheld_changed.set()
+            self.withheld_changed = trio.Event()
+        self.withheld = withheld
+        if self.metrics is not None:
+            for side, ok in self.own_health.as_dict().items():
+                self.metrics.health.labels(side).set(int(ok))
+            self.metrics.withheld.set(int(withheld))
+        return v
 
     # --- the Protocol's waiting side ---
 

@@ -33,6 +33,15 @@ class FailoverMetrics:
         self.deadline_margin = Gauge("waku_bridge_failover_deadline_margin_seconds", "While active: seconds "
                                      "until this instance steps down unless a renewal succeeds (0 on a standby)",
                                      registry=registry)
+        self._health(registry)
+
+    def _health(self, registry: CollectorRegistry) -> None:
+        self.health = Gauge("waku_bridge_health", "1 if this side has had a usable peer recently enough "
+                            "(failover/health.py), by side", ["side"], registry=registry)
+        self.withheld = Gauge("waku_bridge_campaign_withheld", "1 while this standby does not campaign: a side "
+                              "is unhealthy and a healthy instance exists", registry=registry)
+        for side in ("v1", "v2"):
+            self.health.labels(side)
 
     def bind(self, deadline_margin: Callable[[], float]) -> None:
         """Read the live deadline margin (the elector's ``deadline_margin``) at scrape time."""

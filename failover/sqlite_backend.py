@@ -34,6 +34,7 @@ import trio
 
 from common.sqlite import SqliteWorker
 from failover.elector import ElectorCore, StepDown
+from failover.health import Health, PeerHealth, Verdict
 from failover.lease import LeaseRow, LeaseTiming, decide
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class _Attempt:
     holder: str | None
     holder_locked: bool
     sent: float
+    others: tuple[PeerHealth, ...] = ()  # the other instances' health rows (failover/health.py)
 
 
 class SqliteElector(ElectorCore):
@@ -94,6 +96,11 @@ class SqliteElector(ElectorCore):
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT, epoch INTEGER NOT NULL,"
                      " expires_at REAL NOT NULL, boot_id TEXT NOT NULL, locked INTEGER NOT NULL DEFAULT 0)")
+        # Health beside the lease (failover/health.py rule 2): one row per instance, written in the
+        # same transaction as its acquire/renew/poll; updated_at is CLOCK_MONOTONIC like expires_at.
+        conn.execute("CREATE TABLE IF NOT EXISTS health (name TEXT NOT NULL, identity TEXT NOT NULL,"
+                     " v1 INTEGER NOT NULL, v2 INTEGER NOT NULL, updated_at REAL NOT NULL, boot_id TEXT NOT NULL,"
+                     " PRIMARY KEY (name, identity))")
         cols = {r[1] for r in conn.execute("PRAGMA table_info(leases)")}
         if "locked" not in cols:  # a file written by the first version of this elector
             try:
@@ -125,14 +132,32 @@ class SqliteElector(ElectorCore):
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    def _attempt(self, conn: sqlite3.Connection, token: int | None) -> _Attempt:
-        """One acquire/renew transaction for the term ``token`` (None: campaigning)."""
+    def _health_rows(self, conn: sqlite3.Connection, health: Health | None, sent: float) -> tuple[PeerHealth, ...]:
+        if health is None:
+            return ()
+        conn.execute("INSERT OR REPLACE INTO health (name, identity, v1, v2, updated_at, boot_id) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (self.name, self.identity, int(health.v1), int(health.v2), sent,
+                                                   self.boot))
+        rows = conn.execute("SELECT identity, v1, v2, updated_at FROM health WHERE name = ? AND identity != ? "
+                            "AND boot_id = ?", (self.name, self.identity, self.boot)).fetchall()
+        return tuple(PeerHealth(r[0], Health(bool(r[1]), bool(r[2])), sent - r[3]) for r in rows)
+
+    def _attempt(self, conn: sqlite3.Connection, token: int | None, health: Health | None = None,
+                 campaign: bool = True) -> _Attempt:
+        """One acquire/renew transaction for the term ``token`` (None: campaigning; with
+        ``campaign`` False only a poll: publish our health, learn the holder, take nothing)."""
         sent = self.clock()
         try:
             conn.execute("BEGIN IMMEDIATE")
+            others = self._health_rows(conn, health, sent)
             r = conn.execute("SELECT holder, epoch, expires_at, boot_id, locked FROM leases WHERE name = ?",
                              (self.name,)).fetchone()
             row = LeaseRow(r[0], r[1], r[2], r[3], bool(r[4])) if r else None
+            if token is None and not campaign:
+                conn.execute("COMMIT")
+                live = row is not None and row.holder is not None and row.expires_at >= sent
+                return _Attempt("wait", None, row.holder if live and row else None, bool(row and row.locked),
+                                sent, others)
             # Try the flock only where it means something: as the holder (to record it) or when
             # the row says the holder has it (so getting it proves the holder is gone).
             leading = token is not None
@@ -145,11 +170,11 @@ class SqliteElector(ElectorCore):
                              "VALUES (?, ?, ?, ?, ?, ?)",
                              (self.name, self.identity, new.epoch, sent + self.timing.ttl, self.boot, int(have)))
                 conn.execute("COMMIT")
-                return _Attempt(outcome, new.epoch, self.identity, have, sent)
-            conn.execute("ROLLBACK")
+                return _Attempt(outcome, new.epoch, self.identity, have, sent, others)
+            conn.execute("COMMIT" if health is not None else "ROLLBACK")  # keep our health row
             self._release_flock()  # a standby never keeps it: the holder may want it
             assert row is not None
-            return _Attempt("wait", None, row.holder, row.locked, sent)
+            return _Attempt("wait", None, row.holder, row.locked, sent, others)
         except BaseException:
             try:
                 conn.execute("ROLLBACK")
@@ -211,18 +236,30 @@ class SqliteElector(ElectorCore):
                 self._step_down(StepDown.DEADLINE, "no successful renewal in time")
                 self._on_lapse()
             token = self.fencing_token
-            if token is None and self.clock() < self._hold_until:  # resigned: let a standby have it
+            # Resigned: let a standby have it.  With health on, keep polling meanwhile (publish our
+            # health, learn the new holder); without, just wait as before.
+            holding = token is None and self.clock() < self._hold_until
+            if holding and self.health_source is None:
                 await trio.sleep(self._hold_until - self.clock())
                 continue
+            v = self.health_verdict(ttl)
+            if v is Verdict.RESIGN and token is not None:  # failover/health.py rule 3
+                log.warning("%s resigns: unhealthy %s and a healthy standby exists", self.identity,
+                            self.own_health.as_dict())
+                await self.resign(StepDown.UNHEALTHY)
+                continue
             t0 = self.clock()
+            health = self.own_health if self.health_source is not None else None
             try:
-                a = await self._db.run(functools.partial(self._attempt, token=token))
+                a = await self._db.run(functools.partial(self._attempt, token=token, health=health,
+                                                         campaign=v is not Verdict.WITHHOLD and not holding))
             except (sqlite3.Error, OSError) as exc:
                 log.warning("failover backend error: %s", exc)
                 self._backend_error(type(exc).__name__)
             else:
                 self._rpc_done("renew" if token is not None else "campaign", self.clock() - t0)
                 self._holder_locked = a.holder_locked
+                self.others_health = {o.identity: o for o in a.others}
                 if token is not None and self.fencing_token != token:
                     pass  # the watchdog ended this term while the attempt ran: its result is void
                 elif a.outcome == "renew":
@@ -256,10 +293,10 @@ class SqliteElector(ElectorCore):
             with trio.CancelScope(shield=True):
                 await self.resign()
 
-    async def resign(self) -> None:
+    async def resign(self, reason: StepDown = StepDown.RESIGN) -> None:
         epoch = self.fencing_token
         if epoch is not None:
-            self._step_down(StepDown.RESIGN)
+            self._step_down(reason)
             self._hold_until = self.clock() + self.timing.ttl
             try:
                 # Bounded by SQLite's busy timeout (rpc_timeout); the thread cannot be cancelled.

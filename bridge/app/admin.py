@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["fetch_status", "run_status"]
+__all__ = ["audit_cell", "fetch_status", "health_cell", "run_status"]
 
 
 def fetch_status(url: str, timeout: float = 3.0) -> dict[str, Any]:
@@ -30,24 +30,42 @@ def fetch_status(url: str, timeout: float = 3.0) -> dict[str, Any]:
         return {"url": base, "error": f"{type(exc).__name__}: {exc}"}
 
 
+def health_cell(health: Any) -> str:
+    """``ok``, or the sides without a usable peer for failover.unhealthy_after ("no v1")."""
+    if not isinstance(health, dict):
+        return "-"
+    bad = [side for side in ("v1", "v2") if health.get(side) is False]
+    return "no " + "+".join(bad) if bad else "ok"
+
+
+def audit_cell(audit: Any) -> str:
+    """A standby's audit of the active: "99.95% of 2000" (met share of checked); "-" if none checked."""
+    if not isinstance(audit, dict) or audit.get("ratio") is None:
+        return "-"
+    checked = sum(audit.get("checked", {}).values())
+    return f"{100 * audit['ratio']:.2f}% of {checked}"
+
+
 def run_status(urls: list[str], *, as_json: bool = False) -> int:
     rows = [fetch_status(u) for u in urls]
     if as_json:
         print(json.dumps(rows, indent=1))
     else:
         cols = ("url", "peer_id", "role", "leader", "fencing_token", "v1_peers", "v2_peers",
-                "v1_to_v2", "v2_to_v1", "dropped", "loop_lag_s")
+                "health", "v1_to_v2", "v2_to_v1", "dropped", "audit", "loop_lag_s")
         table = [cols]
         for r in rows:
             if "error" in r:
-                table.append((r["url"], "-", "UNREACHABLE", "-", "-", "-", "-", "-", "-", r["error"][:40], "-"))
+                table.append((r["url"], "-", "UNREACHABLE", *["-"] * 7, r["error"][:40], "-", "-"))
                 continue
             peers = r.get("peers", {})
             counts = r.get("transfers", {})
             table.append((r["url"], str(r.get("peer_id")), str(r.get("role")), str(r.get("leader")),
                           str(r.get("fencing_token")), str(peers.get("v1")), str(peers.get("v2")),
+                          health_cell(r.get("health")),
                           str(counts.get("v1_to_v2")), str(counts.get("v2_to_v1")),
-                          str(sum(r.get("dropped", {}).values())), str(r.get("event_loop_lag_max_s", "-"))))
+                          str(sum(r.get("dropped", {}).values())), audit_cell(r.get("audit")),
+                          str(r.get("event_loop_lag_max_s", "-"))))
         widths = [max(len(str(row[i])) for row in table) for i in range(len(cols))]
         for row in table:
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))

@@ -24,6 +24,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.pipeline import Pipeline, PipelineConfig
 from bridge.policy import Policy
 from bridge.ports import AlwaysActive
+from failover.health import Health, HealthConfig, HealthTracker
 
 __all__ = ["BridgeService", "run_bridge"]
 
@@ -62,15 +63,23 @@ class BridgeService:
                                           metrics=self.failover_metrics,
                                           etcd_security=cfg.failover.etcd_security())
         self.gate: Any = self.elector if self.elector is not None else AlwaysActive()
+        # Health-aware leadership (failover/health.py): the elector asks for our health on every
+        # renewal or poll and publishes it beside the lease.
+        self.health_config = HealthConfig.for_unhealthy_after(cfg.failover.unhealthy_after)
+        self.health = HealthTracker(self.health_config, time.monotonic())
+        if self.elector is not None:
+            self.elector.set_health_source(self._observe_health, self.health_config)
         self.pipeline = Pipeline(
             self.v1, self.v2, self.dedup, self.metrics,
             PipelineConfig(cluster_id=cfg.v2.cluster_id, num_shards=max(1, cfg.v2.num_shards_in_network),
                            pubsub_topic=cfg.bridge.pubsub_topic, ttl=cfg.bridge.ttl, max_skew=cfg.bridge.max_skew,
-                           pow_target=cfg.v1.pow, pow_budget_s=cfg.bridge.pow_budget),
+                           pow_target=cfg.v1.pow, pow_budget_s=cfg.bridge.pow_budget,
+                           test_only_drop_every=test_only_drop_every()),
             policy=Policy.from_lists(cfg.bridge.allow_topics, cfg.bridge.deny_topics), gate=self.gate,
             # the sink history at takeover: our archive (if up over the window) and every store peer
             history=lambda req, deadline: query_history(self.v2.host, self.v2.store_peers(), req, deadline,
-                                                        local=self.v2.store, local_since=self.v2.started_at))
+                                                        local=self.v2.store, local_since=self.v2.started_at),
+            auditing=self._other_is_active)
         self.http_port = cfg.metrics.port
         # nwaku's REST API on the bridge's v2 node (--rest), built now so its caches see every message.
         self.rest = rest_server(cfg, self.v2) if cfg.v2.rest else None
@@ -78,6 +87,20 @@ class BridgeService:
         self._elector_scope: trio.CancelScope | None = None
         self._resigning = False
         self._stepped_down = trio.Event()
+
+    def _observe_health(self) -> Health:
+        return self.health.observe(len(self.v1.peers()), len(self.v2.peers()), time.monotonic())
+
+    def _other_is_active(self) -> bool:
+        """Another instance holds the lease: our audit checks its work (bridge/audit.py)."""
+        return self.elector is not None and self.elector.leader not in (None, self.cfg.peer_id)
+
+    def audit_status(self) -> dict[str, Any]:
+        a = self.pipeline.audit
+        ratio = a.ratio()
+        return {"auditing": self.pipeline.auditing(), "checked": dict(a.checked), "missed": dict(a.missed),
+                "ratio": None if ratio is None else round(ratio, 6), "open": len(a),
+                "recent_missed": [{"key": m.key.hex(), "direction": m.direction} for m in a.recent]}
 
     def status(self) -> dict[str, Any]:
         now = time.time()
@@ -95,6 +118,7 @@ class BridgeService:
             "leader": self.elector.leader if self.elector is not None else self.cfg.peer_id,
             "fencing_token": self.elector.fencing_token if self.elector is not None else None,
             "peers": {"v1": len(self.v1.peers()), "v2": len(self.v2.peers())},
+            "health": self._observe_health().as_dict(),
             "transfers": counts,
             "dropped": dropped,
             "rates": self.metrics.rates(now),
@@ -103,6 +127,7 @@ class BridgeService:
                            "unflushed_rows": len(self.aggregates.acc)},
             "dedup_size": len(self.dedup),
             "pending": len(self.pipeline.pending),
+            "audit": self.audit_status(),
             "v1": {"enode": self.v1.enode},
             "v2": {"peer_id": self.v2.peer_id, "listen_addrs": self.v2.listen_addrs,
                    # what a client needs to find our v1->v2 output (waku-bridge drill's canaries)
@@ -205,6 +230,22 @@ class BridgeService:
                 task_status.started()
         finally:
             await self.dedup.aclose()
+
+
+TEST_ONLY_DROP_ENV = "WAKU_BRIDGE_TEST_ONLY_DROP_EVERY"
+
+
+def test_only_drop_every() -> int:
+    """The TEST-ONLY fault hook (tests/drills/test_audit.py): ``$WAKU_BRIDGE_TEST_ONLY_DROP_EVERY=N``
+    makes this instance, while active, silently skip every Nth publish per direction, so a test
+    can show the standby's audit catching exactly those.  Not a configuration key; loudly logged."""
+    raw = os.environ.get(TEST_ONLY_DROP_ENV, "")
+    if not raw:
+        return 0
+    n = int(raw)
+    log.warning("%s=%d: TEST-ONLY fault hook ON, every %dth publish is dropped; never set this in production",
+                TEST_ONLY_DROP_ENV, n, n)
+    return n
 
 
 async def run_bridge(cfg: AppConfig) -> None:

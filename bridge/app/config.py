@@ -21,6 +21,7 @@ import yaml
 
 from bridge.errors import ConfigError, WakuBridgeError
 from failover.errors import FailoverSetupError
+from v1.waku.ratelimit import DEFAULT_BYTES_PER_S, DEFAULT_PACKETS_PER_S
 
 if TYPE_CHECKING:
     from failover.etcd.security import EtcdSecurity
@@ -371,9 +372,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("v1.future_allowance", _float_min(0.0), 2.0,
             "seconds an envelope may be created in the future (nim: 2, status-go: 10)",
             _f("--waku-v1-future-allowance", groups=(B, V1N))),
-    Setting("v1.rate_limit_packets", _int_in(0, 1_000_000), 0, "per-peer packets/s (0 = unlimited)",
+    # Protective by default: status-go's own per-peer limits (v1/waku/ratelimit.py DEFAULT_*).
+    Setting("v1.rate_limit_packets", _int_in(0, 1_000_000), DEFAULT_PACKETS_PER_S,
+            "per-peer packets/s; over it for 5 packets within a second disconnects (0 = unlimited)",
             _f("--waku-v1-rate-limit-packets", groups=(B, V1N))),
-    Setting("v1.rate_limit_bytes", _int_in(0, 1 << 40), 0, "per-peer bytes/s (0 = unlimited)",
+    Setting("v1.rate_limit_bytes", _int_in(0, 1 << 40), DEFAULT_BYTES_PER_S, "per-peer bytes/s (0 = unlimited)",
             _f("--waku-v1-rate-limit-bytes", groups=(B, V1N))),
     Setting("v1.pool_capacity", _int_in(256, 10_000_000), 32_768,
             "envelopes the v1 pool holds (each lives until it expires): >= peak envelopes/s x TTL, "
@@ -467,6 +470,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("failover.safety", _failover_seconds, None,
             "step down this long before the lease could expire (s); default max(0.2, TTL/10) (sqlite), "
             "TTL/6 (etcd). Startup checks renew + 2 x rpc_timeout + safety < TTL", _f("--failover-safety")),
+    Setting("failover.unhealthy_after", _float_min(1.0), 30.0,
+            "a side with no usable peer this long (s) is unhealthy: the active resigns to a healthy standby "
+            "(after leading as long), an unhealthy standby does not campaign (docs/failover.md, Health)",
+            _f("--failover-unhealthy-after")),
     # etcd security, as etcdctl names it (--cacert, --cert, --key, --user)
     Setting("failover.etcd_cacert", _readable_file, None, "CA bundle (PEM) that signed the etcd members' "
             "certificates; turns on https", _f("--failover-etcd-cacert")),
@@ -571,6 +578,7 @@ class FailoverSection:
     etcd_user: str | None = None
     etcd_password: str | None = field(default=None, repr=False)  # read from etcd_password_file if given
     etcd_password_file: str | None = None
+    unhealthy_after: float = 30.0
 
     def etcd_security(self) -> EtcdSecurity | None:
         """TLS and auth for the etcd backend (None when none is configured)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from failover.etcd.wire import (
     predecessor,
     prefix_end,
 )
+from failover.health import Health, PeerHealth, Verdict
 from failover.lease import LeaseTiming
 
 if TYPE_CHECKING:
@@ -59,6 +61,11 @@ class EtcdElector(ElectorCore):
         super().__init__(identity, safety=self.timing.safety, clock=clock, metrics=metrics)
         self.name = name
         self.prefix = (prefix.rstrip("/") + "/" + name + "/").encode()
+        # Health beside the lease (failover/health.py rule 2): one key per instance on its session
+        # lease, so a report disappears with its writer.  Outside the election's range (which must
+        # hold only candidates) but under the same top prefix, so the etcd role that the bridge
+        # needs stays "read/write on /bridge-election/" (docs/operations.md).
+        self.health_prefix = (prefix.rstrip("/") + "/.health/" + name + "/").encode()
         self.client = GatewayClient(endpoints, self.timing.rpc_timeout, security)
         self.ttl = int(self.timing.ttl)
         self.lease: int | None = None
@@ -92,6 +99,50 @@ class EtcdElector(ElectorCore):
             return False
         resp = await self._rpc("/v3/kv/txn", fenced_txn(self.key, token, ops))
         return bool(resp.get("succeeded"))
+
+    # --- health (failover/health.py) ---
+
+    async def _publish_health(self, lease: int) -> None:
+        """Write our health key on the session lease and read the others' (a failure is only
+        counted: the last reports stand until the next round)."""
+        me = self.health_prefix + self.identity.encode()
+        value = json.dumps(self.own_health.as_dict(), sort_keys=True).encode()
+        await self._rpc("/v3/kv/put", {"key": b64(me), "value": b64(value), "lease": str(lease)})
+        resp = await self._rpc("/v3/kv/range", {"key": b64(self.health_prefix),
+                                                "range_end": b64(prefix_end(self.health_prefix))})
+        others: dict[str, PeerHealth] = {}
+        for kv in parse_kvs(resp):
+            identity = kv.key[len(self.health_prefix):].decode(errors="replace")
+            if identity == self.identity:
+                continue
+            try:
+                d = json.loads(kv.value)
+                h = Health(bool(d["v1"]), bool(d["v2"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # not a report of ours: ignored
+            others[identity] = PeerHealth(identity, h, 0.0)  # present = fresh: it lives on a live lease
+        self.others_health = others
+
+    async def _health_loop(self, lease: int) -> None:
+        """Every renew interval: our verdict, our report, the others'; rule 3 (resign) here,
+        rule 4 (withhold) in :meth:`_session` / :meth:`_wait_turn`."""
+        if self.health_source is None:
+            return
+        while True:
+            v = self.health_verdict(self.ttl)
+            try:
+                await self._publish_health(lease)
+                if self.fencing_token is None and self.key is None:  # withholding: still know the leader
+                    first = leader_of((await self._range_prefix())[0])
+                    self.leader = first.value.decode(errors="replace") if first is not None else None
+            except EtcdError as exc:
+                log.info("%s: health report failed: %s", self.identity, exc)
+            if v is Verdict.RESIGN and self.fencing_token is not None:
+                log.warning("%s resigns: unhealthy %s and a healthy standby exists", self.identity,
+                            self.own_health.as_dict())
+                await self.resign(StepDown.UNHEALTHY)
+                return
+            await trio.sleep(self.timing.renew_interval)
 
     # --- session pieces ---
 
@@ -182,6 +233,8 @@ class EtcdElector(ElectorCore):
             first = leader_of(kvs)
             self.leader = first.value.decode(errors="replace") if first is not None else None
             pred = predecessor(kvs, my_rev)
+            if self.withheld:  # rule 4: unhealthy while a healthy instance exists: leave the line
+                raise _SessionOver(StepDown.RESIGN, "unhealthy: not campaigning")
             if pred is None:
                 return
             try:
@@ -215,7 +268,10 @@ class EtcdElector(ElectorCore):
                 self._session_scope = scope
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._keepalive, lease)
+                    nursery.start_soon(self._health_loop, lease)
                     try:
+                        while self.withheld:  # rule 4: publish health, campaign only when it clears
+                            await self.withheld_changed.wait()
                         my_rev = await self._create_key(lease)
                         await self._wait_turn(my_rev)
                         if self.clock() >= self.lease_sent + self.ttl - self.safety:
@@ -269,12 +325,12 @@ class EtcdElector(ElectorCore):
                 await self.resign()
                 await self.client.aclose()
 
-    async def resign(self) -> None:
+    async def resign(self, reason: StepDown = StepDown.RESIGN) -> None:
         """Hand over: step down now, delete our key and revoke the lease, then sit out one TTL."""
         if self.fencing_token is not None:
             self._hold_until = self.clock() + self.ttl
-            self._ended = _SessionOver(StepDown.RESIGN, "resigned")
-            self._step_down(StepDown.RESIGN)
+            self._ended = _SessionOver(reason, "resigned")
+            self._step_down(reason)
         with trio.CancelScope(shield=True):
             await self._abandon()
         if self._session_scope is not None:

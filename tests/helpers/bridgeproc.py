@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class BridgeProc:
     def __init__(self, name: str, data_dir: Path, v1_static: list[str], v2_static: list[str], *,
-                 failover: str | None, failover_ttl: float = 3.0, extra: list[str] | None = None) -> None:
+                 failover: str | None, failover_ttl: float = 3.0, extra: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.data_dir = data_dir
         self.ports = free_ports(4)
@@ -44,6 +45,7 @@ class BridgeProc:
         if failover is not None:
             self.args += ["--failover", failover, "--failover-ttl", str(failover_ttl)]
         self.args += extra or []
+        self.env = env or {}  # extra environment (e.g. the TEST-ONLY fault hook of test_audit_drop.py)
         self.proc: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
         self.stopped = False
@@ -56,7 +58,7 @@ class BridgeProc:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("a")
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                     env={**os.environ, "PYTHONPATH": str(ROOT), **self.env})
         log.close()
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

@@ -10,8 +10,21 @@ from dataclasses import dataclass, field
 
 from v1.waku.envelope import Envelope
 
-__all__ = ["MAX_LEGIT_PACKET", "MAX_OWED_ANSWERS", "PACING_MARGIN", "PeerRateLimiter", "SendPacer", "TokenBucket",
+__all__ = ["DEFAULT_BYTES_PER_S", "DEFAULT_PACKETS_PER_S", "MAX_LEGIT_PACKET", "MAX_OWED_ANSWERS", "PACING_MARGIN",
+           "PeerRateLimiter", "SendPacer", "TokenBucket",
            "refill_rate"]
+
+# The bridge's defaults for what one peer may send us (config v1.rate_limit_packets / _bytes), from
+# status-go's own: waku/common/rate_limiter.go defaultPeerRateLimiterConfig has
+# PacketLimitPerSecPeerID 5 and BytesLimitPerSecPeerID 1048576.  Its tsenart/tb bucket for a limit
+# of 5 really refills 10 packets/s (refill_rate(5) == 10: one token per 100 ms tick), so 10/s is
+# what a status-go node with default limits lets a peer send.  A fleet peer batches everything new
+# into one Messages packet every 300 ms (status-go waku/common: TransmissionCycle = 300 ms), about
+# 3.3 packets/s plus the odd status or bloom update: 3x headroom, and a bucket of 10 absorbs the
+# bunching of a late sender.  Confirmations it owes us do not count (expect_answers).  A flood of
+# 300 packets exceeds the bucket within its first second and is disconnected (tolerance 5).
+DEFAULT_PACKETS_PER_S = 10
+DEFAULT_BYTES_PER_S = 1 << 20  # status-go BytesLimitPerSecPeerID; the bucket holds >= one 1 MiB packet
 
 MAX_OWED_ANSWERS = 64  # two answers for each of our last 32 Messages packets
 

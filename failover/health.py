@@ -1,0 +1,130 @@
+"""Health-aware leadership: leadership follows the ability to serve (docs/failover.md "Health").
+
+An active that has lost every peer on one side (the old bridge after 11 hours, nwaku #1013) keeps
+renewing its lease while a healthy standby idles; these rules move the lease, in the spirit of
+Patroni's (a replica that cannot serve does not take the leader key; the leader hands over only to
+a healthier member; timeouts, not single samples, decide):
+
+1. *A side is unhealthy* once it has had no usable peer for ``unhealthy_after`` seconds.  It is
+   healthy again only after it has had a peer continuously for ``recover_after`` seconds
+   (hysteresis: a peer that connects and drops at once does not flip it).  A side that never had
+   a peer since the start is not healthy (a fresh instance must not be handed a lease it cannot
+   serve); its first peer makes it healthy at once (there is no failure to be sure about).
+2. *Every instance publishes* ``{v1, v2}`` beside the lease (SQLite: a ``health`` row per instance,
+   etcd: a key under the election's prefix on the session lease), refreshed with every renewal or
+   poll; a report older than the TTL is ignored (its writer is gone or partitioned).
+3. *The active resigns* when it is unhealthy, a fresh report of another instance says healthy, and
+   it has led for at least ``min_tenure`` seconds (so a leader can never be bounced back and
+   forth faster than that).
+4. *A standby that is unhealthy does not campaign* while a fresh report of another instance says
+   healthy.  If no instance is healthy, health does not matter: leadership stays with the lease
+   (a degraded active is better than none).
+
+Pure: plain values, ``now`` passed in (the elector's monotonic clock); the backends carry the
+reports, :class:`failover.elector.ElectorCore` applies :func:`verdict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+
+__all__ = ["Health", "HealthConfig", "HealthTracker", "PeerHealth", "SideHealth", "Verdict", "verdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    unhealthy_after: float = 30.0  # failover.unhealthy_after / --failover-unhealthy-after
+    recover_after: float = 5.0  # a side must have a peer this long to count as healthy again
+    min_tenure: float = 30.0  # an active leads at least this long before it resigns for health
+
+    @classmethod
+    def for_unhealthy_after(cls, unhealthy_after: float) -> HealthConfig:
+        # Recovery takes a sixth of the detection time (5 s for the default 30 s), and a term lasts
+        # at least as long as the detection: a hand-over costs a takeover, never more than that often.
+        return cls(unhealthy_after, min(5.0, unhealthy_after / 6), unhealthy_after)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    v1: bool = True
+    v2: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.v1 and self.v2
+
+    def as_dict(self) -> dict[str, bool]:
+        return {"v1": self.v1, "v2": self.v2}
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHealth:
+    """Another instance's published report."""
+
+    identity: str
+    health: Health
+    age: float  # seconds since it was written (on the store's clock)
+
+
+class SideHealth:
+    """Rule 1 for one side: peer / no peer samples in, healthy or not out."""
+
+    def __init__(self, config: HealthConfig, now: float) -> None:
+        self.config = config
+        self.last_peer = now
+        self.peer_since: float | None = None  # start of the current run of samples with a peer
+        self.ever = False  # had a peer since the start
+        self.healthy = False
+
+    def observe(self, has_peer: bool, now: float) -> bool:
+        if has_peer:
+            if not self.ever:
+                self.ever = self.healthy = True
+            self.last_peer = now
+            if self.peer_since is None:
+                self.peer_since = now
+            if not self.healthy and now - self.peer_since >= self.config.recover_after:
+                self.healthy = True
+        else:
+            self.peer_since = None
+            if self.healthy and now - self.last_peer >= self.config.unhealthy_after:
+                self.healthy = False
+        return self.healthy
+
+
+class HealthTracker:
+    """Both sides of one instance."""
+
+    def __init__(self, config: HealthConfig, now: float) -> None:
+        self.config = config
+        self.v1 = SideHealth(config, now)
+        self.v2 = SideHealth(config, now)
+
+    def observe(self, v1_peers: int, v2_peers: int, now: float) -> Health:
+        return Health(self.v1.observe(v1_peers > 0, now), self.v2.observe(v2_peers > 0, now))
+
+    @property
+    def health(self) -> Health:
+        return Health(self.v1.healthy, self.v2.healthy)
+
+
+class Verdict(IntEnum):
+    STAY = 0  # keep doing what we do (lead and renew, or campaign as usual)
+    RESIGN = 1  # rule 3: hand the lease to a healthy standby
+    WITHHOLD = 2  # rule 4: a standby that does not campaign
+
+
+def verdict(me: Health, *, leading: bool, tenure: float, others: Iterable[PeerHealth], ttl: float,
+            config: HealthConfig) -> Verdict:
+    """What health asks of us now; ``tenure`` = seconds since we were elected (ignored if not
+    ``leading``), ``others`` = the other instances' reports (stale ones are ignored here)."""
+    if me.ok:
+        return Verdict.STAY
+    healthy_other = any(o.health.ok and o.age <= ttl for o in others)
+    if not healthy_other:
+        return Verdict.STAY  # no one can do better: a degraded active beats none
+    if leading:
+        return Verdict.RESIGN if tenure >= config.min_tenure else Verdict.STAY
+    return Verdict.WITHHOLD
