@@ -264,6 +264,8 @@ async def _phase(run: Any, *args: Any) -> dict[str, Any]:
 
         async def collect_v1() -> None:
             async for rec in v1.inbound():
+                if rec.envelope.topic != TOPIC:  # only the bench topic is counted (sustained --other-rate)
+                    continue
                 seq = int.from_bytes(rec.envelope.data[:8], "big")
                 if seq in net.v1_arrivals:
                     net.doubled["v1"] += 1
@@ -271,6 +273,8 @@ async def _phase(run: Any, *args: Any) -> dict[str, Any]:
 
         async def collect_v2() -> None:
             async for m in v2.messages():
+                if m.message.content_topic != CONTENT:
+                    continue
                 seq = int.from_bytes(m.message.payload[:8], "big")
                 if seq in net.v2_arrivals:
                     net.doubled["v2"] += 1

@@ -23,6 +23,9 @@ One JSON line per run::
   once, so one figure (total CPU / all delivered) is reported for each (``cpu_attribution:
   "shared"``); run ``--directions v1_to_v2`` or ``v2_to_v1`` for a figure of one direction alone.
 * ``rss_max_mib``: the bridge's VmHWM (peak RSS) at the end; ``rss_end_mib`` its VmRSS.
+* ``--other-rate X`` adds X v1 envelopes/s on another topic; ``--allow-only`` starts the bridge
+  with ``--bridge-allow-topic`` for the bench topic: ``bridge_v1_in`` (the bridge's RLPx bytes in and
+  envelopes received over the measured phase) shows whether its v1 peer still sends the rest.
 """
 
 from __future__ import annotations
@@ -35,12 +38,28 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench.bridge_e2e import PUBSUB, BridgeProc, Net, _envelope, _message, _pct, _phase, _settle, _with_bridge
+from bench.bridge_e2e import (
+    PUBSUB,
+    SIZE,
+    TOPIC,
+    BridgeProc,
+    Net,
+    _envelope,
+    _message,
+    _pct,
+    _phase,
+    _settle,
+    _with_bridge,
+)
+from v1.waku.envelope import Envelope
+from v1.waku.pow import mine_smallest_nonce
 
 __all__ = ["main", "run"]
 
 DIRECTIONS = ("v1_to_v2", "v2_to_v1")
+OTHER_TOPIC = bytes.fromhex("00010200")  # --other-rate: v1 traffic on a topic outside --allow-only
 TICK = 0.01  # the generators send what is due every 10 ms
 
 
@@ -66,10 +85,37 @@ def _quantiles(lat: list[float]) -> dict[str, float | None]:
     return {"p50": round(_pct(lat, 0.5), 1), "p99": round(_pct(lat, 0.99), 1)}
 
 
+def _other_envelope(seq: int, ttl: int) -> Envelope:
+    data = (1 << 62 | seq).to_bytes(8, "big") + os.urandom(SIZE - 8)
+    expiry = int(time.time()) + ttl
+    return Envelope(expiry, ttl, OTHER_TOPIC, data, mine_smallest_nonce(expiry, ttl, OTHER_TOPIC, data, 0.002) or 0)
+
+
+def _bridge_v1_in(text: str) -> dict[str, float]:
+    out = {"bytes": 0.0, "envelopes": 0.0}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name == "rlpx_bytes_total" and smp.labels.get("direction") == "in":
+                out["bytes"] += smp.value
+            elif smp.name == "envelopes_received_total":
+                out["envelopes"] += smp.value
+    return out
+
+
 async def _load(net: Net, rate: float, seconds: float, first: int, dirs: tuple[str, ...], ttl: int,
-                sent: dict[str, dict[int, float]]) -> None:
-    """Send ``rate`` messages/s per direction in ``dirs`` for ``seconds``; seq numbers from ``first``."""
+                sent: dict[str, dict[int, float]], other_rate: float = 0.0) -> None:
+    """Send ``rate`` messages/s per direction in ``dirs`` for ``seconds``; seq numbers from ``first``
+    (plus ``other_rate`` v1 envelopes/s on :data:`OTHER_TOPIC`, not counted)."""
     n = int(rate * seconds)
+
+    async def other_sender() -> None:
+        t0, i, m = trio.current_time(), 0, int(other_rate * seconds)
+        while i < m:
+            await trio.sleep_until(t0 + i / other_rate)
+            due = min(m, int((trio.current_time() - t0) * other_rate) + 1)
+            while i < due:
+                await net.v1.post(_other_envelope(first + i, ttl))
+                i += 1
 
     async def v1_sender() -> None:
         t0 = trio.current_time()
@@ -100,6 +146,8 @@ async def _load(net: Net, rate: float, seconds: float, first: int, dirs: tuple[s
             nursery.start_soon(v1_sender)
         if "v2_to_v1" in dirs:
             nursery.start_soon(v2_sender)
+        if other_rate > 0:
+            nursery.start_soon(other_sender)
 
 
 def _expired_drops(st: dict[str, Any]) -> int:
@@ -108,12 +156,12 @@ def _expired_drops(st: dict[str, Any]) -> int:
 
 
 async def _sustained(net: Net, rate: float, seconds: float, warmup: float, dirs: tuple[str, ...], ttl: int,
-                     extra: tuple[str, ...]) -> dict[str, Any]:
+                     extra: tuple[str, ...], other_rate: float) -> dict[str, Any]:
     async def body(b: BridgeProc) -> dict[str, Any]:
         arrivals = {"v1_to_v2": net.v2_arrivals, "v2_to_v1": net.v1_arrivals}
         # --- warm-up, reported apart ---
         wsent: dict[str, dict[int, float]] = {d: {} for d in DIRECTIONS}
-        await _load(net, rate, warmup, 0, dirs, ttl, wsent)
+        await _load(net, rate, warmup, 0, dirs, ttl, wsent, other_rate)
         for d in dirs:
             await _settle(arrivals[d], len(wsent[d]), quiet=ttl)
         warm = {"seconds": warmup,
@@ -124,6 +172,7 @@ async def _sustained(net: Net, rate: float, seconds: float, warmup: float, dirs:
         # --- the measured steady state ---
         first = int(rate * warmup) + 1
         sent: dict[str, dict[int, float]] = {d: {} for d in DIRECTIONS}
+        in0 = _bridge_v1_in(await trio.to_thread.run_sync(b.metrics))
         cpu0, t0 = _proc_cpu_s(b.proc.pid), time.perf_counter()
         rss_samples: list[int] = []
 
@@ -135,7 +184,7 @@ async def _sustained(net: Net, rate: float, seconds: float, warmup: float, dirs:
         before = {d: len(arrivals[d]) for d in DIRECTIONS}
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sampler)
-            await _load(net, rate, seconds, first, dirs, ttl, sent)
+            await _load(net, rate, seconds, first, dirs, ttl, sent, other_rate)
             send_s = time.perf_counter() - t0
             for d in dirs:
                 # every message is past its TTL after ``ttl`` quiet seconds: nothing more can come
@@ -143,6 +192,7 @@ async def _sustained(net: Net, rate: float, seconds: float, warmup: float, dirs:
             nursery.cancel_scope.cancel()
         cpu = _proc_cpu_s(b.proc.pid) - cpu0
         st = await trio.to_thread.run_sync(b.status)
+        in1 = _bridge_v1_in(await trio.to_thread.run_sync(b.metrics))
         delivered = {d: sum(1 for i in sent[d] if i in arrivals[d]) for d in DIRECTIONS}
         lat = {d: _lat(arrivals[d], sent[d]) for d in DIRECTIONS}
         late = sum(1 for d in DIRECTIONS for x in lat[d] if x > ttl * 1000)
@@ -164,15 +214,20 @@ async def _sustained(net: Net, rate: float, seconds: float, warmup: float, dirs:
                 "rss_end_mib": round(_proc_kib(b.proc.pid, "VmRSS") / 1024, 1),
                 "rss_steady_max_mib": round(max(rss_samples, default=0) / 1024, 1),
                 "latency_ms": {d: _quantiles(lat[d]) for d in DIRECTIONS},
+                "other_rate": other_rate,
+                "bridge_v1_in": {k: int(in1[k] - in0[k]) for k in in0},  # wire bytes and envelopes received
                 "warmup": warm}
 
     return await _with_bridge(net, 0.002, body, extra)
 
 
 async def run(rate: float, seconds: float, *, warmup: float = 5.0, directions: str = "both", ttl: int = 10,
-              extra: tuple[str, ...] = ()) -> dict[str, Any]:
+              extra: tuple[str, ...] = (), other_rate: float = 0.0, allow_only: bool = False) -> dict[str, Any]:
     dirs = DIRECTIONS if directions == "both" else (directions,)
-    out: dict[str, Any] = await _phase(_sustained, rate, seconds, warmup, dirs, ttl, extra)
+    if allow_only:
+        extra = (*extra, "--bridge-allow-topic", TOPIC.hex())
+    out: dict[str, Any] = await _phase(_sustained, rate, seconds, warmup, dirs, ttl, extra, other_rate)
+    out["allow_only"] = allow_only
     out.pop("bridge_rss_mib", None)  # VmRSS at the end: rss_end_mib
     return out
 
@@ -185,6 +240,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of load before it, reported apart")
     p.add_argument("--directions", choices=("both", *DIRECTIONS), default="both")
     p.add_argument("--ttl", type=int, default=10, help="v1 TTL of the generated envelopes (default 10 s)")
+    p.add_argument("--other-rate", type=float, default=0.0,
+                   help="extra v1 envelopes/s on another topic (00010200), not counted as traffic to bridge")
+    p.add_argument("--allow-only", action="store_true",
+                   help="start the bridge with --bridge-allow-topic for the bench topic only (its v1 node then "
+                        "advertises that topic interest: the other topic should not reach it)")
     p.add_argument("--runs", type=int, default=1, help="runs, one JSON line each")
     p.add_argument("--bridge-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for the bridge process (repeatable): --bridge-arg=--bridge-allow-topic=T")
@@ -195,7 +255,8 @@ def cli(argv: list[str]) -> None:
     a = _parser().parse_args(argv)
     for _ in range(a.runs):
         r = trio.run(lambda: run(a.rate, a.seconds, warmup=a.warmup, directions=a.directions, ttl=a.ttl,
-                                 extra=tuple(a.bridge_arg)))
+                                 extra=tuple(a.bridge_arg), other_rate=a.other_rate,
+                                 allow_only=a.allow_only))
         print(json.dumps({"bench": "sustained", **r}), flush=True)
 
 
