@@ -15,7 +15,10 @@ from array import array
 from collections.abc import Callable
 from pathlib import Path
 
-from common.sqlite import SqliteWorker
+import trio
+import trio.lowlevel
+
+from common.sqlite import connect_wal
 
 __all__ = ["KEY_WIDTH", "DedupCache", "DedupStore"]
 
@@ -170,32 +173,53 @@ class DedupCache:
 
 
 class DedupStore:
-    """:class:`DedupCache` + a SQLite table in the data dir (``path=None``: memory only)."""
+    """:class:`DedupCache` + a SQLite table in the data dir (``path=None``: memory only).
+
+    The connection is used from the event-loop thread itself: a commit in WAL mode with
+    ``synchronous=NORMAL`` is a ``write()`` into the OS page cache (no fsync), about 20 µs, and
+    durable against kill -9 once it returns (common/sqlite.py).  Handing each commit to a worker
+    thread cost more than the commit (thread hand-off and wake-ups: about 17 % of the bridge's
+    samples under load, docs/performance.md); only the start-up load runs in a thread, and pruning
+    deletes in small chunks so the loop is never held long.
+    """
+
+    PRUNE_CHUNK = 5000  # rows per DELETE: a few ms each
 
     def __init__(self, path: Path | None, *, window: float, capacity: int,
                  clock: Callable[[], float] = time.time) -> None:
         self.cache = DedupCache(window, capacity)
         self.clock = clock
-        self._db = SqliteWorker(path) if path is not None else None
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
 
     def __len__(self) -> int:
         return len(self.cache)
 
+    @staticmethod
+    def _create(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS dedup (key BLOB PRIMARY KEY, expires_at REAL NOT NULL)")
+        conn.execute("CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup(expires_at)")
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self._conn is None and self._path is not None:  # used before open(): no history to load
+            self._conn = connect_wal(str(self._path))
+            self._create(self._conn)
+        return self._conn
+
     async def open(self) -> int:
         """Create the table and load the live entries; returns how many were loaded."""
-        if self._db is None:
+        if self._path is None:
             return 0
         now = self.clock()
-
         cache = self.cache
 
-        def load(conn: sqlite3.Connection) -> int:
-            conn.execute("CREATE TABLE IF NOT EXISTS dedup (key BLOB PRIMARY KEY, expires_at REAL NOT NULL)")
-            conn.execute("CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup(expires_at)")
+        def load() -> int:
+            conn = connect_wal(str(self._path))
+            self._create(conn)
             conn.execute("DELETE FROM dedup WHERE expires_at < ?", (now,))
             # The newest ``capacity`` entries, oldest first, streamed into the cache (a fetchall of
-            # 1 M rows would hold 1 M tuples at once).  Nothing else touches the cache until open()
-            # returns, so filling it from the worker thread is safe.
+            # 1 M rows would hold 1 M tuples at once).  Nothing else touches the cache or the
+            # connection until open() returns, so this thread may fill them.
             (count,) = conn.execute("SELECT COUNT(*) FROM dedup").fetchone()
             cur = conn.execute("SELECT key, expires_at FROM dedup ORDER BY expires_at ASC LIMIT -1 OFFSET ?",
                                (max(0, count - cache.capacity),))
@@ -204,9 +228,13 @@ class DedupStore:
                 for key, exp in rows:
                     cache.add(key, now, exp)
                 n += len(rows)
+            self._conn = conn
             return n
 
-        return await self._db.run(load)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        return await trio.to_thread.run_sync(load)
 
     def seen(self, key: bytes) -> bool:
         return self.cache.seen(key, self.clock())
@@ -215,10 +243,10 @@ class DedupStore:
         """Remember ``key``; returns once it is committed (write-ahead of the publish)."""
         now = self.clock()
         self.cache.add(key, now)
-        if self._db is not None:
-            exp = now + self.cache.window
-            await self._db.run(lambda c: c.execute(
-                "INSERT OR REPLACE INTO dedup (key, expires_at) VALUES (?, ?)", (key, exp)))
+        conn = self._connection()
+        if conn is not None:  # autocommit: committed when execute returns
+            conn.execute("INSERT OR REPLACE INTO dedup (key, expires_at) VALUES (?, ?)",
+                         (key, now + self.cache.window))
 
     async def check_and_add(self, key: bytes) -> bool:
         """True if ``key`` is new (and now remembered), False if it is a duplicate."""
@@ -230,10 +258,16 @@ class DedupStore:
     async def prune(self) -> int:
         now = self.clock()
         n = self.cache.expire(now)
-        if self._db is not None:
-            await self._db.run(lambda c: c.execute("DELETE FROM dedup WHERE expires_at < ?", (now,)))
+        conn = self._connection()
+        while conn is not None:
+            cur = conn.execute("DELETE FROM dedup WHERE rowid IN "
+                               "(SELECT rowid FROM dedup WHERE expires_at < ? LIMIT ?)", (now, self.PRUNE_CHUNK))
+            if cur.rowcount < self.PRUNE_CHUNK:
+                break
+            await trio.lowlevel.checkpoint()  # let the pipeline run between chunks
         return n
 
     async def aclose(self) -> None:
-        if self._db is not None:
-            await self._db.aclose()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
