@@ -176,7 +176,7 @@ class DedupStore:
     """:class:`DedupCache` + a SQLite table in the data dir (``path=None``: memory only).
 
     The connection is used from the event-loop thread itself: a commit in WAL mode with
-    ``synchronous=NORMAL`` is a ``write()`` into the OS page cache (no fsync), about 20 µs, and
+    ``synchronous=NORMAL`` is a ``write()`` into the OS page cache (no fsync), 40-50 µs here, and
     durable against kill -9 once it returns (common/sqlite.py).  Handing each commit to a worker
     thread cost more than the commit (thread hand-off and wake-ups: about 17 % of the bridge's
     samples under load, docs/performance.md); only the start-up load runs in a thread, and pruning
