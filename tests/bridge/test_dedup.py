@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -130,3 +131,23 @@ def test_compact_cache_matches_ordered_dict_long_run() -> None:
 def test_compact_cache_rejects_long_keys() -> None:
     with pytest.raises(ValueError):
         DedupCache(10, 10).add(b"x" * 33, 0)
+
+
+async def test_prune_deletes_in_chunks_and_a_store_works_before_open(tmp_path: Path) -> None:
+    clock = FakeClock(1000.0)
+    path = tmp_path / "dedup.sqlite3"
+    s = DedupStore(path, window=60, capacity=100, clock=clock)
+    s.PRUNE_CHUNK = 3  # several chunks for 10 rows
+    for i in range(10):  # no open(): the table is made on first use
+        await s.add(i.to_bytes(8, "big"))
+    clock.now += 30
+    await s.add(b"young")
+    clock.now += 31  # the first ten are past the window, "young" is not
+    assert await s.prune() == 10
+    await s.aclose()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM dedup").fetchone() == (1,)  # gone from disk too
+    conn.close()
+    s2 = DedupStore(path, window=60, capacity=100, clock=clock)
+    assert await s2.open() == 1 and s2.seen(b"young")
+    await s2.aclose()
