@@ -95,14 +95,14 @@ class Net:
 
 
 class BridgeProc:
-    def __init__(self, data: Path, v1: str, v2: str, pow_target: float) -> None:
+    def __init__(self, data: Path, v1: str, v2: str, pow_target: float, extra: tuple[str, ...] = ()) -> None:
         p1, p2, ws, self.http = free_ports(4)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bridge.app.cli", "--peer-id", "A", "--listen-address", "127.0.0.1",
              "--devp2p-tcp-port", str(p1), "--libp2p-tcp-port", str(p2), "--websocket-port", str(ws),
              "--metrics-server-port", str(self.http), "--data-dir", str(data), "--staticnode-v1", v1,
              "--staticnode-v2", v2, "--cluster-id", "0", "--num-shards-in-network", "1",
-             "--waku-v1-pow", str(pow_target), "--log-level", os.environ.get("BENCH_BRIDGE_LOG", "warning")],
+             "--waku-v1-pow", str(pow_target), "--log-level", os.environ.get("BENCH_BRIDGE_LOG", "warning"), *extra],
             stdout=subprocess.PIPE, stderr=(data / "bridge.log").open("w"), text=True, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         self.log = data / "bridge.log"
@@ -129,9 +129,10 @@ class BridgeProc:
             self.proc.wait(20)
 
 
-async def _with_bridge(net: Net, pow_target: float, body: Any) -> dict[str, Any]:
+async def _with_bridge(net: Net, pow_target: float, body: Any, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        b = await trio.to_thread.run_sync(BridgeProc, Path(tmp), net.v1.enode, net.v2.listen_addrs[0], pow_target)
+        b = await trio.to_thread.run_sync(BridgeProc, Path(tmp), net.v1.enode, net.v2.listen_addrs[0], pow_target,
+                                          extra)
         try:
             with trio.fail_after(30):
                 while await trio.to_thread.run_sync(b.peers) != {"v1": 1, "v2": 1}:  # noqa: ASYNC110
@@ -263,6 +264,8 @@ async def _phase(run: Any, *args: Any) -> dict[str, Any]:
 
         async def collect_v1() -> None:
             async for rec in v1.inbound():
+                if rec.envelope.topic != TOPIC:  # only the bench topic is counted (sustained --other-rate)
+                    continue
                 seq = int.from_bytes(rec.envelope.data[:8], "big")
                 if seq in net.v1_arrivals:
                     net.doubled["v1"] += 1
@@ -270,6 +273,8 @@ async def _phase(run: Any, *args: Any) -> dict[str, Any]:
 
         async def collect_v2() -> None:
             async for m in v2.messages():
+                if m.message.content_topic != CONTENT:
+                    continue
                 seq = int.from_bytes(m.message.payload[:8], "big")
                 if seq in net.v2_arrivals:
                     net.doubled["v2"] += 1
@@ -410,6 +415,11 @@ def main(core_messages: int = 1_000_000) -> Iterator[dict[str, Any]]:
 
 
 if __name__ == "__main__":
+    import sys as _sys
+
+    from bench import help_or_continue
+
+    help_or_continue("bench.bridge_e2e", __doc__, _sys.argv[1:], '[N_CORE] | --core N DB | --soak N [RATE]')
     if len(sys.argv) >= 2 and sys.argv[1] == "--core":
         print(json.dumps(trio.run(_core, int(sys.argv[2]), Path(sys.argv[3]))))
     elif len(sys.argv) >= 3 and sys.argv[1] == "--soak":

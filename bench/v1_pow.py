@@ -38,5 +38,10 @@ def main() -> Iterator[dict[str, Any]]:
 
 
 if __name__ == "__main__":
+    import sys as _sys
+
+    from bench import help_or_continue
+
+    help_or_continue("bench.v1_pow", __doc__, _sys.argv[1:], '')
     for r in main():
         print(r)

@@ -227,6 +227,11 @@ def main() -> Iterable[dict[str, Any]]:
 
 
 if __name__ == "__main__":
+    import sys as _sys
+
+    from bench import help_or_continue
+
+    help_or_continue("bench.v2_relay", __doc__, _sys.argv[1:], '')
     if len(sys.argv) > 1 and sys.argv[1] == "_receiver":
         trio.run(_receiver, sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_sender":

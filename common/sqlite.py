@@ -1,7 +1,9 @@
 """SQLite on trio: one worker that runs every call for a database file in a thread, one at a time.
 
-Each database of the project (the bridge's dedup ledger and hourly aggregates, the v2 store
-archive, the SQLite failover lease) goes through a :class:`SqliteWorker`: calls run in
+Each database of the project (the bridge's hourly aggregates, the v2 store archive, the SQLite
+failover lease) goes through a :class:`SqliteWorker`; the dedup ledger uses :func:`connect_wal`
+from the event loop itself (one commit of tens of µs per message is cheaper than the thread hand-off,
+bridge/dedup.py).  A worker's calls run in
 ``trio.to_thread.run_sync`` under a ``CapacityLimiter(1)``, so they are serialised in submission
 order and never block the event loop.  The default connection is WAL with ``synchronous=NORMAL``:
 once a commit returns the bytes are in the OS page cache, so a process kill loses nothing (only an

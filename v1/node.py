@@ -28,7 +28,6 @@ from v1.rlpx.keys import NodeKey
 from v1.rlpx.metrics import RLPxMetrics
 from v1.rlpx.session import HelloParams
 from v1.rlpx.transport import PeerDisconnected, RLPxConnection, Timeouts, rlpx_connect, rlpx_serve
-from v1.waku.bloom import FULL_BLOOM
 from v1.waku.envelope import Envelope
 from v1.waku.messages import WAKU_CAPABILITY_LENGTH, WakuCode
 from v1.waku.peer import (
@@ -47,6 +46,7 @@ from v1.waku.peer import (
     Received,
     StatusUpdated,
     WakuPeer,
+    advertised_interest,
 )
 from v1.waku.pool import EnvelopePool, PeerFilter, Rejection, validate
 from v1.waku.ratelimit import PeerRateLimiter, SendPacer
@@ -79,6 +79,9 @@ class V1NodeConfig:
     forward_interval: float = 0.3  # both implementations flush every 300 ms
     inbound_capacity: int = 1024
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # Only these topics are wanted (None: all): advertised in our Status (topic interest + bloom,
+    # v1.waku.peer.advertised_interest), so peers that honour it stop sending the rest.
+    topic_interest: tuple[bytes, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,15 +145,17 @@ class V1Node:
         self._hello = HelloParams(config.client_id, (WAKU,), config.port, config.p2p_version)
         # Our own limits are advertised (keys 4 and 6, per peer id) so that peers can pace to them.
         limited = config.rate_limit_packets > 0 or config.rate_limit_bytes > 0
+        bloom, interest = advertised_interest(config.topic_interest)
         self._status = encode_status(StatusOptions(
-            pow_requirement=config.pow_requirement, bloom=FULL_BLOOM, light_node=config.light_node,
+            pow_requirement=config.pow_requirement, bloom=bloom, light_node=config.light_node, topic_interest=interest,
             confirmations=False,
             rate_limits=RateLimits(0, math.ceil(config.rate_limit_packets), 0) if limited else None,
             bytes_rate_limits=RateLimits(0, math.ceil(config.rate_limit_bytes), 0) if limited else None))
         self._peer_config = PeerConfig(
             pow_requirement=config.pow_requirement, max_envelope_size=config.max_envelope_size,
             future_allowance=config.future_allowance_s, rate_limit_packets=config.rate_limit_packets,
-            rate_limit_bytes=config.rate_limit_bytes, light_node=config.light_node, max_packet=MAX_PACKET - 16)
+            rate_limit_bytes=config.rate_limit_bytes, light_node=config.light_node, max_packet=MAX_PACKET - 16,
+            bloom=bloom, topic_interest=None if interest is None else frozenset(interest))
         self._outbound = 0
         self.started = trio.Event()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -43,7 +44,11 @@ class BridgeService:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.started_at = time.time()
         home = instance_dir(cfg)
-        self.v1 = V1Node(v1_node_config(cfg, home), self.registry)
+        policy = Policy.from_lists(cfg.bridge.allow_topics, cfg.bridge.deny_topics)
+        # With an allow list the v1 node asks its peers for the allowed topics only (nwaku #1013:
+        # the old bridge lost its v1 peers under the load of topics it then dropped).
+        self.v1 = V1Node(dataclasses.replace(v1_node_config(cfg, home), topic_interest=policy.v1_interest()),
+                         self.registry)
         self.v2 = V2Node(v2_node_config(cfg, node_key(home, cfg.v2.nodekey, "nodekey-v2"), bridge_topics=True),
                          self.registry)
         self.dedup = DedupStore(home / "bridge.sqlite3", window=cfg.bridge.dedup_window,
@@ -75,7 +80,7 @@ class BridgeService:
                            pubsub_topic=cfg.bridge.pubsub_topic, ttl=cfg.bridge.ttl, max_skew=cfg.bridge.max_skew,
                            pow_target=cfg.v1.pow, pow_budget_s=cfg.bridge.pow_budget,
                            test_only_drop_every=test_only_drop_every()),
-            policy=Policy.from_lists(cfg.bridge.allow_topics, cfg.bridge.deny_topics), gate=self.gate,
+            policy=policy, gate=self.gate,
             # the sink history at takeover: our archive (if up over the window) and every store peer
             history=lambda req, deadline: query_history(self.v2.host, self.v2.store_peers(), req, deadline,
                                                         local=self.v2.store, local_since=self.v2.started_at),

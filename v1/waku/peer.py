@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from enum import Enum, auto
 
 from v1.rlpx.base import DisconnectReason
-from v1.waku.bloom import FULL_BLOOM
+from v1.waku.bloom import FULL_BLOOM, bloom_or
 from v1.waku.envelope import Envelope, EnvelopeError
 from v1.waku.messages import (
     EnvelopeErrorEntry,
@@ -47,7 +47,7 @@ from v1.waku.messages import (
 )
 from v1.waku.pool import PeerFilter, Rejection, validate
 from v1.waku.ratelimit import PeerRateLimiter, SendPacer
-from v1.waku.status import RateLimits, StatusError, StatusOptions, apply_update, decode_status
+from v1.waku.status import MAX_TOPIC_INTEREST, RateLimits, StatusError, StatusOptions, apply_update, decode_status
 
 __all__ = [
     "MAX_PACKET",
@@ -67,6 +67,7 @@ __all__ = [
     "Received",
     "StatusUpdated",
     "WakuPeer",
+    "advertised_interest",
     "merge_filter",
     "tightest_limit",
 ]
@@ -94,6 +95,10 @@ class PeerConfig:
     rate_limit_bytes: float = 0.0
     light_node: bool = False
     max_packet: int = MAX_PACKET - 16  # envelopes per Messages packet we send, in bytes (RLP list head)
+    # The topics we advertised (None: all, the full bloom): an envelope of another topic from a peer
+    # that ignores our Status is refused (Rejection.TOPIC), never pooled, forwarded or bridged.
+    topic_interest: frozenset[bytes] | None = None
+    bloom: bytes = FULL_BLOOM  # what we advertised without a topic interest (more than 10 000 topics)
 
 
 # --- events ---
@@ -187,6 +192,19 @@ class Outgoing:
 
 
 # --- status merge ---
+
+
+def advertised_interest(topics: Iterable[bytes] | None) -> tuple[bytes, tuple[bytes, ...] | None]:
+    """(bloom, topic interest) for our Status when we want only ``topics`` (None: everything).
+
+    Both keys are sent: status-go (waku/v1/peer.go setOptions, topicOrBloomMatch) and nim use the
+    topic interest when present, an implementation that knows only the bloom uses the bloom (the
+    OR of the topics' blooms, waku-v1.md §8).  Above the 10 000-topic limit of key 5
+    (status-go StatusOptions.Validate) only the bloom is sent."""
+    if topics is None:
+        return FULL_BLOOM, None
+    ts = tuple(sorted(set(topics)))
+    return bloom_or(list(ts)), (ts if len(ts) <= MAX_TOPIC_INTEREST else None)
 
 
 def tightest_limit(limits: RateLimits | None) -> float:
@@ -312,7 +330,8 @@ class WakuPeer:
         return [MessagesIn(tuple(
             Received(None) if isinstance(env, EnvelopeError) else
             Received(env, validate(env, now, pow_requirement=c.pow_requirement, max_size=c.max_envelope_size,
-                                   future_allowance=c.future_allowance))
+                                   future_allowance=c.future_allowance, bloom=c.bloom,
+                                   topic_interest=c.topic_interest))
             for env in decoded))]
 
     # --- sending ---

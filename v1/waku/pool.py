@@ -114,7 +114,9 @@ class EnvelopePool:
     capacity: int = 4096
     _entries: dict[bytes, _Entry] = field(default_factory=dict)
     _known: dict[str, set[bytes]] = field(default_factory=dict)
-    _outbox: dict[str, deque[bytes]] = field(default_factory=dict)  # hashes not yet offered, in order
+    # (seq, hash) not yet offered, in order; the seq tells this life of a hash from an earlier one
+    # (an envelope evicted and added again is offered at its new place, as a rescan would)
+    _outbox: dict[str, deque[tuple[int, bytes]]] = field(default_factory=dict)
     _by_expiry: list[tuple[int, int, bytes]] = field(default_factory=list)  # heap (expiry, seq, hash)
     _by_pow: list[tuple[float, int, bytes]] = field(default_factory=list)  # heap (pow, seq, hash)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
@@ -127,7 +129,7 @@ class EnvelopePool:
 
     def add_peer(self, peer: str) -> None:
         self._known.setdefault(peer, set())
-        self._outbox.setdefault(peer, deque(self._entries))
+        self._outbox.setdefault(peer, self._all_in_order())
 
     def remove_peer(self, peer: str) -> None:
         self._known.pop(peer, None)
@@ -160,8 +162,11 @@ class EnvelopePool:
             self._compact()
         for peer, box in self._outbox.items():
             if peer != origin:
-                box.append(h)
+                box.append((seq, h))
         return AddResult(True, None, evicted)
+
+    def _all_in_order(self) -> deque[tuple[int, bytes]]:
+        return deque((e.seq, h) for h, e in self._entries.items())
 
     def _drop(self, h: bytes) -> None:
         del self._entries[h]
@@ -204,19 +209,19 @@ class EnvelopePool:
         known = self._known.setdefault(peer, set())
         box = self._outbox.get(peer)
         if box is None:  # not added as a peer: offer the whole pool, as to a new one
-            box = self._outbox[peer] = deque(self._entries)
+            box = self._outbox[peer] = self._all_in_order()
         out: list[Envelope] = []
-        later: list[bytes] = []
+        later: list[tuple[int, bytes]] = []
         while box:
-            h = box.popleft()
-            e = self._entries.get(h)
+            seq, h = box.popleft()
+            e = self._live(seq, h)
             if e is None or h in known or e.env.expiry < now:
                 continue
             # A light peer still gets envelopes (status-go does), but we never send it back its own.
             if filt.wants(e.env, receiver_pow(e.pow, e.env, now)):
                 out.append(e.env)
             elif e.env.sent > now and filt.wants(e.env, e.pow):
-                later.append(h)  # from the near future: it will pass once its creation time is here
+                later.append((seq, h))  # from the near future: it will pass once its creation time is here
                 continue
             known.add(h)
         box.extend(later)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from v1.rlpx.base import DisconnectReason
-from v1.waku.bloom import FULL_BLOOM
+from v1.waku.bloom import FULL_BLOOM, bloom_matches, bloom_or, topic_to_bloom
 from v1.waku.envelope import Envelope
 from v1.waku.messages import (
     EnvelopeErrorEntry,
@@ -32,12 +32,13 @@ from v1.waku.peer import (
     Received,
     StatusUpdated,
     WakuPeer,
+    advertised_interest,
     merge_filter,
     tightest_limit,
 )
 from v1.waku.pool import Rejection
 from v1.waku.pow import SizeRule, mine_smallest_nonce, pow_value
-from v1.waku.status import RateLimits, StatusOptions, encode_status
+from v1.waku.status import MAX_TOPIC_INTEREST, RateLimits, StatusOptions, decode_status, encode_status
 
 NOW = 1_700_000_000.0
 TOPIC = b"\x1a\x2b\x3c\x4d"
@@ -228,3 +229,34 @@ def test_any_packet_sequence_yields_events_never_an_exception(light: bool,
         assert (p.state is PeerState.CLOSED) == closed
         if p.state is PeerState.READY:
             p.flush([], now)
+
+
+# --- what we want: topic interest + its bloom (the bridge's allow list, nwaku #1013) ---
+
+
+def test_advertised_interest() -> None:
+    assert advertised_interest(None) == (FULL_BLOOM, None)
+    other = b"\x00\x01\x02\x00"
+    bloom, interest = advertised_interest([other, TOPIC, TOPIC])
+    assert interest == (other, TOPIC) and bloom == bloom_or([TOPIC, other])
+    # the bloom matches both topics whichever way a peer builds a topic's bloom (status-go assigns)
+    assert all(bloom_matches(bloom, topic_to_bloom(t, assign=a)) for t in (TOPIC, other) for a in (True, False))
+    # both keys survive our codec (status-go reads key 5 first, waku/v1/peer.go setOptions)
+    o = decode_status(encode_status(StatusOptions(bloom=bloom, topic_interest=interest)))
+    assert o.topic_interest == interest and o.bloom == bloom
+    many = [i.to_bytes(4, "big") for i in range(MAX_TOPIC_INTEREST + 1)]
+    bloom, interest = advertised_interest(many)
+    assert interest is None and bloom == bloom_or(many)  # over key 5's limit: the bloom alone
+
+
+def test_envelopes_outside_our_interest_are_refused() -> None:
+    """A peer that ignores our Status: what we did not ask for is refused, never pooled or bridged."""
+    other = b"\x00\x01\x02\x00"
+    p = ready(PeerConfig(topic_interest=frozenset({TOPIC}), bloom=bloom_or([TOPIC])))
+    wanted = envelope(b"wanted")
+    e = envelope(b"other")
+    unwanted = Envelope(e.expiry, e.ttl, other, e.data, mine_smallest_nonce(e.expiry, e.ttl, other, e.data, 0.002) or 0)
+    raw = rlp.encode([wanted.encode_item(), unwanted.encode_item()])
+    (_, msgs) = p.receive(WakuCode.MESSAGES, raw, len(raw), NOW)
+    assert isinstance(msgs, MessagesIn)
+    assert [r.rejection for r in msgs.envelopes] == [None, Rejection.TOPIC]
