@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,52 +103,44 @@ def _bridge_v1_in(text: str) -> dict[str, float]:
     return out
 
 
+async def _paced(count: int, rate: float, send: Callable[[int], Awaitable[None]]) -> None:
+    """Call ``send(0 .. count-1)`` at ``rate`` per second; after a late wake-up, send what is due at once
+    (so the offered rate holds even when the loop lags)."""
+    t0, i = trio.current_time(), 0
+    while i < count:
+        await trio.sleep_until(t0 + i / rate)
+        due = min(count, int((trio.current_time() - t0) * rate) + 1)
+        while i < due:
+            await send(i)
+            i += 1
+
+
 async def _load(net: Net, rate: float, seconds: float, first: int, dirs: tuple[str, ...], ttl: int,
                 sent: dict[str, dict[int, float]], other_rate: float = 0.0) -> None:
     """Send ``rate`` messages/s per direction in ``dirs`` for ``seconds``; seq numbers from ``first``
     (plus ``other_rate`` v1 envelopes/s on :data:`OTHER_TOPIC`, not counted)."""
     n = int(rate * seconds)
 
-    async def other_sender() -> None:
-        t0, i, m = trio.current_time(), 0, int(other_rate * seconds)
-        while i < m:
-            await trio.sleep_until(t0 + i / other_rate)
-            due = min(m, int((trio.current_time() - t0) * other_rate) + 1)
-            while i < due:
-                await net.v1.post(_other_envelope(first + i, ttl))
-                i += 1
+    async def other(i: int) -> None:
+        await net.v1.post(_other_envelope(first + i, ttl))
 
-    async def v1_sender() -> None:
-        t0 = trio.current_time()
-        i = 0
-        while i < n:
-            await trio.sleep_until(t0 + i / rate)
-            due = min(n, int((trio.current_time() - t0) * rate) + 1)
-            while i < due:
-                env = _envelope(first + i, time.time(), ttl=ttl)  # made when sent
-                sent["v1_to_v2"][first + i] = time.perf_counter()
-                await net.v1.post(env)
-                i += 1
+    async def v1(i: int) -> None:
+        env = _envelope(first + i, time.time(), ttl=ttl)  # made when sent
+        sent["v1_to_v2"][first + i] = time.perf_counter()
+        await net.v1.post(env)
 
-    async def v2_sender() -> None:
-        t0 = trio.current_time()
-        i = 0
-        while i < n:
-            await trio.sleep_until(t0 + i / rate)
-            due = min(n, int((trio.current_time() - t0) * rate) + 1)
-            while i < due:
-                m = _message(first + i)
-                sent["v2_to_v1"][first + i] = time.perf_counter()
-                await net.v2.publish(PUBSUB, m)
-                i += 1
+    async def v2(i: int) -> None:
+        m = _message(first + i)
+        sent["v2_to_v1"][first + i] = time.perf_counter()
+        await net.v2.publish(PUBSUB, m)
 
     async with trio.open_nursery() as nursery:
         if "v1_to_v2" in dirs:
-            nursery.start_soon(v1_sender)
+            nursery.start_soon(_paced, n, rate, v1)
         if "v2_to_v1" in dirs:
-            nursery.start_soon(v2_sender)
+            nursery.start_soon(_paced, n, rate, v2)
         if other_rate > 0:
-            nursery.start_soon(other_sender)
+            nursery.start_soon(_paced, int(other_rate * seconds), other_rate, other)
 
 
 def _expired_drops(st: dict[str, Any]) -> int:
