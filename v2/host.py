@@ -11,6 +11,7 @@ of the code sees :class:`Host` and :class:`v2.stream.Stream`.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -165,6 +166,33 @@ class _NoConnectionPruner(ConnectionPruner):  # type: ignore[misc]  # libp2p is 
         pass
 
 
+# How long a ws/wss client has from its TCP connect to a complete HTTP upgrade request, TLS
+# handshake included (py-libp2p's own WebsocketListenerConfig.handshake_timeout, which 0.8.1 never
+# passes on).
+_WS_CONNECT_TIMEOUT = 15.0
+
+
+def _install_ws_connect_timeout() -> None:
+    """py-libp2p 0.8.1 workaround: its WebsocketListener calls trio-websocket's
+    ``serve_websocket`` without ``connect_timeout``, so trio-websocket's default of 60 s applies.
+    A client whose TLS handshake failed (junk on the wss port, a plain ws or http client, a scanner)
+    is not closed then: trio-websocket's reader task ends, but the connection waits for an upgrade
+    request that cannot come until that timeout.  The listener module's imported name is
+    replaced by one with a shorter timeout, once."""
+    import libp2p.transport.websocket.listener as listener_mod
+
+    stock = listener_mod.serve_websocket
+    if getattr(stock, "waku_timeout", False):
+        return
+
+    async def serve_websocket(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("connect_timeout", _WS_CONNECT_TIMEOUT)
+        return await stock(*args, **kwargs)
+
+    serve_websocket.waku_timeout = True  # type: ignore[attr-defined]
+    listener_mod.serve_websocket = serve_websocket
+
+
 # How long Host.run's exit may spend closing listeners and connections (shielded from the
 # cancellation that stopped it).
 _CLOSE_TIMEOUT = 5.0
@@ -173,20 +201,25 @@ _CONN_CLOSE_TIMEOUT = 0.5  # a live peer answers a ws close frame well within th
 
 class HostConfig:
     def __init__(self, node_key: bytes, listen_address: str = "0.0.0.0", tcp_port: int = 60000,
-                 websocket_port: int | None = 8000, connection_limit: int = 300) -> None:
+                 websocket_port: int | None = 8000, connection_limit: int = 300,
+                 websocket_tls: ssl.SSLContext | None = None) -> None:
         """``connection_limit`` is py-libp2p's own hard cap (it refuses connections beyond it,
         before any handshake work); the peer manager's ``maximum`` (nwaku --max-connections)
-        sits well below it and is what normally bounds the node."""
+        sits well below it and is what normally bounds the node.  With ``websocket_tls`` (a
+        server context, v2/wss.py) the websocket port serves ``/wss`` instead of ``/ws``, as
+        nwaku's does with --websocket-secure-support (waku/node/net_config.nim ``wsFlag``)."""
         self.node_key = node_key
         self.listen_address = listen_address
         self.tcp_port = tcp_port
         self.websocket_port = websocket_port
         self.connection_limit = connection_limit
+        self.websocket_tls = websocket_tls
 
     def listen_addrs(self) -> list[str]:
         addrs = [f"/ip4/{self.listen_address}/tcp/{self.tcp_port}"]
         if self.websocket_port is not None:
-            addrs.append(f"/ip4/{self.listen_address}/tcp/{self.websocket_port}/ws")
+            ws = "wss" if self.websocket_tls is not None else "ws"
+            addrs.append(f"/ip4/{self.listen_address}/tcp/{self.websocket_port}/{ws}")
         return addrs
 
 
@@ -221,14 +254,18 @@ class Host:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         gossipsub_compat.install()  # relay's py-libp2p patches, before any pubsub runs on this host
+        _install_ws_connect_timeout()
         self._addrs = [multiaddr.Multiaddr(a) for a in config.listen_addrs()]
         # Watermarks at the hard cap with min/low 0: even the inbound slot reservation py-libp2p
         # keeps for its auto-connector (max - min) goes to real peers.
         limits = ConnectionConfig(max_connections=config.connection_limit, min_connections=0, low_watermark=0,
                                   high_watermark=config.connection_limit)
         key_pair = create_new_key_pair(config.node_key)
+        # py-libp2p 0.8.1: one WebsocketTransport serves every ws listen address and hands its
+        # ``tls_server_config`` to each listener (``serve_websocket(ssl_context=...)``), ``/ws`` ones
+        # included, so a node listens on ws or on wss, never both (nwaku's choice too).
         self._h = new_host(key_pair=key_pair, listen_addrs=self._addrs, connection_config=limits,
-                           sec_opt=_noise_only(key_pair))
+                           sec_opt=_noise_only(key_pair), tls_server_config=config.websocket_tls)
         swarm = self._h.get_network()
         swarm.auto_connector = _NoAutoConnector(swarm, auto_connect_interval=limits.auto_connect_interval)
         swarm.connection_pruner = _NoConnectionPruner(swarm)
@@ -243,8 +280,9 @@ class Host:
 
     @property
     def listen_addrs(self) -> list[str]:
-        """Full multiaddrs including ``/p2p/<peer id>``."""
-        return [str(a) for a in self._h.get_addrs()]
+        """Full multiaddrs including ``/p2p/<peer id>``, TCP first.  py-libp2p lists them in
+        the order its listeners came up, which for a wss listener (slower to start) varies."""
+        return sorted((str(a) for a in self._h.get_addrs()), key=lambda a: "/ws" in a)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # Shutdown order: stop accepting, close the connections, and only then stop the swarm.

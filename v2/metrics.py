@@ -25,6 +25,10 @@ class V2Metrics:
         self.keep_alive_disconnects = Counter("waku_node_keep_alive_disconnects",
                                               "Peers disconnected after repeated keep-alive failures",
                                               registry=registry)
+        # wss only (v2/wss.py HandshakeFailure): a client whose TLS handshake failed, by reason.
+        self.tls_handshake_failures = Counter("waku_node_tls_handshake_failures",
+                                              "Failed TLS handshakes on the wss port, by reason",
+                                              ["reason"], registry=registry)
         self._peer_labels: set[tuple[str, str]] = set()
 
     def set_peers(self, total: int, by_direction_protocol: Mapping[tuple[str, str], int]) -> None:

@@ -17,6 +17,7 @@ peer manager keeps static peers dialled, runs discovery, and prunes above ``max_
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -64,6 +65,11 @@ class V2NodeConfig:
     tcp_port: int = 60000
     websocket_support: bool = True
     websocket_port: int = 8000
+    # nwaku's wss flags: the websocket port serves TLS instead (on even without websocket_support,
+    # as nwaku's ``wsEnabled or wssEnabled``), announced as /wss (v2/wss.py).
+    websocket_secure_support: bool = False
+    websocket_secure_key_path: str | None = None  # PEM private key
+    websocket_secure_cert_path: str | None = None  # PEM certificate chain, leaf first
     staticnodes: tuple[str, ...] = ()
     cluster_id: int = 0
     shards: tuple[int, ...] = (0,)
@@ -164,10 +170,11 @@ class V2Node:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = V2Metrics(self.registry)
-        ws = config.websocket_port if config.websocket_support else None
+        ws = config.websocket_port if config.websocket_support or config.websocket_secure_support else None
         # py-libp2p's hard cap stays well above the peer manager's maximum, which prunes.
         self.host = Host(HostConfig(config.nodekey, config.listen_address, config.tcp_port, ws,
-                                    connection_limit=max(300, 2 * config.max_connections)))
+                                    connection_limit=max(300, 2 * config.max_connections),
+                                    websocket_tls=self._wss_context()))
         self.relay = Relay(self.host, self.registry, max_message_size=config.max_msg_size)
         self._send, self._recv = trio.open_memory_channel[ReceivedMessage](config.inbound_capacity)
         self.started = trio.Event()
@@ -207,6 +214,22 @@ class V2Node:
         # We are no filter client, but identify must list the push codec (nwaku drops filter
         # peers whose identify lacks it; §9, §16): accept and discard, counted.
         self.host.set_stream_handler(FILTER_PUSH, self._unsolicited_push)
+
+    def _wss_context(self) -> ssl.SSLContext | None:
+        """The wss listener's TLS context, or None for plain ws; a bad key or certificate raises
+        :class:`v2.wss.WssConfigError` here, at start."""
+        c = self.config
+        if not c.websocket_secure_support:
+            return None
+        from v2.wss import WssConfigError, server_context
+
+        if not c.websocket_secure_cert_path or not c.websocket_secure_key_path:
+            raise WssConfigError("cert" if not c.websocket_secure_cert_path else "key",
+                                 "websocket_secure_support needs websocket_secure_cert_path and "
+                                 "websocket_secure_key_path")
+        failures = self.metrics.tls_handshake_failures
+        return server_context(c.websocket_secure_cert_path, c.websocket_secure_key_path,
+                              lambda reason: failures.labels(reason.value).inc())
 
     # -- mounts (each protocol's package is imported only when it is enabled) -----------------
 
@@ -300,7 +323,8 @@ class V2Node:
 
     @property
     def ws_addr(self) -> str | None:
-        return next((a for a in self.listen_addrs if "/ws/" in a or a.endswith("/ws")), None)
+        """Our websocket address, ``/ws`` or (with websocket_secure_support) ``/wss``."""
+        return next((a for a in self.listen_addrs if a.split("/")[5:6] in (["ws"], ["wss"])), None)
 
     @property
     def enr(self) -> str | None:
@@ -320,15 +344,17 @@ class V2Node:
                 bits |= bit
         ip = c.ext_ip or (c.listen_address if c.listen_address not in ("0.0.0.0", "") else None)
         tcp = ws = None
+        ws_kind = "ws"
         for a in self.listen_addrs:
-            parts = a.split("/")  # /ip4/<ip>/tcp/<port>[/ws]/p2p/<id>
+            parts = a.split("/")  # /ip4/<ip>/tcp/<port>[/ws|/wss]/p2p/<id>
             if len(parts) > 4 and parts[3] == "tcp":
-                if parts[5] == "ws":
-                    ws = int(parts[4])
+                if parts[5] in ("ws", "wss"):
+                    ws, ws_kind = int(parts[4]), parts[5]
                 else:
                     tcp = int(parts[4])
-        # Only what ip/tcp cannot say goes in ``multiaddrs``: the ws address js-waku dials (§13).
-        maddrs = [f"/ip4/{ip}/tcp/{ws}/ws"] if ip is not None and ws is not None else []
+        # Only what ip/tcp cannot say goes in ``multiaddrs``: the ws or wss address js-waku dials
+        # (§13; nwaku's enrMultiaddrs, waku/node/net_config.nim).
+        maddrs = [f"/ip4/{ip}/tcp/{ws}/{ws_kind}"] if ip is not None and ws is not None else []
         return Enr.build(c.nodekey, 1, ip=ip, tcp=tcp if ip is not None else None, waku2=bits,
                          multiaddrs=maddrs, cluster=c.cluster_id, shards=c.relay_shards)
 

@@ -388,6 +388,14 @@ SETTINGS: tuple[Setting, ...] = (
             _f("--websocket-support", groups=(B, V2N))),
     Setting("v2.websocket_port", _int_in(0, 65535), 8000, "libp2p WebSocket port",
             _f("--websocket-port", groups=(B, V2N))),
+    Setting("v2.websocket_secure_support", _bool, False,
+            "serve secure WebSocket (wss, for browsers) instead of ws on the WebSocket port",
+            _f("--websocket-secure-support", groups=(B, V2N))),
+    Setting("v2.websocket_secure_key_path", _readable_file, None, "private key (PEM) of the wss certificate",
+            _f("--websocket-secure-key-path", groups=(B, V2N))),
+    Setting("v2.websocket_secure_cert_path", _readable_file, None,
+            "wss certificate chain (PEM, leaf first, e.g. fullchain.pem)",
+            _f("--websocket-secure-cert-path", groups=(B, V2N))),
     Setting("v2.nodekey", _nodekey, None, "v2 secp256k1 node key (hex); default: persisted in data dir",
             {B: ("--nodekey-v2",), V2N: ("--nodekey",)}),
     Setting("v2.staticnodes", _list_of(_multiaddr), (), "static v2 peer (multiaddr), repeatable",
@@ -524,6 +532,9 @@ class V2Section:
     tcp_port: int
     websocket_support: bool
     websocket_port: int
+    websocket_secure_support: bool
+    websocket_secure_key_path: str | None
+    websocket_secure_cert_path: str | None
     nodekey: str | None
     staticnodes: tuple[str, ...]
     cluster_id: int
@@ -642,6 +653,31 @@ def _flatten(prefix: str, data: Mapping[str, Any], out: dict[str, Any], errors: 
             errors.append(ConfigError(key, "unknown setting"))
 
 
+def _check_wss(values: Mapping[str, Any], errors: list[ConfigError]) -> None:
+    """wss needs a key and a certificate that load together (checked now: a bad pair is a startup
+    error, not a failure at the first browser); key or certificate without wss is a mistake."""
+    key, cert = values["v2.websocket_secure_key_path"], values["v2.websocket_secure_cert_path"]
+    if not values["v2.websocket_secure_support"]:
+        for k, v in (("v2.websocket_secure_key_path", key), ("v2.websocket_secure_cert_path", cert)):
+            if v is not None:
+                errors.append(ConfigError(k, "only used with v2.websocket_secure_support"))
+        return
+    missing = [k for k, v in (("v2.websocket_secure_key_path", key), ("v2.websocket_secure_cert_path", cert))
+               if v is None]
+    reported = {e.key for e in errors}  # an unreadable file was reported by its parser already
+    for k in missing:
+        if k not in reported:
+            errors.append(ConfigError(k, "required with v2.websocket_secure_support (a readable PEM file)"))
+    if missing:
+        return
+    from v2.wss import WssConfigError, server_context
+
+    try:
+        server_context(cert, key)
+    except WssConfigError as exc:
+        errors.append(ConfigError(f"v2.websocket_secure_{exc.setting}_path", exc.message))
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     flags: Mapping[str, Any] | None = None,
@@ -736,8 +772,9 @@ def load_config(
     topic = values["bridge.pubsub_topic"]
     if topic is not None and int(topic.split("/")[4]) != values["v2.cluster_id"]:
         errors.append(ConfigError("bridge.pubsub_topic", f"{topic} is not on cluster {values['v2.cluster_id']}"))
+    _check_wss(values, errors)
     ports = [("v1.port", values["v1.port"]), ("v2.tcp_port", values["v2.tcp_port"])]
-    if values["v2.websocket_support"]:
+    if values["v2.websocket_support"] or values["v2.websocket_secure_support"]:
         ports.append(("v2.websocket_port", values["v2.websocket_port"]))
     if values["metrics.enabled"]:
         ports.append(("metrics.port", values["metrics.port"]))
