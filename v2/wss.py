@@ -40,8 +40,11 @@ class WssConfigError(V2Error):
 class HandshakeFailure(enum.StrEnum):
     """Why a client's TLS handshake failed: the ``reason`` label of the failure counter."""
 
-    EOF = "eof"  # the client closed mid-handshake (port scanners, a client that gave up)
-    CLIENT_ALERT = "client_alert"  # the client sent an alert, e.g. it rejected our certificate (TLS 1.2)
+    # The client closed mid-handshake: a scanner, a client that gave up, and also a client that
+    # rejected our certificate (expired, wrong name, unknown CA): Node and browsers hang up inside
+    # the TLS 1.3 handshake without an alert.  A rise after a certificate change points there.
+    EOF = "eof"
+    CLIENT_ALERT = "client_alert"  # the client sent an alert, e.g. it rejected our certificate
     PROTOCOL = "protocol"  # not TLS or not TLS we speak: plain ws/http on the wss port, junk, old versions
 
 

@@ -1,7 +1,7 @@
 // A stock js-waku light node (@waku/sdk 0.0.36: ws + noise + mplex) for interop tests.
 // Run with `node --import ./polyfill.mjs lightnode.mjs` on Node 20.
 // JSON lines: stdin {"id","cmd",...}; stdout replies {"id","ok",...} and events {"event",...}.
-// Commands: start {clusterId, numShardsInCluster} | dial {addr} | lightpush {contentTopic, payload}
+// Commands: start {clusterId, numShardsInCluster, wssOnly} | dial {addr} | lightpush {contentTopic, payload}
 // | store {contentTopic, pageSize} | subscribe {contentTopic} | stop.  Filter pushes arrive as
 // {"event":"filter", contentTopic, payload, version, timestamp (ns string), hash}.
 import * as readline from 'node:readline';
@@ -36,7 +36,9 @@ async function handle(msg) {
       node = await createLightNode({
         defaultBootstrap: false,
         networkConfig: { clusterId: msg.clusterId, numShardsInCluster: msg.numShardsInCluster },
-        libp2p: { filterMultiaddrs: false },
+        // wssOnly: the SDK's own default outside tests, @libp2p/websockets filters.wss (what a page
+        // served over https gets: it may open wss:// only); else every ws and wss address.
+        libp2p: msg.wssOnly ? { hideWebSocketInfo: true } : { filterMultiaddrs: false },
       });
       await node.start();
       return { peerId: node.libp2p.peerId.toString() };
