@@ -120,3 +120,29 @@ async def test_junk_on_the_wss_port_is_counted_and_the_listener_keeps_serving(
         await ws.send_message(MULTISTREAM)
         with trio.fail_after(10):
             assert await ws.get_message() == MULTISTREAM
+
+
+async def _closed_by_server(stream: trio.abc.Stream) -> bool:
+    try:
+        return await stream.receive_some() == b""  # the server sends nothing before the upgrade
+    except trio.BrokenResourceError:  # TLS without close_notify (trio's https_compatible server)
+        return True
+
+
+async def test_a_client_stuck_before_the_upgrade_is_closed(nursery: trio.Nursery, tls: TlsFiles,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # v2/host.py's connect timeout (15 s; trio-websocket's default of 60 s otherwise), shortened here
+    import v2.host
+
+    monkeypatch.setattr(v2.host, "_WS_CONNECT_TIMEOUT", 0.5)
+    node = _node(tls)
+    await nursery.start(node.run)
+    failed = await trio.open_tcp_stream(LOOPBACK, node.config.websocket_port)
+    await failed.send_all(b"GET / HTTP/1.1\r\n\r\n")  # its handshake fails at once
+    silent = trio.SSLStream(await trio.open_tcp_stream(LOOPBACK, node.config.websocket_port),
+                            ssl.create_default_context(cafile=str(tls.ca)), server_hostname=LOOPBACK)
+    await silent.do_handshake()  # TLS completes, then no upgrade request
+    with trio.fail_after(30):
+        assert await _closed_by_server(failed) and await _closed_by_server(silent)
+    await failed.aclose()
+    await trio.aclose_forcefully(silent)
