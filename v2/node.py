@@ -221,13 +221,15 @@ class V2Node:
         c = self.config
         if not c.websocket_secure_support:
             return None
-        from v2.wss import WssConfigError, server_context
+        from v2.wss import HandshakeFailure, WssConfigError, server_context
 
         if not c.websocket_secure_cert_path or not c.websocket_secure_key_path:
             raise WssConfigError("cert" if not c.websocket_secure_cert_path else "key",
                                  "websocket_secure_support needs websocket_secure_cert_path and "
                                  "websocket_secure_key_path")
         failures = self.metrics.tls_handshake_failures
+        for reason in HandshakeFailure:  # every reason at 0 from the start, for rate() alerts
+            failures.labels(reason.value)
         return server_context(c.websocket_secure_cert_path, c.websocket_secure_key_path,
                               lambda reason: failures.labels(reason.value).inc())
 

@@ -94,6 +94,8 @@ async def test_junk_on_the_wss_port_is_counted_and_the_listener_keeps_serving(
         nursery: trio.Nursery, tls: TlsFiles) -> None:
     node = _node(tls)
     await nursery.start(node.run)
+    assert [_failures(node, r) for r in HandshakeFailure] == [0.0] * len(HandshakeFailure)
+    assert node.registry.get_sample_value("waku_node_tls_handshake_failures_total", {"reason": "eof"}) == 0.0
     port = node.config.websocket_port
     junk = [b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",  # a plain ws client on the wss port
             b"\x16\x03\x01\x00\x08" + secrets.token_bytes(8),  # a TLS record header around garbage
