@@ -130,19 +130,22 @@ class PolicyConfig:
                 self.out_relay_target, self.in_relay_target, self.service_max)):
             raise ValueError("need colocation_limit >= 0 and the relay/service limits in [0, maximum]")
 
+    @property
+    def relay_starved(self) -> bool:
+        """Too few relay slots for a gossipsub mesh of degree D (the node should say so)."""
+        out, inbound = self.out_relay_target, self.in_relay_target or 0
+        return out is not None and out + inbound < MIN_RELAY_PEERS
+
     @classmethod
     def nwaku(cls, max_connections: int = 50, relay_service_ratio: str = "60:40", colocation_limit: int = 5,
               **kw: float) -> PolicyConfig:
         """nwaku's split (peer_manager.nim ``new``): relay slots ``ceil(max x relay)``, service slots
         ``floor(max x service)``, a third of the relay slots outbound, the rest inbound.  nwaku
-        refuses fewer relay slots than gossipsub's D_high (12); we need D (6) and keep at least
-        that many outbound, so a small test node still has a mesh."""
+        refuses fewer relay slots than gossipsub's D_high (12); we keep at least D (6) outbound
+        when the relay slots allow it, and below that all of them (see :meth:`relay_starved`)."""
         relay_ratio, service_ratio = parse_relay_service_ratio(relay_service_ratio)
         relay = math.ceil(max_connections * relay_ratio - 1e-9)
         service = math.floor(max_connections * service_ratio + 1e-9)
-        if relay < MIN_RELAY_PEERS:
-            raise ValueError(f"--max-connections {max_connections} with --relay-service-ratio {relay_service_ratio}"
-                             f" leaves {relay} relay slots; at least {MIN_RELAY_PEERS} are needed")
         out = min(relay, max(MIN_RELAY_PEERS, relay // 3))
         return cls(target=out, maximum=max_connections, colocation_limit=colocation_limit, out_relay_target=out,
                    in_relay_target=relay - out, service_max=service, **kw)  # type: ignore[arg-type]

@@ -30,8 +30,9 @@ def test_nwaku_split_of_max_connections() -> None:
     small = PolicyConfig.nwaku(max_connections=12, relay_service_ratio="80:20")
     # ceil(9.6) = 10 relay slots: a third (3) is below gossipsub's D, so 6 outbound, 4 inbound
     assert (small.out_relay_target, small.in_relay_target, small.service_max) == (MIN_RELAY_PEERS, 4, 2)
-    with pytest.raises(ValueError):
-        PolicyConfig.nwaku(max_connections=5)  # 3 relay slots cannot hold a mesh
+    tiny = PolicyConfig.nwaku(max_connections=5)  # 3 relay slots cannot hold a mesh: all of them outbound
+    assert (tiny.out_relay_target, tiny.in_relay_target, tiny.relay_starved) == (3, 0, True)
+    assert not c.relay_starved
     for bad in ("60", "60:50", "a:b", "-10:110", "60:40:0"):
         with pytest.raises(ValueError):
             parse_relay_service_ratio(bad)
