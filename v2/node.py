@@ -281,7 +281,8 @@ class V2Node:
         if self.discv5 is not None:
             from v2.discv5.service import Discv5Source
 
-            sources.append(Discv5Source(self.discv5))
+            # Taking what discv5 found is a list swap: poll it often, its period bounds the bootstrap.
+            sources.append(Discv5Source(self.discv5, interval=1.0))
         if self.config.peer_exchange:
             from v2.peer_exchange.client import PeerExchangeClient
 
@@ -293,6 +294,7 @@ class V2Node:
                                         config=policy, discovery_sources=sources,
                                         cluster_id=self.config.cluster_id,
                                         relay_peers=lambda: {t: self.relay.topic_peers(t) for t in served})
+        # relay_scores (PeerManager): the relay's gossipsub scores, once v2/relay exposes them.
 
     # -- public surface ------------------------------------------------------------------------
 

@@ -302,12 +302,15 @@ class PeerManager:
 
     async def _watch_bootstrap(self) -> None:
         """Relay peers appear when their subscriptions arrive, which no connection event tells:
-        look twice a second until the bootstrap latency is known."""
+        look twice a second until the bootstrap latency is known (every 5 s after a minute: a
+        node with one static peer never gets there)."""
+        assert self._started_at is not None
         while self.bootstrap_latency is None:
             current = set(self._host.connected_peers())
             _, on_topics, relay, _ = self._classify(current)
-            self._note_relay_peers(len(on_topics) if self._relay_peers is not None else len(relay), self._clock())
-            await trio.sleep(0.5)
+            now = self._clock()
+            self._note_relay_peers(len(on_topics) if self._relay_peers is not None else len(relay), now)
+            await trio.sleep(0.5 if now - self._started_at < 60 else 5.0)
 
     def status(self) -> dict[str, Any]:
         """What ``/status`` shows of the connection manager."""
