@@ -199,6 +199,32 @@ _CLOSE_TIMEOUT = 5.0
 _CONN_CLOSE_TIMEOUT = 0.5  # a live peer answers a ws close frame well within this
 
 
+def _dial_from_listen_ip(swarm: Any, listen_ip: str) -> None:
+    """Bound to one address, dial from it too (an ephemeral port on ``listen_ip``).
+
+    py-libp2p 0.8.1 dials with ``trio.open_tcp_stream``, so the kernel picks the source address:
+    a host on 127.0.0.5 (or on the second address of a multi-homed machine) would reach its
+    peers from 127.0.0.1 (the primary address) and be counted, by their IP colocation limits
+    (nwaku ``--ip-colocation-limit``, ours), as the same host as every other node there.  The
+    TCP transport's ``dial_with_source`` (meant for hole punching) binds first; the WebSocket
+    transport has no such hook and keeps the kernel's choice.
+    """
+    if listen_ip in ("", "0.0.0.0", "::"):
+        return
+    for transport in swarm.transport_manager.get_transports():
+        with_source = getattr(transport, "dial_with_source", None)
+        if not callable(with_source) or type(transport).__name__ != "TCP":
+            continue
+        plain = transport.dial
+
+        async def dial(maddr: Any, _plain: Any = plain, _with_source: Any = with_source) -> Any:
+            first = next(iter(maddr.protocols()), None)
+            same_family = first is not None and first.name == ("ip6" if ":" in listen_ip else "ip4")
+            return await (_with_source(maddr, (listen_ip, 0)) if same_family else _plain(maddr))
+
+        transport.dial = dial
+
+
 class HostConfig:
     def __init__(self, node_key: bytes, listen_address: str = "0.0.0.0", tcp_port: int = 60000,
                  websocket_port: int | None = 8000, connection_limit: int = 300,
@@ -269,6 +295,7 @@ class Host:
         swarm = self._h.get_network()
         swarm.auto_connector = _NoAutoConnector(swarm, auto_connect_interval=limits.auto_connect_interval)
         swarm.connection_pruner = _NoConnectionPruner(swarm)
+        _dial_from_listen_ip(swarm, config.listen_address)
         self.peer_id = str(self._h.get_id())
         self.started = trio.Event()
         self._stopping = False  # set once shutdown began: no new dials (their connection would outlive the swarm)
@@ -458,6 +485,16 @@ class Host:
             return _direction(conns[0]) if conns else "unknown"
         except Exception:
             return "unknown"
+
+    def peer_ip(self, peer: str) -> str | None:
+        """The remote IP of our first live connection to ``peer`` (what an IP colocation limit
+        counts: nwaku ``getPeerIp`` reads the connection's observed address too)."""
+        try:
+            conns = self._h.get_network().connections.get(ID.from_base58(peer)) or []
+            remote = conns[0].muxed_conn.get_remote_address() if conns else None
+            return str(remote[0]) if remote else None
+        except Exception:
+            return None
 
     async def disconnect(self, peer: str) -> None:
         try:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -86,6 +86,8 @@ class V2NodeConfig:
     peer_exchange: bool = False
     dns_discovery_url: str | None = None
     max_connections: int = 50
+    relay_service_ratio: str = "60:40"  # nwaku: relay:service share of max_connections
+    ip_colocation_limit: int = 5  # nwaku's default peers per IP; 0 = no limit
     max_msg_size: int = MAX_MESSAGE_SIZE
     inbound_capacity: int = 4096
     extra_pubsub_topics: tuple[str, ...] = field(default=())
@@ -207,7 +209,8 @@ class V2Node:
             self._mount_peer_exchange()
         self._mount_peer_manager()
         self.keepalive = KeepAlive(self.host, self.metrics, interval=config.keepalive_interval or 60.0,
-                                   timeout=config.keepalive_timeout, is_static=self._is_static)
+                                   timeout=config.keepalive_timeout, is_static=self._is_static,
+                                   on_answer=self.peer_manager.note_answer)
         for svc in self.services:
             for pid in svc.protocol_ids:
                 self.host.set_stream_handler(pid, svc.handle)
@@ -294,6 +297,7 @@ class V2Node:
         """Static peers, ``dns_discovery_url`` and (with peer exchange) PX as discovery sources;
         the manager keeps the static peers dialled and prunes above ``max_connections``."""
         from v2.peers.manager import DiscoverySource, PeerManager
+        from v2.peers.policy import PolicyConfig
         from v2.peers.sources import DnsDiscoverySource, PeerExchangeSource
 
         sources: list[DiscoverySource] = []
@@ -302,16 +306,20 @@ class V2Node:
         if self.discv5 is not None:
             from v2.discv5.service import Discv5Source
 
-            sources.append(Discv5Source(self.discv5))
+            # Taking what discv5 found is a list swap: poll it often, its period bounds the bootstrap.
+            sources.append(Discv5Source(self.discv5, interval=1.0))
         if self.config.peer_exchange:
             from v2.peer_exchange.client import PeerExchangeClient
 
             sources.append(PeerExchangeSource(self.host, PeerExchangeClient(self.host, self.registry)))
         served = self.config.pubsub_topics if self.config.relay else ()
+        c = self.config
+        policy = PolicyConfig.nwaku(c.max_connections, c.relay_service_ratio, c.ip_colocation_limit)
         self.peer_manager = PeerManager(self.host, self.registry, static_peers=self.config.staticnodes,
-                                        maximum=self.config.max_connections, discovery_sources=sources,
+                                        config=policy, discovery_sources=sources,
                                         cluster_id=self.config.cluster_id,
                                         relay_peers=lambda: {t: self.relay.topic_peers(t) for t in served})
+        # relay_scores (PeerManager): the relay's gossipsub scores, once v2/relay exposes them.
 
     # -- public surface ------------------------------------------------------------------------
 
@@ -366,6 +374,14 @@ class V2Node:
 
     def _known_enrs(self) -> list[Enr]:
         return list(self.peer_manager.enrs())
+
+    def peer_status(self) -> dict[str, Any]:
+        """The connection manager's part of ``/status``, with the discv5 routing table's size."""
+        out = self.peer_manager.status()
+        if self.discv5 is not None:
+            es = self.discv5.table.entries()
+            out["discv5_table"] = {"nodes": len(es), "live": sum(e.live for e in es)}
+        return out
 
     def protocols(self) -> list[str]:
         """What identify advertises: our handlers plus py-libp2p's built-ins."""

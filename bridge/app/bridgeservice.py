@@ -137,7 +137,8 @@ class BridgeService:
             "v2": {"peer_id": self.v2.peer_id, "listen_addrs": self.v2.listen_addrs,
                    # what a client needs to find our v1->v2 output (waku-bridge drill's canaries)
                    "cluster_id": self.cfg.v2.cluster_id, "num_shards": max(1, self.cfg.v2.num_shards_in_network),
-                   "pubsub_topic": self.cfg.bridge.pubsub_topic},
+                   "pubsub_topic": self.cfg.bridge.pubsub_topic,
+                   "peer_manager": self.v2.peer_status()},
             "uptime_s": round(now - self.started_at, 1),
             "event_loop_lag_max_s": round(self.loop_lag.worst, 3),
         }

@@ -217,6 +217,14 @@ def _retention(v: Any) -> str:
     return s
 
 
+def _relay_service_ratio(v: Any) -> str:
+    from v2.peers.policy import parse_relay_service_ratio  # what the peer manager will parse
+
+    s = _str(v).strip()
+    parse_relay_service_ratio(s)  # ValueError with the reason
+    return s
+
+
 def _db_url(v: Any) -> str:
     from v2.store.common import StoreConfigError, parse_db_url  # what the archive will parse
 
@@ -437,6 +445,11 @@ SETTINGS: tuple[Setting, ...] = (
             _f("--discv5-enr-auto-update", groups=(B, V2N))),
     Setting("v2.max_connections", _int_in(1, 10_000), 50, "maximum libp2p connections",
             _f("--max-connections", groups=(B, V2N))),
+    Setting("v2.relay_service_ratio", _relay_service_ratio, "60:40",
+            "relay:service share of --max-connections (nwaku); a third of the relay share is dialled out",
+            _f("--relay-service-ratio", groups=(B, V2N))),
+    Setting("v2.ip_colocation_limit", _int_in(0, 10_000), 5, "peers allowed from one IP (nwaku: 5; 0 = no limit)",
+            _f("--ip-colocation-limit", groups=(B, V2N))),
     Setting("v2.max_msg_size", _msg_size, 153_600, "largest WakuMessage relayed or accepted (nwaku: 150KiB)",
             _f("--max-msg-size", groups=(B, V2N))),
     Setting("v2.nat", _nat, None, "address announced in the ENR: any | none | extip:<IPv4>",
@@ -556,6 +569,8 @@ class V2Section:
     discv5_bootstrap_nodes: tuple[str, ...]
     discv5_enr_auto_update: bool
     max_connections: int
+    relay_service_ratio: str
+    ip_colocation_limit: int
     max_msg_size: int
     nat: str | None
     rest: bool

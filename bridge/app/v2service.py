@@ -2,8 +2,10 @@
 
 REST (``--rest``, ``--rest-address``, ``--rest-port``): nwaku's REST API (v2/rest/api.py, documented in
 v2/rest/openapi.yaml); admin routes need ``WAKU_BRIDGE_ADMIN_TOKEN`` off loopback.  The metrics server
-(``--metrics-server``) serves ``/metrics`` and ``/health``.  On start the node prints one JSON line
-(peer id, listen addresses, ENR) on stdout and logs its full multiaddrs, so scripts and operators can dial it.
+(``--metrics-server``) serves ``/metrics``, ``/health`` and ``/status`` (the connection manager:
+peers by source and direction, relay peers, bootstrap latency, churn, prunes, limits, discv5 table).
+On start the node prints one JSON line (peer id, listen addresses, ENR) on stdout and logs its full
+multiaddrs, so scripts and operators can dial it.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ async def run_v2_node(cfg: AppConfig) -> None:
         return json_response({"nodeHealth": "Ready" if ready else "Initializing", "status": "ok" if ready else "init",
                               "peers": len(node.peers())}, 200 if ready else 503)
 
+    async def status(_: Request) -> Response:
+        return json_response({"peer_id": node.peer_id, "peers": len(node.peers()), "peer_manager": node.peer_status()})
+
     rest = rest_server(cfg, node) if cfg.v2.rest else None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(until_signal, nursery.cancel_scope)
@@ -95,7 +100,7 @@ async def run_v2_node(cfg: AppConfig) -> None:
         if cfg.metrics.enabled:
             ports["metrics"] = await nursery.start(HttpServer(cfg.metrics.address, cfg.metrics.port,
                                                               {"/metrics": metrics_route(registry),
-                                                               "/health": health}).run)
+                                                               "/health": health, "/status": status}).run)
         if rest is not None:
             ports["rest"] = await nursery.start(rest.run)
         for addr in node.listen_addrs:

@@ -149,6 +149,12 @@ async def test_v2_node_command_rest_metrics_and_dial(nursery: trio.Nursery, tmp_
                 await trio.sleep(0.05)
         metrics = (await trio.to_thread.run_sync(lambda: httpx.get(out["metrics"] + "/metrics", timeout=5))).text
         assert "waku_metadata_requests_total" in metrics and "waku_connected_peers" in metrics
+        assert "waku_peer_manager_churn_total" in metrics and "waku_peer_manager_peers" in metrics
+        st = (await trio.to_thread.run_sync(lambda: httpx.get(out["metrics"] + "/status", timeout=5))).json()
+        pm = st["peer_manager"]
+        assert st["peer_id"] == out["peer_id"] and pm["connected"] >= 1 and pm["churn"]["connected"] >= 1
+        assert pm["by_source"]["inbound"]["inbound"] >= 1 and pm["limits"]["ip_colocation_limit"] == 5
+        assert pm["bootstrap_latency_s"] is None  # one relay peer is not six
     finally:
         proc.terminate()
         assert await trio.to_thread.run_sync(proc.wait, 15) == 0

@@ -142,8 +142,11 @@ class KeepAlive:
 
     def __init__(self, host: Host, metrics: V2Metrics, *, interval: float = 60.0, timeout: float = 10.0,
                  max_failures: int = 3, is_static: Callable[[str], bool] = lambda _: False,
-                 concurrency: int = 16, clock: Callable[[], float] = time.monotonic) -> None:
+                 concurrency: int = 16, clock: Callable[[], float] = time.monotonic,
+                 on_answer: Callable[[str, float | None], None] | None = None) -> None:
+        """``on_answer(peer, rtt or None)`` hears every ping's outcome (the peer manager's health score)."""
         self._host = host
+        self._on_answer = on_answer
         self._metrics = metrics
         self.policy = KeepAlivePolicy(interval, max_failures)
         self._timeout = timeout
@@ -171,7 +174,11 @@ class KeepAlive:
                 rtt = await ping(self._host, peer, timeout=self._timeout)
             except PingError as exc:
                 action = self._on_failure(peer, exc)
+                if self._on_answer is not None:
+                    self._on_answer(peer, None)
             else:
+                if self._on_answer is not None:
+                    self._on_answer(peer, rtt)
                 self._metrics.keep_alive_pings.labels("ok").inc()
                 self.policy.succeeded(peer, self._clock())
                 log.debug("keep-alive ping %s: %.1f ms", peer, rtt * 1000)

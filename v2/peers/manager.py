@@ -7,6 +7,13 @@ every ``poll_interval`` (a slow safety poll: a full event channel drops events).
 the policy asks for with a deadline per attempt, prunes above the maximum, and runs each
 discovery source in its own task.  Discovered peers arrive as ENRs or ``/p2p/`` multiaddrs
 through :meth:`add_discovered`.  The host resolves ``/dns4``/``/dns6`` addresses itself.
+
+Each step classifies the connected peers for the policy's nwaku limits: relay peers (on a topic we
+relay, or identify lists relay), service peers (identify done, no relay), the rest unknown yet; it
+reads each connection's direction and remote IP (the colocation limit), and the peers' health
+(:mod:`v2.peers.health`: failed dials, answers reported through :meth:`note_answer`, and the
+gossipsub scores of ``relay_scores``).  The bootstrap latency is the time from :meth:`run` to
+:data:`~v2.peers.policy.MIN_RELAY_PEERS` relay peers, measured once per start.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -24,16 +31,24 @@ from v2.enr.enr import Enr
 from v2.enr.maddr import MultiaddrError, encode_multiaddr
 from v2.errors import V2Error
 from v2.host import ConnectionEvent, DialError, Host
+from v2.peers.health import HealthBook, HealthConfig, HealthEvent
 from v2.peers.metrics import PeerMetrics
-from v2.peers.policy import STATIC, PeerPolicy, PolicyConfig
+from v2.peers.policy import INBOUND, MIN_RELAY_PEERS, STATIC, PeerPolicy, PolicyConfig, PruneReason
+from v2.protocol_ids import RELAY
 
-__all__ = ["DiscoverySource", "PeerManager", "RelayPeers", "dialable", "split_peer_addr"]
+__all__ = ["DiscoverySource", "PeerManager", "RelayPeers", "RelayScores", "dialable", "split_peer_addr"]
 
 log = logging.getLogger(__name__)
 
 
 # Each pubsub topic we relay -> the peers relaying it with us (protects the last one from pruning).
 RelayPeers = Callable[[], Mapping[str, Collection[str]]]
+
+# Peer id -> gossipsub v1.1 score (libp2p gossipsub-v1.1 spec, "Peer Scoring"), from the relay.  A
+# score below the health config's ``graylist_threshold`` (nwaku: -10000) means gossipsub ignores
+# the peer: it is replaced (pruned, then not redialled for ``backoff_max``) even within the limits.
+# A negative score above it lowers the peer's health: it goes first when peers must be pruned.
+RelayScores = Callable[[], Mapping[str, float]]
 
 
 class DiscoverySource(Protocol):
@@ -68,9 +83,11 @@ class PeerManager:
                  target: int = 10, maximum: int = 50, discovery_sources: Sequence[DiscoverySource] = (),
                  config: PolicyConfig | None = None, rng: random.Random | None = None,
                  cluster_id: int | None = None, poll_interval: float = 10.0, dial_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic, relay_peers: RelayPeers | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, relay_peers: RelayPeers | None = None,
+                 relay_scores: RelayScores | None = None, health: HealthConfig | None = None) -> None:
         """``config`` overrides the policy defaults (its target/maximum win over the two arguments).
-        ``relay_peers`` (the relay's view) keeps the last relay peer of a topic we serve unpruned."""
+        ``relay_peers`` (the relay's view) keeps the last relay peer of a topic we serve unpruned
+        and counts the relay peers; ``relay_scores``: see :data:`RelayScores` (default: none)."""
         self._host = host
         self._metrics = PeerMetrics.of(registry)
         # nwaku's --max-connections may be set below the default target: the maximum wins.
@@ -86,16 +103,28 @@ class PeerManager:
         self._dial_timeout = dial_timeout
         self._clock = clock
         self._relay_peers = relay_peers
+        self._relay_scores = relay_scores
+        self.health = HealthBook(health)
         self._enrs: dict[str, Enr] = {}
         self._dialing: set[str] = set()
         self._pruning: set[str] = set()
         self._connected: set[str] = set()
         self._kick = trio.Event()
         self.started = trio.Event()
+        self._started_at: float | None = None
+        self.bootstrap_latency: float | None = None  # s from run() to MIN_RELAY_PEERS relay peers
+        self._relay_count = 0
+        self._churn = {"connected": 0, "disconnected": 0}
+        self._pruned_by: dict[str, int] = {}
+        self._gauged: set[tuple[str, str]] = set()
 
     @property
     def policy(self) -> PeerPolicy:
         return self._policy
+
+    def note_answer(self, peer: str, rtt: float | None) -> None:
+        """A request-response exchange with ``peer`` took ``rtt`` s (None: failed or timed out)."""
+        self.health.answer(peer, rtt, self._clock())
 
     # ------------------------------------------------------------------ intake
 
@@ -148,8 +177,14 @@ class PeerManager:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         events = self._host.connection_events(capacity=256)
+        self._started_at = self._clock()
+        self.bootstrap_latency = None
+        if self._policy.config.relay_starved:
+            log.warning("only %s relay slots: fewer than gossipsub's D (%d); raise --max-connections",
+                        self._policy.config.out_relay_target, MIN_RELAY_PEERS)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._wake_on_connection_events, events)
+            nursery.start_soon(self._watch_bootstrap)
             for src in self._sources:
                 nursery.start_soon(self._discover_loop, src)
             self.started.set()
@@ -176,37 +211,134 @@ class PeerManager:
         now = self._clock()
         live = ev.peer in self._host.connected_peers()
         if ev.connected and live and ev.peer not in self._connected:
-            self._connected.add(ev.peer)
-            self._policy.connected(ev.peer, now)
+            self._joined(ev.peer, now, ev.direction)
         elif not ev.connected and not live and ev.peer in self._connected:
-            self._connected.discard(ev.peer)
-            self._policy.disconnected(ev.peer, now)
+            self._left(ev.peer, now)
+
+    def _joined(self, pid: str, now: float, direction: str) -> None:
+        self._connected.add(pid)
+        self._policy.connected(pid, now, direction, self._host.peer_ip(pid))
+        self._churn["connected"] += 1
+        self._metrics.churn.labels("connected", self._policy.direction(pid)).inc()
+
+    def _left(self, pid: str, now: float) -> None:
+        direction = self._policy.direction(pid)
+        self._connected.discard(pid)
+        self._policy.disconnected(pid, now)
+        self._churn["disconnected"] += 1
+        self._metrics.churn.labels("disconnected", direction).inc()
+
+    def _classify(self, current: set[str]) -> tuple[Mapping[str, Collection[str]], set[str], set[str], set[str]]:
+        """(topic -> relay peers, peers on our topics, relay peers, service-only peers)."""
+        topics = self._relay_peers() if self._relay_peers is not None else {}
+        on_topics = {p for ps in topics.values() for p in ps} & current
+        relay, service = set(on_topics), set()
+        for pid in current - on_topics:
+            protocols = self._host.peer_protocols(pid)
+            if RELAY in protocols:
+                relay.add(pid)
+            elif protocols:  # identify done, and no relay: a light client or a service-only peer
+                service.add(pid)
+        return topics, on_topics, relay, service
 
     def _step(self, nursery: trio.Nursery) -> None:
         now = self._clock()
         current = set(self._host.connected_peers())
         for pid in self._connected - current:
-            self._policy.disconnected(pid, now)
+            self._left(pid, now)
         for pid in current - self._connected:
-            self._policy.connected(pid, now)
-        self._connected = current
-        for pid in self._policy.plan_dials(current, self._dialing, now):
+            self._joined(pid, now, self._host.peer_direction(pid))
+        for pid in current:  # direction and IP may be known only now (an event raced the swarm)
+            if self._policy.direction(pid) == "unknown":
+                self._policy.connected(pid, now, self._host.peer_direction(pid), self._host.peer_ip(pid))
+        topics, on_topics, relay, service = self._classify(current)
+        self._note_relay_peers(len(on_topics) if self._relay_peers is not None else len(relay), now)
+        for pid in self._policy.plan_dials(current, self._dialing, now, service=service):
             self._dialing.add(pid)
             nursery.start_soon(self._dial, pid)
-        relay = self._relay_peers() if self._relay_peers is not None else {}
-        for pid in self._policy.plan_prune(sorted(current - self._pruning), relay):
-            self._pruning.add(pid)
-            nursery.start_soon(self._prune, pid)
+        scores = self._relay_scores() if self._relay_scores is not None else {}
+        health = self.health.scores(current, now, scores)
+        replace = self.health.to_replace(current, scores)
+        for pr in self._policy.prune_plan(sorted(current - self._pruning), topics, relay=relay, service=service,
+                                          health=health, replace=replace):
+            self._pruning.add(pr.peer)
+            self._policy.pruned(pr.peer, pr.reason, now)
+            self._pruned_by[pr.reason.label] = self._pruned_by.get(pr.reason.label, 0) + 1
+            self._metrics.pruned_reason.labels(pr.reason.label).inc()
+            if pr.reason is PruneReason.COLOCATION:
+                self._metrics.colocation.labels(self._policy.direction(pr.peer)).inc()
+            log.debug("pruning %s (%s)", pr.peer, pr.reason.label)
+            nursery.start_soon(self._prune, pr.peer)
         if len(self._enrs) > len(self._policy):  # forget the records of peers the policy forgot
             self._enrs = {pid: e for pid, e in self._enrs.items() if self._policy.get(pid) is not None}
+        if len(self.health) > len(self._policy) + len(current):
+            self.health.forget(current | {p.peer_id for p in self._policy.peers()})
         self._metrics.peer_store_size.set(len(self._policy))
+        self._gauge(current)
+
+    def _gauge(self, current: set[str]) -> None:
         by_source: dict[str, int] = {}
+        by_both: dict[tuple[str, str], int] = {}
         for pid in current:
             p = self._policy.get(pid)
-            src = p.source if p is not None else "inbound"
+            src = p.source if p is not None else INBOUND
             by_source[src] = by_source.get(src, 0) + 1
-        for src in {STATIC, "inbound", *by_source, *(p.source for p in self._policy.peers())}:
+            key = (src, self._policy.direction(pid))
+            by_both[key] = by_both.get(key, 0) + 1
+        for src in {STATIC, INBOUND, *by_source, *(p.source for p in self._policy.peers())}:
             self._metrics.managed_connected.labels(src).set(by_source.get(src, 0))
+        for key in self._gauged | by_both.keys():  # stale label pairs drop to 0, not vanish
+            self._metrics.peers.labels(*key).set(by_both.get(key, 0))
+        self._gauged |= by_both.keys()
+
+    def _note_relay_peers(self, n: int, now: float) -> None:
+        self._relay_count = n
+        self._metrics.relay_peers.set(n)
+        if self.bootstrap_latency is None and self._started_at is not None and n >= MIN_RELAY_PEERS:
+            self.bootstrap_latency = now - self._started_at
+            self._metrics.bootstrap_seconds.set(self.bootstrap_latency)
+            self._metrics.bootstrap.observe(self.bootstrap_latency)
+            log.info("bootstrap: %d relay peers %.2f s after start", n, self.bootstrap_latency)
+
+    async def _watch_bootstrap(self) -> None:
+        """Relay peers appear when their subscriptions arrive, which no connection event tells:
+        look twice a second until the bootstrap latency is known (every 5 s after a minute: a
+        node with one static peer never gets there)."""
+        assert self._started_at is not None
+        while self.bootstrap_latency is None:
+            current = set(self._host.connected_peers())
+            _, on_topics, relay, _ = self._classify(current)
+            now = self._clock()
+            self._note_relay_peers(len(on_topics) if self._relay_peers is not None else len(relay), now)
+            await trio.sleep(0.5 if now - self._started_at < 60 else 5.0)
+
+    def status(self) -> dict[str, Any]:
+        """What ``/status`` shows of the connection manager."""
+        cfg = self._policy.config
+        by_source: dict[str, dict[str, int]] = {}
+        per_ip: dict[str, int] = {}
+        for pid in self._connected:
+            p = self._policy.get(pid)
+            src = p.source if p is not None else INBOUND
+            d = by_source.setdefault(src, {})
+            direction = self._policy.direction(pid)
+            d[direction] = d.get(direction, 0) + 1
+            ip = self._policy.ip(pid)
+            if ip is not None:
+                per_ip[ip] = per_ip.get(ip, 0) + 1
+        return {
+            "connected": len(self._connected),
+            "relay_peers": self._relay_count,
+            "by_source": by_source,
+            "max_peers_per_ip": max(per_ip.values(), default=0),
+            "bootstrap_latency_s": None if self.bootstrap_latency is None else round(self.bootstrap_latency, 3),
+            "churn": dict(self._churn),
+            "pruned": dict(self._pruned_by),
+            "peer_store": len(self._policy),
+            "limits": {"max_connections": cfg.maximum, "out_relay_target": cfg.out_relay_target,
+                       "in_relay_target": cfg.in_relay_target, "service_max": cfg.service_max,
+                       "ip_colocation_limit": cfg.colocation_limit},
+        }
 
     async def _dial(self, pid: str) -> None:
         try:
@@ -230,6 +362,7 @@ class PeerManager:
                 self._connected.add(pid)
                 return
             self._metrics.dials.labels("failed").inc()
+            self.health.record(pid, HealthEvent.DIAL_FAILED, self._clock())
             delay = self._policy.dial_failed(pid, self._clock())
             log.info("dial %s failed (%s); %s", pid, last,
                      f"next attempt in {delay:.1f} s" if delay is not None else "forgetting it")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import weakref
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["PeerMetrics"]
 
@@ -31,6 +31,23 @@ class PeerMetrics:
         self.px_peers_sent = Counter("waku_px_peers_sent", "ENRs sent to peer exchange requesters",
                                      registry=registry)
         self.px_errors = Counter("waku_px_errors", "Peer exchange errors, by type", ["type"], registry=registry)
+        self.peers = Gauge("waku_peer_manager_peers", "Connected peers, by origin and direction",
+                           ["source", "direction"], registry=registry)
+        self.relay_peers = Gauge("waku_peer_manager_relay_peers", "Connected peers relaying a topic we relay",
+                                 registry=registry)
+        self.churn = Counter("waku_peer_manager_churn", "Peers connected and disconnected, by direction",
+                             ["event", "direction"], registry=registry)
+        self.pruned_reason = Counter("waku_peer_manager_prunes", "Peers the manager disconnected, by reason",
+                                     ["reason"], registry=registry)
+        self.colocation = Counter("waku_peer_manager_colocation_pruned",
+                                  "Connections closed above --ip-colocation-limit, by direction", ["direction"],
+                                  registry=registry)
+        # Once per start: from the manager's start to MIN_RELAY_PEERS relay peers.
+        self.bootstrap_seconds = Gauge("waku_peer_manager_bootstrap_seconds",
+                                       "Seconds from start until 6 relay peers were connected", registry=registry)
+        self.bootstrap = Histogram("waku_peer_manager_bootstrap_latency_seconds",
+                                   "Start to 6 relay peers, once per start", registry=registry,
+                                   buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600))
         self.discovered = Counter("waku_discovery_peers", "Peers offered by discovery, by source and result",
                                   ["source", "result"], registry=registry)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import secrets
 
@@ -196,3 +197,70 @@ async def test_pruned_peer_is_not_redialled_behind_the_managers_back(nursery: tr
     # the swarm's own redial machinery, run once to completion, dials nobody
     await me.libp2p_host.get_network().auto_connector.maybe_connect()
     assert stranger.peer_id not in me.connected_peers()
+
+
+async def test_ip_colocation_limit_prunes_the_newest_inbound_from_one_ip(nursery: trio.Nursery) -> None:
+    reg = CollectorRegistry()
+    me = await RestartableHost(nursery).start()
+    cfg = PolicyConfig(target=0, maximum=10, colocation_limit=2, flap_window=0.0)
+    manager = PeerManager(me, reg, config=cfg, poll_interval=SLOW)
+    await nursery.start(manager.run)
+    crowd = []
+    for i in range(3):  # three hosts on 127.0.0.7 (they dial from their listen address), one after the other
+        h = Host(HostConfig(secrets.token_bytes(32), "127.0.0.7", free_ports(1)[0], None))
+        await nursery.start(h.run)
+        with contextlib.suppress(DialError):
+            await h.connect(me.listen_addrs[0])
+        crowd.append(h)
+        await wait_until(functools.partial(lambda n: manager.status()["churn"]["connected"] == n, i + 1))
+    await wait_until(lambda: reg.get_sample_value("waku_peer_manager_colocation_pruned_total",
+                                                  {"direction": "inbound"}) == 1)
+    await wait_until(lambda: crowd[2].peer_id not in me.connected_peers())
+    assert {crowd[0].peer_id, crowd[1].peer_id} <= set(me.connected_peers())
+    await wait_until(lambda: manager.status()["max_peers_per_ip"] == 2)
+    await wait_until(lambda: reg.get_sample_value("waku_peer_manager_peers",
+                                                  {"source": "inbound", "direction": "inbound"}) == 2)
+
+
+async def test_bootstrap_latency_once_six_relay_peers_are_connected(nursery: trio.Nursery) -> None:
+    reg = CollectorRegistry()
+    me = await RestartableHost(nursery).start()
+    peers = [await RestartableHost(nursery).start() for _ in range(6)]
+    topic = "/waku/2/rs/0/0"
+    manager = PeerManager(me, reg, config=PolicyConfig.nwaku(colocation_limit=0), poll_interval=SLOW,
+                          relay_peers=lambda: {topic: me.connected_peers()})
+    await nursery.start(manager.run)
+    for h in peers[:5]:
+        await h.connect(me.listen_addrs[0])
+    await wait_until(lambda: manager.status()["relay_peers"] == 5)
+    assert manager.bootstrap_latency is None
+    await peers[5].connect(me.listen_addrs[0])
+    await wait_until(lambda: manager.bootstrap_latency is not None)
+    assert reg.get_sample_value("waku_peer_manager_bootstrap_latency_seconds_count") == 1
+    assert reg.get_sample_value("waku_peer_manager_bootstrap_seconds") == manager.bootstrap_latency
+    await wait_until(lambda: manager.status()["churn"] == {"connected": 6, "disconnected": 0})
+    st = manager.status()
+    assert st["bootstrap_latency_s"] is not None
+    assert st["limits"] == {"max_connections": 50, "out_relay_target": 10, "in_relay_target": 20, "service_max": 20,
+                            "ip_colocation_limit": 0}
+    await me.disconnect(peers[0].peer_id)
+    await wait_until(lambda: manager.status()["churn"] == {"connected": 6, "disconnected": 1})
+    assert reg.get_sample_value("waku_peer_manager_churn_total", {"event": "disconnected", "direction": "inbound"}) == 1
+
+
+async def test_graylisted_relay_peer_is_replaced_and_answers_feed_health(nursery: trio.Nursery) -> None:
+    reg = CollectorRegistry()
+    me = await RestartableHost(nursery).start()
+    good, bad = [await RestartableHost(nursery).start() for _ in range(2)]
+    scores = {bad.peer_id: -20_000.0, good.peer_id: 5.0}
+    manager = PeerManager(me, reg, config=PolicyConfig(target=0, maximum=10, flap_window=0.0), poll_interval=SLOW,
+                          relay_scores=lambda: scores)
+    await nursery.start(manager.run)
+    await good.connect(me.listen_addrs[0])
+    with contextlib.suppress(DialError):
+        await bad.connect(me.listen_addrs[0])
+    await wait_until(lambda: reg.get_sample_value("waku_peer_manager_prunes_total", {"reason": "unhealthy"}) == 1)
+    await wait_until(lambda: bad.peer_id not in me.connected_peers())
+    assert good.peer_id in me.connected_peers()
+    manager.note_answer(good.peer_id, None)
+    assert manager.health.score(good.peer_id, now=manager._clock()) < 0
