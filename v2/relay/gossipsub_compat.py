@@ -41,8 +41,9 @@ when upgrading (tests/v2/relay exercises each one).
   P1 adds 1 per GRAFT instead of counting time in the mesh; P3 is a bonus, not a deficit penalty;
   P4 (invalid messages) is linear and capped, its weight subtracted (nwaku's -100 would reward);
   there is no topic weight, no decayToZero, no decay interval (it decays every heartbeat); P5-P7
-  are renumbered; a disconnected peer's score is wiped, so a flooder reconnects clean; and RPCs
-  of a graylisted peer are still processed.  It also rejects incoming messages of peers below
+  are renumbered; a disconnected peer's score is wiped, so a flooder reconnects clean; a peer's IP
+  (P6) is looked up before it is known, so never found; and RPCs of a graylisted peer are still
+  processed.  It also rejects incoming messages of peers below
   the *publish* threshold, which the spec applies to our own messages only.
   Fix: :class:`WakuPeerScorer` puts v2/relay/scoring.py (the spec's function, nwaku's
   parameters) behind the stock interface; :meth:`WakuPubsub.push_msg`,
@@ -253,6 +254,26 @@ class WakuGossipSub(GossipSub):
         else:
             super().add_peer(peer_id, protocol_id)
 
+    def _learn_ip(self, peer_id: ID) -> None:
+        """Fault 9: the stock router looks up a peer's IP (for P6) in ``add_peer``, before pubsub has
+        registered the peer's stream, and through ``muxed_conn.conn``, which yamux lacks.  We ask
+        the muxed connection once the stream is there (and each heartbeat until it answers; over
+        websocket it never does: 0.8.1's P2PWebSocketConnection.get_remote_address is a stub).  Only
+        the scores learn the IP: the stock IP-diversity grafting (not in nwaku) stays as inert as it was."""
+        stream = self.pubsub.peers.get(peer_id) if self.pubsub is not None else None
+        try:
+            remote = stream.muxed_conn.get_remote_address() if stream is not None else None  # (ip, port)
+        except Exception:
+            remote = None
+        ip = self._extract_ip_from_remote_addr(remote) if remote else None
+        if ip:
+            self.scores.set_ip(str(peer_id), ip)
+
+    async def flush_pending_messages(self, peer_id: ID) -> None:
+        """The first call after pubsub has registered a new peer's stream."""
+        self._learn_ip(peer_id)
+        await super().flush_pending_messages(peer_id)
+
     def graylisted(self, peer_id: ID, kind: str) -> bool:
         """Fault 9: is ``peer_id`` graylisted?  If so, count the ignored RPC part."""
         if not self.scores.graylisted(str(peer_id)):
@@ -278,9 +299,13 @@ class WakuGossipSub(GossipSub):
 
     def mesh_heartbeat(self) -> tuple[Any, Any]:
         """Fault 9: keep the scores' mesh view exact (the stock heartbeat grafts without telling the
-        scorer) and prune negative-score peers, with the prune backoff (the spec's heartbeat)."""
+        scorer), learn missing IPs, and prune negative-score peers with the prune backoff (the
+        spec's heartbeat)."""
         peers_to_graft, peers_to_prune = super().mesh_heartbeat()
         now = self._clock()
+        for peer_id in list(self.pubsub.peers if self.pubsub is not None else ()):
+            if self.scores.ip_of(str(peer_id)) is None:
+                self._learn_ip(peer_id)
         for topic, members in self.mesh.items():
             for peer in [p for p in members if self.scores.score(str(p)) < 0]:
                 members.discard(peer)

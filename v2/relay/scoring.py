@@ -355,6 +355,11 @@ class PeerScores:
     def connected(self) -> list[str]:
         return [p for p, st in self._peers.items() if st.connected]
 
+    def ip_of(self, peer: str) -> str | None:
+        """The address P6 counts the peer under (None: not learnt)."""
+        st = self._peers.get(peer)
+        return st.ip if st is not None else None
+
     def invalid_deliveries(self, peer: str, topic: str) -> float:
         """The decayed P4 counter (for metrics and tests)."""
         st = self._peers.get(peer)

@@ -176,6 +176,11 @@ def flood() -> list[bytes]:
     return malformed + oversize
 
 
+def tcp(node: Node) -> str:
+    """The hub's TCP address: py-libp2p 0.8.1 knows no remote IP of a websocket connection."""
+    return next(a for a in node.host.listen_addrs if "/ws" not in a)
+
+
 async def wait_until(pred: object, timeout: float = 20) -> None:
     assert callable(pred)
     with trio.fail_after(timeout):
@@ -187,7 +192,7 @@ async def test_flooder_is_graylisted_and_its_rpcs_ignored(nursery: trio.Nursery)
     hub = await Node(disconnect_graylisted=False).start(nursery)  # to see its RPCs being ignored
     g1, g2, bad = await Node().start(nursery), await Node().start(nursery), await Flooder().start(nursery)
     for n in (g1, g2, bad):
-        await n.host.connect(hub.host.listen_addrs[0])
+        await n.host.connect(tcp(hub))
     await wait_mesh([g1, g2, bad])
     await wait_until(lambda: len(hub.relay.mesh_peers(TOPIC)) == 3)
 
@@ -203,6 +208,7 @@ async def test_flooder_is_graylisted_and_its_rpcs_ignored(nursery: trio.Nursery)
     scores = hub.relay.peer_scores()
     assert scores[bad.host.peer_id] < hub.relay.graylist_threshold
     assert scores[g1.host.peer_id] >= 0 and scores[g2.host.peer_id] >= 0
+    assert hub.relay.scores.ip_of(g1.host.peer_id) == "127.0.0.1"  # learnt for P6 (loopback: not counted)
     # Each message is validated without a suspension in between, so exactly 11 are rejected (and
     # count in P4) and the 12th, in whatever order they ran, finds its sender graylisted.
     assert sum(rejected()) == 11 and min(rejected()) >= 5 and ignored() == 1
@@ -224,22 +230,22 @@ async def test_flooder_is_graylisted_and_its_rpcs_ignored(nursery: trio.Nursery)
 async def test_flooder_is_disconnected_kept_out_and_replaced(nursery: trio.Nursery) -> None:
     hub, g1, bad = await Node().start(nursery), await Node().start(nursery), await Flooder().start(nursery)
     for n in (g1, bad):
-        await n.host.connect(hub.host.listen_addrs[0])
+        await n.host.connect(tcp(hub))
     await wait_mesh([g1, bad])
 
     await bad.send_raw(hub, *flood())
     await wait_until(lambda: bad.host.peer_id not in hub.host.connected_peers())
-    assert hub.metric("waku_relay_graylist_disconnects_total") == 1
-    assert hub.relay.graylisted(bad.host.peer_id)
+    cuts = hub.metric("waku_relay_graylist_disconnects_total")
+    assert cuts >= 1 and hub.relay.graylisted(bad.host.peer_id)
 
     # It dials back: it is cut again at once (its record is retained, and it is blocked).
-    await bad.host.connect(hub.host.listen_addrs[0])
-    await wait_until(lambda: hub.metric("waku_relay_graylist_disconnects_total") == 2)
+    await bad.host.connect(tcp(hub))
+    await wait_until(lambda: hub.metric("waku_relay_graylist_disconnects_total") > cuts)
     await wait_until(lambda: bad.host.peer_id not in hub.host.connected_peers())
 
     # A replacement joins the mesh and the good messages flow through the hub.
     g2 = await Node().start(nursery)
-    await g2.host.connect(hub.host.listen_addrs[0])
+    await g2.host.connect(tcp(hub))
     await wait_until(lambda: g2.host.peer_id in hub.relay.mesh_peers(TOPIC))
     sent = [await g1.relay.publish(TOPIC, good(i, "g1-")) for i in range(10)]
     await wait_until(lambda: len(g2.got) >= 10)
