@@ -248,7 +248,7 @@ class WakuGossipSub(GossipSub):
 
     def add_peer(self, peer_id: ID, protocol_id: TProtocol | None) -> None:
         """Fault 1: treat Waku relay peers as gossipsub v1.1 peers (no IDONTWANT sent to them)."""
-        self.scores.add_peer(str(peer_id), self._clock())  # before the stock code records its IP
+        self.scores.add_peer(str(peer_id), self._clock())  # a reconnecting peer gets its retained record back
         if protocol_id == WAKU_RELAY_CODEC:
             super().add_peer(peer_id, PROTOCOL_ID_V11)
         else:
@@ -317,6 +317,9 @@ class WakuGossipSub(GossipSub):
                 else:
                     peers_to_prune[peer].append(topic)
             self.scores.sync_mesh(topic, (str(p) for p in members), now)
+        for topic in self.scores.topics:
+            if topic not in self.mesh:  # left: nobody is in its mesh any more
+                self.scores.sync_mesh(topic, (), now)
         return peers_to_graft, peers_to_prune
 
     async def _maintain_mesh_quality(self, topic: str) -> None:

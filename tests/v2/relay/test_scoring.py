@@ -148,6 +148,34 @@ def test_classify() -> None:
     assert classify(WakuMessage(b"", "/t/1/x/p").encode(), MAX_MESSAGE_SIZE) == (Verdict.IGNORE, "empty_payload")
 
 
+def test_py_libp2p_gates_use_the_spec_thresholds() -> None:
+    """Fault 9 (v2/relay/gossipsub_compat.py): py-libp2p's scorer interface over our scores; its
+    incoming-message gate ("allow_publish") drops only graylisted peers, as nim-libp2p does."""
+    from libp2p.peer.id import ID
+
+    from v2.relay.gossipsub_compat import WakuPeerScorer
+
+    s = scored()
+    scorer = WakuPeerScorer(s, lambda: 0.0)
+    peer = ID(b"\x00\x25" + bytes(range(37)))
+    s.add_peer(str(peer), 0.0)
+    scorer.on_join_mesh(peer, T)
+    scorer.on_first_delivery(peer, T)
+    assert scorer.score(peer, []) == 1.0 and scorer.allow_gossip(peer, [T]) and scorer.allow_px_from(peer, [])
+    scorer.on_invalid_message(peer, T)  # the relay scores Rejects itself (Ignore verdicts cost nothing)
+    assert s.score(str(peer)) == 1.0
+    for _ in range(4):
+        s.reject(str(peer), T)  # 1 - 1600: below gossip and publish, above graylist
+    assert not scorer.allow_gossip(peer, [T]) and scorer.allow_publish(peer, [T]) and not scorer.is_graylisted(peer, [])
+    for _ in range(7):
+        s.reject(str(peer), T)
+    assert not scorer.allow_publish(peer, [T]) and scorer.is_graylisted(peer, [T])
+    scorer.penalize_graft_flood(peer)  # py-libp2p's amount 10 is one misbehaviour in the spec
+    assert s.score(str(peer)) == 1 - 12100 - 10
+    scorer.remove_peer(peer)
+    assert scorer.is_graylisted(peer, [T])  # retained, not wiped
+
+
 # -- real nodes ---------------------------------------------------------------------------------
 
 
