@@ -30,7 +30,7 @@ from v2.host import Host
 from v2.relay.gossipsub_compat import WAKU_RELAY_CODEC, RpcMessage, WakuGossipSub, WakuPubsub, running
 from v2.relay.scoring import NWAKU_PEER_SCORE, NWAKU_THRESHOLDS, PeerScoreParams, PeerScores, ScoreThresholds
 
-__all__ = ["GossipParams", "PublishError", "Relay", "RelayMessage", "RelayMetrics", "Verdict", "classify"]
+__all__ = ["GossipParams", "PublishError", "Relay", "RelayMessage", "RelayMetrics", "ValidationResult", "classify"]
 
 log = logging.getLogger(__name__)
 
@@ -64,25 +64,25 @@ class PublishError(V2Error):
     pass
 
 
-class Verdict(IntEnum):
-    """A validation outcome, as libp2p pubsub's ValidationResult."""
+class ValidationResult(IntEnum):
+    """A validation outcome, as libp2p pubsub's (nim-libp2p ValidationResult)."""
 
     ACCEPT = 0
     IGNORE = 1  # dropped, not scored
     REJECT = 2  # dropped, and P4 for the peer that forwarded it
 
 
-def classify(data: bytes, max_size: int) -> tuple[Verdict, str]:
+def classify(data: bytes, max_size: int) -> tuple[ValidationResult, str]:
     """The verdict on a relay message's data and its reason label (``waku_relay_rejected``)."""
     if len(data) > max_size:
-        return Verdict.REJECT, "too_large"
+        return ValidationResult.REJECT, "too_large"
     try:
         wm = WakuMessage.decode(data)
     except MessageDecodeError:
-        return Verdict.REJECT, "malformed"  # nwaku: "reject decode error" (waku_relay/protocol.nim)
+        return ValidationResult.REJECT, "malformed"  # nwaku: "reject decode error" (waku_relay/protocol.nim)
     if not wm.payload:
-        return Verdict.IGNORE, "empty_payload"
-    return Verdict.ACCEPT, ""
+        return ValidationResult.IGNORE, "empty_payload"
+    return ValidationResult.ACCEPT, ""
 
 
 class RelayMetrics:
@@ -128,7 +128,7 @@ class Relay:
         return self._recv
 
     def _validate(self, _forwarder: object, msg: RpcMessage) -> bool:
-        return classify(msg.data, self.max_message_size)[0] is Verdict.ACCEPT  # counted in _on_rejected
+        return classify(msg.data, self.max_message_size)[0] is ValidationResult.ACCEPT  # counted in _on_rejected
 
     def _on_rejected(self, forwarder: object, msg: RpcMessage) -> None:
         """Every failed validation, fresh or a repeat of a cached one: counted, and a Reject costs the
@@ -136,7 +136,7 @@ class Relay:
         verdict, reason = classify(msg.data, self.max_message_size)
         self.metrics.rejected.labels(reason or "validator").inc()
         peer = str(forwarder)
-        if verdict is Verdict.REJECT and peer != self.host.peer_id:
+        if verdict is ValidationResult.REJECT and peer != self.host.peer_id:
             for topic in msg.topicIDs:
                 self.scores.reject(peer, topic)
 
@@ -172,7 +172,8 @@ class Relay:
                          self.scores.score(peer), self.graylist_threshold, " (still blocked)" if blocked else "")
                 self._blocked.setdefault(peer, now + self.scores.params.retain_score)
                 self.metrics.graylist_disconnects.inc()
-                await self.host.disconnect(peer)
+                with trio.move_on_after(5):  # a stuck close must not stall the relay's housekeeping
+                    await self.host.disconnect(peer)
 
     def _sink(self, topic: str, msg: RpcMessage, own: bool) -> None:
         if own:

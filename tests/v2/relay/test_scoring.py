@@ -14,7 +14,7 @@ import trio
 
 from tests.helpers.v2relay import TOPIC, Node, wait_mesh
 from v2.core.message import MAX_MESSAGE_SIZE, WakuMessage
-from v2.relay.protocol import Verdict, classify
+from v2.relay.protocol import ValidationResult, classify
 from v2.relay.scoring import NWAKU_PEER_SCORE, NWAKU_THRESHOLDS, NWAKU_TOPIC_SCORE, PeerScores
 
 T = "/waku/2/rs/0/0"
@@ -142,10 +142,11 @@ def test_bands_count_connected_peers_by_threshold() -> None:
 
 def test_classify() -> None:
     ok = WakuMessage(b"x", "/t/1/x/p").encode()
-    assert classify(ok, MAX_MESSAGE_SIZE) == (Verdict.ACCEPT, "")
-    assert classify(b"\xff\xfe", MAX_MESSAGE_SIZE) == (Verdict.REJECT, "malformed")
-    assert classify(ok, 3) == (Verdict.REJECT, "too_large")
-    assert classify(WakuMessage(b"", "/t/1/x/p").encode(), MAX_MESSAGE_SIZE) == (Verdict.IGNORE, "empty_payload")
+    assert classify(ok, MAX_MESSAGE_SIZE) == (ValidationResult.ACCEPT, "")
+    assert classify(b"\xff\xfe", MAX_MESSAGE_SIZE) == (ValidationResult.REJECT, "malformed")
+    assert classify(ok, 3) == (ValidationResult.REJECT, "too_large")
+    empty = WakuMessage(b"", "/t/1/x/p").encode()
+    assert classify(empty, MAX_MESSAGE_SIZE) == (ValidationResult.IGNORE, "empty_payload")
 
 
 def test_py_libp2p_gates_use_the_spec_thresholds() -> None:
