@@ -54,10 +54,11 @@ when upgrading (tests/v2/relay exercises each one).
   negative-score peers out of the mesh, as the spec and nim-libp2p do.
 - fault 10, score-driven mesh churn: two stock extras act on scores once they are non-zero.
   ``_maintain_mesh_quality`` swaps the worst mesh peer for a better one every heartbeat (1 s),
-  with a 60 s backoff for the swapped-out peer; adaptive gossip, with a "health" below 0.7 (a
-  mesh under D, no positive scores), sets the heartbeat to ``max(60, 0.75 x base)``: 60 s for
-  our 1 s.  Neither is in gossipsub v1.1, nim-libp2p or go-libp2p.
-  Fix: both off (:class:`WakuGossipSub`), so nwaku's D and 1 s heartbeat hold.
+  with a 60 s backoff for the swapped-out peer.  Adaptive gossip re-rates the network's
+  "health" every 30 s and, below 0.7, sets the heartbeat to at least 30 or 60 s and raises D_low
+  and D_high (measured on 0.8.1: one mesh peer out of D=6 gives health 0.275, a 30 s heartbeat
+  instead of our 1 s, and D_low/D_high 6/11).  Neither is in gossipsub v1.1, nim-libp2p or
+  go-libp2p.  Fix: both off (:class:`WakuGossipSub`), so nwaku's D and 1 s heartbeat hold.
 
 Importing this module changes nothing in py-libp2p: the module-level patch (fault 8) is applied by
 :func:`install`, which v2/host.py calls before it creates a py-libp2p host (idempotent).  With
