@@ -177,6 +177,29 @@ def test_py_libp2p_gates_use_the_spec_thresholds() -> None:
     assert scorer.is_graylisted(peer, [T])  # retained, not wiped
 
 
+async def test_no_score_driven_heartbeat_or_mesh_changes() -> None:
+    """Fault 10 (v2/relay/gossipsub_compat.py): the stock adaptive gossip turns a 1 s heartbeat
+    into 30 s when the mesh is small; ours keeps nwaku's parameters, and never swaps mesh peers."""
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.gossipsub import GossipSub
+
+    from v2.relay.gossipsub_compat import WAKU_RELAY_CODEC, WakuGossipSub
+
+    peer = ID(b"\x00\x25" + bytes(range(37)))
+    stock = GossipSub(protocols=[WAKU_RELAY_CODEC], degree=6, degree_low=4, degree_high=8, heartbeat_interval=1)
+    ours = WakuGossipSub(degree=6, degree_low=4, degree_high=8, heartbeat_interval=1)
+    for g in (stock, ours):
+        g.mesh = {T: {peer}}
+        g.last_health_update -= 31
+        g._update_network_health()
+        g._adapt_gossip_parameters()
+    assert stock.heartbeat_interval >= 30  # what the fix prevents
+    assert ours.heartbeat_interval == 1 and not ours.adaptive_gossip_enabled
+    ours.pubsub = None
+    await ours._maintain_mesh_quality(T)  # a no-op: it would need pubsub
+    assert ours.mesh == {T: {peer}}
+
+
 # -- real nodes ---------------------------------------------------------------------------------
 
 
