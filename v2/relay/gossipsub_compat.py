@@ -36,15 +36,14 @@ when upgrading (tests/v2/relay exercises each one).
   for ``RECORD_REFRESH_S`` and accepts a record identical to the last one verified for that peer
   without verifying it again.  The record cannot be dropped altogether: a py-libp2p receiver
   rejects an RPC whose record field is present but empty.
-
 - fault 9, scoring: the stock ``PeerScorer`` has the gossipsub v1.1 shape but not its function.
   P1 adds 1 per GRAFT instead of counting time in the mesh; P3 is a bonus, not a deficit penalty;
   P4 (invalid messages) is linear and capped, its weight subtracted (nwaku's -100 would reward);
   there is no topic weight, no decayToZero, no decay interval (it decays every heartbeat); P5-P7
   are renumbered; a disconnected peer's score is wiped, so a flooder reconnects clean; a peer's IP
   (P6) is looked up before it is known, so never found; and RPCs of a graylisted peer are still
-  processed.  It also rejects incoming messages of peers below
-  the *publish* threshold, which the spec applies to our own messages only.
+  processed.  It also rejects incoming messages of peers below the *publish* threshold, which
+  the spec applies to our own messages only.
   Fix: :class:`WakuPeerScorer` puts v2/relay/scoring.py (the spec's function, nwaku's
   parameters) behind the stock interface; :meth:`WakuPubsub.push_msg`,
   :meth:`WakuPubsub.handle_subscription` and :meth:`WakuGossipSub.handle_rpc` ignore a
@@ -52,13 +51,14 @@ when upgrading (tests/v2/relay exercises each one).
   failed validation to ``on_rejected`` so P4 counts Reject verdicts only, not Ignore ones.
   :meth:`WakuGossipSub.mesh_heartbeat` and :meth:`WakuGossipSub.handle_graft` keep
   negative-score peers out of the mesh, as the spec and nim-libp2p do.
-- fault 10, score-driven mesh churn: two stock extras act on scores once they are non-zero.
-  ``_maintain_mesh_quality`` swaps the worst mesh peer for a better one every heartbeat (1 s),
-  with a 60 s backoff for the swapped-out peer.  Adaptive gossip re-rates the network's
-  "health" every 30 s and, below 0.7, sets the heartbeat to at least 30 or 60 s and raises D_low
-  and D_high (measured on 0.8.1: one mesh peer out of D=6 gives health 0.275, a 30 s heartbeat
-  instead of our 1 s, and D_low/D_high 6/11).  Neither is in gossipsub v1.1, nim-libp2p or
-  go-libp2p.  Fix: both off (:class:`WakuGossipSub`), so nwaku's D and 1 s heartbeat hold.
+- fault 10, score-driven mesh and heartbeat changes: two stock extras act on scores.
+  ``_maintain_mesh_quality`` (inert while every score was 0) swaps the worst mesh peer for a
+  better one every heartbeat (1 s), with a 60 s backoff for the swapped-out peer.  Adaptive
+  gossip re-rates the network's "health" every 30 s (already with the stock all-zero scores)
+  and, below 0.7, sets the heartbeat to at least 30 or 60 s and raises D_low and D_high
+  (measured on 0.8.1: one mesh peer out of D=6 gives health 0.275, a 30 s heartbeat instead of
+  our 1 s, and D_low/D_high 6/11).  Neither is in gossipsub v1.1, nim-libp2p or go-libp2p.
+  Fix: both off (:class:`WakuGossipSub`), so nwaku's D and 1 s heartbeat hold.
 
 Importing this module changes nothing in py-libp2p: the module-level patch (fault 8) is applied by
 :func:`install`, which v2/host.py calls before it creates a py-libp2p host (idempotent).  With
