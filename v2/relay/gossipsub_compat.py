@@ -60,7 +60,12 @@ when upgrading (tests/v2/relay exercises each one).
   our 1 s, and D_low/D_high 6/11).  Neither is in gossipsub v1.1, nim-libp2p or go-libp2p.
   Fix: both off (:class:`WakuGossipSub`), so nwaku's D and 1 s heartbeat hold.
 
-Importing this module changes nothing in py-libp2p: the module-level patch (fault 8) is applied by
+- fault 11, oversize RPC frames: a frame above ``max_inbound_rpc_size`` resets the stream and
+  drops the peer's pubsub state with a log line only (``continuously_read_stream``).
+  Fix: :func:`install_oversize_rpc_hook` (through :func:`install`) tells the reading
+  :class:`WakuPubsub` (``on_oversize_rpc``), which the relay counts and scores.
+
+Importing this module changes nothing in py-libp2p: the module-level patches (faults 8, 11) are applied by
 :func:`install`, which v2/host.py calls before it creates a py-libp2p host (idempotent).  With
 v2/host.py this is the only module that imports libp2p (an import-linter contract):
 :data:`RpcMessage` and :func:`running` are what v2/relay/protocol.py needs of it.
@@ -73,12 +78,14 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import trio
 from google.protobuf.message import DecodeError
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import ValidationError
+from libp2p.io.exceptions import MessageTooLarge
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.mcache import CacheEntry, MessageCache
@@ -90,7 +97,8 @@ from libp2p.tools.anyio_service import background_trio_service
 from v2.relay.scoring import PeerScores
 
 __all__ = ["RECORD_REFRESH_S", "WAKU_RELAY_CODEC", "RpcMessage", "WakuGossipSub", "WakuMessageCache", "WakuPeerScorer",
-           "WakuPubsub", "install", "install_signed_record_cache", "running", "waku_message_id"]
+           "WakuPubsub", "install", "install_oversize_rpc_hook", "install_signed_record_cache", "running",
+           "waku_message_id"]
 
 RpcMessage = rpc_pb2.Message  # a gossipsub message as py-libp2p hands it to validators and sinks
 
@@ -142,6 +150,31 @@ def install_signed_record_cache() -> None:
     for mod in (pubsub_mod, gossipsub_mod, floodsub_mod):
         mod.env_to_send_in_RPC = env_to_send_in_rpc  # type: ignore[attr-defined]
         mod.maybe_consume_signed_record = consume_signed_record  # type: ignore[attr-defined]
+
+
+# The WakuPubsub whose read loop runs in this task (each inbound relay stream has its own task).
+_READER: ContextVar[WakuPubsub | None] = ContextVar("waku_pubsub_reader", default=None)
+
+
+def install_oversize_rpc_hook() -> None:
+    """Fault 11: wrap the pubsub module's frame reader, once, to report an oversize frame."""
+    import libp2p.pubsub.pubsub as pubsub_mod
+
+    stock = pubsub_mod.read_varint_prefixed_bytes_limited
+    if getattr(stock, "waku_oversize_hook", False):
+        return
+
+    async def read_limited(reader: Any, max_length: int) -> bytes:
+        try:
+            return bytes(await stock(reader, max_length))
+        except MessageTooLarge:
+            ps = _READER.get()
+            if ps is not None and ps.on_oversize_rpc is not None:
+                ps.on_oversize_rpc(reader.muxed_conn.peer_id)
+            raise
+
+    setattr(read_limited, "waku_oversize_hook", True)  # noqa: B010 - a marker on a plain function
+    pubsub_mod.read_varint_prefixed_bytes_limited = read_limited  # type: ignore[attr-defined]
 
 
 def waku_message_id(msg: Any) -> bytes:
@@ -341,9 +374,15 @@ class WakuPubsub(Pubsub):
         self._own: set[int] = set()
         self._router: WakuGossipSub = router
         self.on_malformed_rpc: Callable[[], None] | None = None
+        self.on_oversize_rpc: Callable[[ID], None] | None = None  # fault 11: the peer that sent one
         # Fault 9: every failed validation of a peer's message (fresh or from the validation
         # cache), with the forwarder, so the relay can count it and score Reject verdicts.
         self.on_rejected: Callable[[ID, rpc_pb2.Message], None] | None = None
+
+    async def continuously_read_stream(self, stream: Any) -> None:
+        """Fault 11: mark this task as our read loop for the frame-reader hook."""
+        _READER.set(self)
+        await super().continuously_read_stream(stream)
 
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         """Fault 9: a graylisted peer's messages are ignored before any work is done on them."""
@@ -399,9 +438,10 @@ class WakuPubsub(Pubsub):
 
 
 def install() -> None:
-    """Apply the module-level py-libp2p patches of this module (fault 8); idempotent.  Called by
-    v2/host.py before it builds a py-libp2p host, so every pubsub on that host sees them."""
+    """Apply the module-level py-libp2p patches of this module (faults 8, 11); idempotent.  Called
+    by v2/host.py before it builds a py-libp2p host, so every pubsub on that host sees them."""
     install_signed_record_cache()
+    install_oversize_rpc_hook()
 
 
 @asynccontextmanager

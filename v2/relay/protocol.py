@@ -140,6 +140,13 @@ class Relay:
             for topic in msg.topicIDs:
                 self.scores.reject(peer, topic)
 
+    def _on_oversize_rpc(self, peer: object) -> None:
+        """An RPC frame above our limit: py-libp2p resets the stream.  nim-libp2p just closes it;
+        we also count one behaviour penalty (P7, -10 x n^2), so a peer that keeps sending them
+        falls below the gossip threshold at the 4th and is graylisted at the 32nd."""
+        self.metrics.rejected.labels("rpc_too_large").inc()
+        self.scores.penalize(str(peer))
+
     # -- scoring ------------------------------------------------------------------------------
 
     def peer_scores(self) -> dict[str, float]:
@@ -204,6 +211,7 @@ class Relay:
                             max_inbound_rpc_size=self.max_message_size + 64 * 1024)
         pubsub.on_malformed_rpc = self.metrics.rejected.labels("malformed_rpc").inc
         pubsub.on_rejected = self._on_rejected
+        pubsub.on_oversize_rpc = self._on_oversize_rpc
         self._router, self._pubsub = router, pubsub
         async with running(pubsub, router):
             await pubsub.wait_until_ready()

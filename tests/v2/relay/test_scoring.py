@@ -303,3 +303,17 @@ async def test_flooder_is_disconnected_kept_out_and_replaced(nursery: trio.Nurse
     await wait_until(lambda: len(g2.got) >= 10)
     assert sorted(g2.got) == sorted(hub.got) == sorted(sent)
     assert hub.relay.peer_scores()[g1.host.peer_id] > 0  # first deliveries (P2) and time in mesh (P1)
+
+
+async def test_oversize_rpc_frames_are_counted_and_scored(nursery: trio.Nursery) -> None:
+    """Fault 11: a frame above the relay's RPC limit (150 KiB + 64 KiB) resets the stream; it is
+    counted and costs the sender one behaviour penalty (P7), squared: -10, then -40, ..."""
+    hub, bad = await Node(disconnect_graylisted=False).start(nursery), await Flooder().start(nursery)
+    await bad.host.connect(tcp(hub))
+    await wait_mesh([bad])
+    await wait_until(lambda: bad.host.peer_id in hub.relay.mesh_peers(TOPIC))
+    huge = WakuMessage(b"x" * (MAX_MESSAGE_SIZE + 70 * 1024), "/t/1/x/p").encode()
+    await bad.send_raw(hub, huge)
+    await wait_until(lambda: hub.metric("waku_relay_rejected_total", reason="rpc_too_large") == 1)
+    assert hub.relay.peer_scores()[bad.host.peer_id] <= -10 + 10.1  # P7 -10; at most P1 + P2 on top
+    assert hub.metric("waku_relay_rejected_total", reason="too_large") == 0  # never parsed
