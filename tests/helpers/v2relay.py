@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 from prometheus_client import CollectorRegistry
 
@@ -14,10 +16,10 @@ TOPIC = "/waku/2/rs/0/0"
 
 
 class Node:
-    def __init__(self) -> None:
+    def __init__(self, **relay_options: Any) -> None:
         self.registry = CollectorRegistry()
         self.host = new_host(ws=True)
-        self.relay = Relay(self.host, self.registry)
+        self.relay = Relay(self.host, self.registry, **relay_options)
         self.got: list[bytes] = []
         self.payloads: list[bytes] = []
 

@@ -23,6 +23,16 @@ pytestmark = pytest.mark.interop
 CONTENT = "/waku-bridge/1/gowaku-relay/proto"
 
 
+def assert_scored_well(ours: V2Node, *go_peers: str) -> None:
+    """Scoring is on (nwaku's parameters, v2/relay/scoring.py): go-waku's score is not negative
+    (first deliveries and time in mesh only add), nothing of it is rejected, nobody is graylisted."""
+    scores = ours.relay.peer_scores()
+    assert all(scores[p] >= 0 and not ours.relay.graylisted(p) for p in go_peers), scores
+    assert ours.registry.get_sample_value("waku_relay_graylist_disconnects_total") == 0
+    assert not [s for m in ours.registry.collect() if m.name == "waku_relay_rejected"
+                for s in m.samples if s.name.endswith("_total") and s.value]
+
+
 async def exchange(ours: V2Node, col: Collector, go: JsPeer, topic: str, content: str, n: int = 20) -> None:
     """n messages each way with a meta; each side's hash equals the other's and RFC 14's."""
     sent_go: dict[str, WakuMessage] = {}
@@ -74,6 +84,7 @@ async def test_relay_static_shard_of_status_cluster_both_dial_directions(nursery
         # the same messages reached go2 through us (we forward go1's to go2 and vice versa)
         got2 = await go2.wait_event("message", count=40, timeout=30, via="relay", pubsub_topic=STATUS_TOPIC)
         assert {e["hash"] for e in got2} == {e["hash"] for e in go1.events if e.get("event") == "message"}
+        assert_scored_well(ours, r1["peer_id"], r2["peer_id"])
     finally:
         await go1.aclose()
         await go2.aclose()
@@ -141,6 +152,7 @@ async def test_relay_10000_messages_each_way(nursery: trio.Nursery) -> None:
         print(f"\nrelay 10k: go-waku -> ours {go_to_us:.0f} msg/s, ours -> go-waku {us_to_go:.0f} msg/s")
         await trio.sleep(1)
         assert len(col.got) == n  # nothing doubled
+        assert_scored_well(ours, ready["peer_id"])
         assert len([e for e in go.events if e.get("event") == "message" and not e["own"]]) == n
     finally:
         await go.aclose()
