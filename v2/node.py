@@ -318,8 +318,10 @@ class V2Node:
         self.peer_manager = PeerManager(self.host, self.registry, static_peers=self.config.staticnodes,
                                         config=policy, discovery_sources=sources,
                                         cluster_id=self.config.cluster_id,
-                                        relay_peers=lambda: {t: self.relay.topic_peers(t) for t in served})
-        # relay_scores (PeerManager): the relay's gossipsub scores, once v2/relay exposes them.
+                                        relay_peers=lambda: {t: self.relay.topic_peers(t) for t in served},
+                                        # Gossipsub scores feed the health score: a graylisted peer is
+                                        # replaced (the relay also cuts it itself, nwaku's disconnectBadPeers).
+                                        relay_scores=self.relay.peer_scores)
 
     # -- public surface ------------------------------------------------------------------------
 

@@ -185,3 +185,11 @@ async def test_lightpush_needs_a_relay_peer_and_feeds_the_node(nursery: trio.Nur
             await trio.sleep(0.05)
     assert r_col.got[0].message == m and r_col.got[0].origin == "relay"
     assert s_col.got[0].message == m and s_col.got[0].origin == "lightpush" and s_col.got[0].peer == light.peer_id
+
+
+def test_gossipsub_scores_feed_the_peer_manager() -> None:
+    # The connection manager's health score reads the relay's gossipsub scores (issue: a flooder is
+    # graylisted *and replaced*); a node built without this wiring would keep its flooders' slots.
+    node = make_node()
+    assert node.peer_manager.relay_scores is not None
+    assert node.peer_manager.relay_scores() == node.relay.peer_scores()

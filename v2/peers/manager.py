@@ -122,6 +122,10 @@ class PeerManager:
     def policy(self) -> PeerPolicy:
         return self._policy
 
+    @property
+    def relay_scores(self) -> RelayScores | None:
+        return self._relay_scores
+
     def note_answer(self, peer: str, rtt: float | None) -> None:
         """A request-response exchange with ``peer`` took ``rtt`` s (None: failed or timed out)."""
         self.health.answer(peer, rtt, self._clock())
