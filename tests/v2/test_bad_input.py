@@ -78,7 +78,9 @@ async def exchange(h: Host, peer: str, protocol: str, frame: bytes, raw: bool = 
 
 @pytest.fixture
 async def served(nursery: trio.Nursery, tmp_path: Path) -> tuple[V2Node, Collector, V2Node]:
-    node = make_node(tmp_path, lightpush=True, peer_exchange=True, idle_stream_timeout=1.0)
+    # Every hostile client is a new host on 127.0.0.1: without lifting the colocation limit (nwaku's 5
+    # per IP) the manager would prune them before their frames reach the decoders under test.
+    node = make_node(tmp_path, lightpush=True, peer_exchange=True, idle_stream_timeout=1.0, ip_colocation_limit=0)
     relay_peer = make_node()
     col = await start(nursery, node)
     await start(nursery, relay_peer)
