@@ -140,8 +140,8 @@ async def _check(net: DrillNet, res: dict[str, Any]) -> None:
     res["sent"] = net.ledger.counts()
 
 
-def _wait_no_peers(b: BridgeProc, side: str) -> None:
-    b.wait_status(lambda s: s["peers"][side] == 0, 90.0)
+def _wait_unhealthy(b: BridgeProc, side: str) -> None:
+    b.wait_status(lambda s: not s["health"][side], 30 + UNHEALTHY_AFTER + 30)
 
 
 def _tokens_increase(roles: Roles) -> None:
@@ -190,10 +190,11 @@ async def test_active_cut_from_etcd(nursery: trio.Nursery, tmp_path: Path) -> No
 
 
 async def test_active_cut_from_v1_then_v2_peers(nursery: trio.Nursery, tmp_path: Path) -> None:
-    """A silent cut is noticed by the link's own timers first (v1: no frame for 30 s, geth's frame
-    read timeout; v2: failed keep-alive pings), then health moves the lease: the takeover comes
-    within ``unhealthy_after`` + TTL of the side's last peer going.  Envelopes live longer than all
-    of that (60 s), so the standby's pending set still holds every one it must bridge."""
+    """A silent cut leaves the connections open; the link's own timers find it out (v1: RLPx drops a
+    link without a frame for 30 s; v2: the keep-alive pings health sends every ``unhealthy_after``/3,
+    failover/health.py rule 1); ``unhealthy_after`` later the side is unhealthy and the active hands
+    the lease over within a TTL.  Envelopes live longer than all of that (60 s), so the standby's
+    pending set still holds every one it must bridge: nothing is lost."""
     extra = ["--failover-unhealthy-after", str(UNHEALTHY_AFTER)]
     async with _drill(nursery, tmp_path, extra=extra, bridge_ttl=60, v1_ttl=60) as (net, ns, _cluster, _info):
         roles = Roles()
@@ -209,11 +210,10 @@ async def test_active_cut_from_v1_then_v2_peers(nursery: trio.Nursery, tmp_path:
                     await trio.sleep(1.5)
                     t0 = time.monotonic()
                     ns.partition([active.name], peers)
-                    await trio.to_thread.run_sync(_wait_no_peers, active, side)
-                    t_gone = time.monotonic()
-                    res["peers_gone_s"] = round(t_gone - t0, 3)
-                    await net.wait_active(other, timeout=UNHEALTHY_AFTER + TTL + 20)
-                    res["takeover_after_peers_gone_s"] = round(time.monotonic() - t_gone, 3)
+                    await trio.to_thread.run_sync(_wait_unhealthy, active, side)
+                    res["unhealthy_s"] = round(time.monotonic() - t0, 3)
+                    await net.wait_active(other, timeout=TTL + 20)
+                    res["takeover_s"] = round(time.monotonic() - t0, 3)
                     await trio.to_thread.run_sync(active.wait_status, lambda s: s["role"] == "standby")
                 await _check(net, res)
                 ns.heal()
@@ -223,8 +223,8 @@ async def test_active_cut_from_v1_then_v2_peers(nursery: trio.Nursery, tmp_path:
         _tokens_increase(roles)
         print(f"partition b: {results}; roles {roles.changes}")
         for r in results:
-            # generous: the machine is loaded
-            assert r["takeover_after_peers_gone_s"] < UNHEALTHY_AFTER + TTL + 10, results
+            # generous: the machine is loaded (the lease moves within a TTL of the verdict)
+            assert r["takeover_s"] - r["unhealthy_s"] < TTL + 10, results
 
 
 async def test_slow_lossy_path(nursery: trio.Nursery, tmp_path: Path) -> None:
