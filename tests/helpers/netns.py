@@ -14,7 +14,8 @@ control address.  :meth:`NetNs.link` sets a node's veth down or up (a whole node
 :meth:`NetNs.shape` puts a ``tbf`` rate cap on a node's link, both directions (tc-tbf(8)).
 
 Names carry the owner's PID (``wbd-<pid>-<n>-<role>``, the bridge's alias), so runs in parallel
-never collide, and :func:`clean_stale` removes what a killed run left behind.  Requires root and
+never collide, and :func:`clean_stale` removes what a killed run left behind (its namespaces, the
+processes still running in them, its segment bridge).  Requires root and
 iproute2; :meth:`NetNs.close` (call it in ``finally``) removes everything this instance made.
 """
 
@@ -24,6 +25,7 @@ import itertools
 import os
 import random
 import re
+import signal
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +80,12 @@ def clean_stale() -> list[str]:
         name = line.split()[0] if line.strip() else ""
         m = re.fullmatch(rf"{PREFIX}-(\d+-\d+)-[\w.]+", name)
         if m and _stale(m.group(1)):
+            # what the killed run started in it (a bridge, etcd, a js peer) outlived it: end those first
+            for pid in _ip("netns", "pids", name, check=False).split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
             _ip("netns", "delete", name, check=False)
             gone.append(name)
     for line in _ip("-o", "link", "show", "type", "bridge").splitlines():
