@@ -236,7 +236,7 @@ async def test_slow_lossy_path(nursery: trio.Nursery, tmp_path: Path) -> None:
     async with _drill(nursery, tmp_path, ttl=5.0, etcd_via=etcd, v2_via=v2) as (net, ns, _cluster, info):
         ns.partition(["A", "B"], ["v2", "witness"])  # the proxies are the only way to v2 (no direct redial)
         for name in ("A", "B"):
-            ns.shape(name, "2mbit", burst="32kb", latency="300ms")
+            ns.shape(name, "1mbit", burst="16kb", latency="300ms")
         await net.settle()
         _, st = await net.one_active()
         before = {b.name: _counter(await trio.to_thread.run_sync(b.metrics), "waku_bridge_leader_changes_total")
