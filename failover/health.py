@@ -5,7 +5,13 @@ renewing its lease while a healthy standby idles; these rules move the lease, in
 Patroni's (a replica that cannot serve does not take the leader key; the leader hands over only to
 a healthier member; timeouts, not single samples, decide):
 
-1. *A side is unhealthy* once it has had no usable peer for ``unhealthy_after`` seconds.  It is
+1. *A side is unhealthy* once it has had no usable peer for ``unhealthy_after`` seconds.  A
+   connected peer is not necessarily usable: a silent partition (packets dropped, no FIN or RST)
+   leaves a TCP connection open for as long as retransmission lasts (~15 min, tcp(7)
+   ``tcp_retries2``), so the v2 side has a usable peer only while its keep-alive pings are
+   answered (:class:`ProbeTracker`; every :attr:`HealthConfig.probe_interval`, libp2p ping).
+   A v1 peer needs no probe of ours: RLPx drops a link without a frame for 30 s (geth's frame
+   read timeout; our keep-alive Ping every 15 s keeps a live one busy).  It is
    healthy again only after it has had a peer continuously for ``recover_after`` seconds
    (hysteresis: a peer that connects and drops at once does not flip it).  A side that never had
    a peer since the start is not healthy (a fresh instance must not be handed a lease it cannot
@@ -30,7 +36,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-__all__ = ["Health", "HealthConfig", "HealthTracker", "PeerHealth", "SideHealth", "Verdict", "verdict"]
+__all__ = ["Health", "HealthConfig", "HealthTracker", "PeerHealth", "ProbeTracker", "SideHealth", "Verdict",
+           "verdict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,17 @@ class HealthConfig:
         # Recovery takes a sixth of the detection time (5 s for the default 30 s), and a term lasts
         # at least as long as the detection: a hand-over costs a takeover, never more than that often.
         return cls(unhealthy_after, min(5.0, unhealthy_after / 6), unhealthy_after)
+
+    @property
+    def probe_interval(self) -> float:
+        """Keep-alive ping period for the v2 peers: a third of ``unhealthy_after``, at most nwaku's
+        10 s, so a silently cut peer is found out well within it (10 s for the default 30 s)."""
+        return min(10.0, self.unhealthy_after / 3)
+
+    @property
+    def probe_timeout(self) -> float:
+        """How long a ping may take: py-libp2p's own 10 s, shorter for a short ``unhealthy_after``."""
+        return min(10.0, self.unhealthy_after / 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +110,26 @@ class SideHealth:
             if self.healthy and now - self.last_peer >= self.config.unhealthy_after:
                 self.healthy = False
         return self.healthy
+
+
+class ProbeTracker:
+    """Rule 1's *usable*, for a side whose peers are probed: connected, and a probe (a keep-alive
+    ping to any of them) answered within one probe period plus its timeout.  A new connection
+    gets that long before its first answer is due."""
+
+    def __init__(self, config: HealthConfig) -> None:
+        self.window = config.probe_interval + config.probe_timeout
+        self.answered = 0  # answered probes so far (a counter, e.g. keep-alive pings "ok")
+        self.since: float | None = None  # last answer, or when the side got its first peer
+
+    def observe(self, peers: int, answered: int, now: float) -> int:
+        """``peers`` connected, ``answered`` probes so far: how many peers count as usable."""
+        if peers == 0:
+            self.since = None
+        elif self.since is None or answered > self.answered:
+            self.since = now
+        self.answered = answered
+        return peers if self.since is not None and now - self.since <= self.window else 0
 
 
 class HealthTracker:

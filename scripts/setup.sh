@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS=(etcd-server etcd-client prometheus nodejs npm chromium)
+APT_PKGS=(etcd-server etcd-client prometheus nodejs npm chromium iproute2)  # iproute2: ip netns, tc (tests/drills/netns)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -25,7 +25,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.pipeline import Pipeline, PipelineConfig
 from bridge.policy import Policy
 from bridge.ports import AlwaysActive
-from failover.health import Health, HealthConfig, HealthTracker
+from failover.health import Health, HealthConfig, HealthTracker, ProbeTracker
 
 __all__ = ["BridgeService", "run_bridge"]
 
@@ -49,8 +49,13 @@ class BridgeService:
         # the old bridge lost its v1 peers under the load of topics it then dropped).
         self.v1 = V1Node(dataclasses.replace(v1_node_config(cfg, home), topic_interest=policy.v1_interest()),
                          self.registry)
-        self.v2 = V2Node(v2_node_config(cfg, node_key(home, cfg.v2.nodekey, "nodekey-v2"), bridge_topics=True),
-                         self.registry)
+        v2_config = v2_node_config(cfg, node_key(home, cfg.v2.nodekey, "nodekey-v2"), bridge_topics=True)
+        self.health_config = HealthConfig.for_unhealthy_after(cfg.failover.unhealthy_after)
+        if cfg.failover.backend is not None:
+            # Health needs to know a silently cut peer (failover/health.py rule 1): ping them often enough.
+            v2_config = dataclasses.replace(v2_config, keepalive_interval=self.health_config.probe_interval,
+                                            keepalive_timeout=self.health_config.probe_timeout)
+        self.v2 = V2Node(v2_config, self.registry)
         self.dedup = DedupStore(home / "bridge.sqlite3", window=cfg.bridge.dedup_window,
                                 capacity=cfg.bridge.dedup_capacity)
         self.metrics = BridgeMetrics(self.registry, topic_cap=cfg.bridge.topic_cardinality)
@@ -70,8 +75,9 @@ class BridgeService:
         self.gate: Any = self.elector if self.elector is not None else AlwaysActive()
         # Health-aware leadership (failover/health.py): the elector asks for our health on every
         # renewal or poll and publishes it beside the lease.
-        self.health_config = HealthConfig.for_unhealthy_after(cfg.failover.unhealthy_after)
         self.health = HealthTracker(self.health_config, time.monotonic())
+        # With failover, a v2 peer counts while its keep-alive pings are answered (see above).
+        self.v2_probe = ProbeTracker(self.health_config) if cfg.failover.backend is not None else None
         if self.elector is not None:
             self.elector.set_health_source(self._observe_health, self.health_config)
         self.pipeline = Pipeline(
@@ -94,7 +100,12 @@ class BridgeService:
         self._stepped_down = trio.Event()
 
     def _observe_health(self) -> Health:
-        return self.health.observe(len(self.v1.peers()), len(self.v2.peers()), time.monotonic())
+        now = time.monotonic()
+        v2_usable = len(self.v2.peers())
+        if self.v2_probe is not None:
+            answered = self.registry.get_sample_value("waku_node_keep_alive_pings_total", {"result": "ok"}) or 0
+            v2_usable = self.v2_probe.observe(v2_usable, int(answered), now)
+        return self.health.observe(len(self.v1.peers()), v2_usable, now)
 
     def _other_is_active(self) -> bool:
         """Another instance holds the lease: our audit checks its work (bridge/audit.py)."""

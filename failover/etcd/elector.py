@@ -215,16 +215,23 @@ class EtcdElector(ElectorCore):
     async def _range_with_own_key(self, my_rev: int, lost: str) -> tuple[list[KeyValue], int]:
         """The prefix's keys and revision (a failed range is retried); ``lost`` ends the session
         when our key of revision ``my_rev`` is no longer among them."""
-        assert self.key is not None
         while True:
+            key = self._own_key()
             try:
                 kvs, rev = await self._range_prefix()
             except EtcdError:
                 await trio.sleep(self.timing.rpc_timeout / 2)
                 continue
-            if not any(kv.key == self.key and kv.create_revision == my_rev for kv in kvs):
+            if not any(kv.key == key and kv.create_revision == my_rev for kv in kvs):
                 raise _SessionOver(StepDown.LOST, lost)
             return kvs, rev
+
+    def _own_key(self) -> bytes:
+        """Our election key; a resign (health's, or ``/admin/resign``) abandons it while this
+        session's tasks still run, and then the session is over, not the process."""
+        if self.key is None:
+            raise _SessionOver(StepDown.RESIGN, "resigned")
+        return self.key
 
     async def _wait_turn(self, my_rev: int) -> None:
         """Wait until no key in the prefix is older than ours (watch only the predecessor)."""
@@ -248,9 +255,8 @@ class EtcdElector(ElectorCore):
         """Active: watch our own key; a watch hiccup is not a loss (the keepalives decide)."""
         while True:
             _, rev = await self._range_with_own_key(my_rev, "our election key was deleted")
-            assert self.key is not None
             try:
-                if await self._watch_for_delete(self.key, rev + 1, limit=self.ttl):
+                if await self._watch_for_delete(self._own_key(), rev + 1, limit=self.ttl):
                     raise _SessionOver(StepDown.LOST, "our election key was deleted")
             except EtcdError as exc:
                 log.info("%s: own-key watch broke (%s); re-checking", self.identity, exc)
@@ -331,7 +337,7 @@ class EtcdElector(ElectorCore):
             self._hold_until = self.clock() + self.ttl
             self._ended = _SessionOver(reason, "resigned")
             self._step_down(reason)
+        if self._session_scope is not None:  # first: the session's tasks stop using the key
+            self._session_scope.cancel()
         with trio.CancelScope(shield=True):
             await self._abandon()
-        if self._session_scope is not None:
-            self._session_scope.cancel()

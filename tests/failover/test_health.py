@@ -9,7 +9,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from failover.elector import StepDown
-from failover.health import Health, HealthConfig, HealthTracker, PeerHealth, SideHealth, Verdict, verdict
+from failover.health import Health, HealthConfig, HealthTracker, PeerHealth, ProbeTracker, SideHealth, Verdict, verdict
 from failover.lease import LeaseTiming
 from failover.metrics import FailoverMetrics
 from failover.sqlite_backend import SqliteElector
@@ -37,6 +37,20 @@ def test_tracker_and_health_values() -> None:
     assert not t.health.ok and t.health.as_dict() == {"v1": False, "v2": True}
     assert HealthConfig.for_unhealthy_after(30) == CFG
     assert HealthConfig.for_unhealthy_after(3) == HealthConfig(3, 0.5, 3)
+
+
+def test_a_silently_cut_side_is_connected_but_not_usable() -> None:
+    """A partition that drops packets leaves the connections open (the netns drill b): the side
+    counts its peers only while keep-alive pings are answered; the probes fit within the timeout."""
+    assert (CFG.probe_interval, CFG.probe_timeout) == (10.0, 10.0)  # nwaku's keep-alive period
+    p = ProbeTracker(CFG)
+    assert p.observe(0, 0, 0) == 0
+    assert p.observe(2, 0, 1) == 2 and p.observe(2, 0, 21) == 2  # new peers: 20 s for the first answer
+    assert p.observe(2, 0, 21.1) == 0  # no answer: connected, not usable
+    assert p.observe(2, 1, 22) == 2 and p.observe(2, 1, 42) == 2 and p.observe(2, 1, 42.5) == 0
+    assert p.observe(0, 1, 43) == 0 and p.observe(1, 1, 44) == 1  # a reconnect starts a new grace
+    short = HealthConfig.for_unhealthy_after(4.5)
+    assert short.probe_interval + short.probe_timeout < short.unhealthy_after
 
 
 def test_verdict_rules() -> None:

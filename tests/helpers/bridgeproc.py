@@ -2,7 +2,9 @@
 
 Each instance is ``python -m bridge.app.cli --peer-id NAME ...`` with its own ports and state dir,
 sharing one failover backend (``--failover sqlite:PATH`` or ``etcd://...``).  stderr goes to a log
-file in the instance's dir, so a failed drill can show what the process said.
+file in the instance's dir, so a failed drill can show what the process said.  ``host`` and
+``prefix`` place it elsewhere than loopback: its listen and HTTP address, and the argv it is run
+behind (``ip netns exec NS``, tests/helpers/netns.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers.net import free_ports
+from tests.helpers.net import LOOPBACK, free_ports
 from tests.helpers.wait import poll_until
 
 __all__ = ["ROOT", "BridgeProc"]
@@ -28,13 +30,15 @@ ROOT = Path(__file__).resolve().parents[2]
 class BridgeProc:
     def __init__(self, name: str, data_dir: Path, v1_static: list[str], v2_static: list[str], *,
                  failover: str | None, failover_ttl: float = 3.0, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, host: str = LOOPBACK,
+                 prefix: list[str] | None = None) -> None:
         self.name = name
         self.data_dir = data_dir
         self.ports = free_ports(4)
         p1, p2, ws, http = self.ports
-        self.url = f"http://127.0.0.1:{http}"
-        self.args = [sys.executable, "-m", "bridge.app.cli", "--peer-id", name, "--listen-address", "127.0.0.1",
+        self.url = f"http://{host}:{http}"
+        self.args = [*(prefix or []), sys.executable, "-m", "bridge.app.cli", "--peer-id", name,
+                     "--listen-address", host, "--metrics-server-address", host,
                      "--devp2p-tcp-port", str(p1), "--libp2p-tcp-port", str(p2), "--websocket-port", str(ws),
                      "--metrics-server-port", str(http), "--data-dir", str(data_dir), "--cluster-id", "0",
                      "--num-shards-in-network", "1", "--waku-v1-pow", "0.002", "--log-level", "info"]

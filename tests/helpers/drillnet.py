@@ -10,12 +10,19 @@ copies can be counted per message: *exactly once per receiver* means one arrival
 A second distinct hash for a marker would be an echo or a re-translation (different bytes);
 identical bytes published twice are absorbed by the networks (v1 pools, gossipsub seen-cache),
 which is the design (specs/failover.md §7.2) and is what the receivers would see in production.
+
+With ``netns`` (tests/helpers/netns.py) every process has its own network namespace and address:
+roles ``A`` and ``B`` (the bridges), ``v1`` (ethereumjs) and ``v2`` (js-waku); the in-process hub
+and witness bind root-namespace addresses ``hub`` and ``witness`` on the same segment, so a cut
+between a bridge and either is made in the bridge's namespace.  ``v2_route`` may put something in
+the bridges' path to a v2 peer (it maps a multiaddr to the one the bridges dial).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +32,8 @@ from prometheus_client import CollectorRegistry
 
 from tests.helpers.bridgeproc import BridgeProc
 from tests.helpers.jsproc import JsPeer, JsPeerError
-from tests.helpers.net import free_ports
+from tests.helpers.net import LOOPBACK, free_ports
+from tests.helpers.netns import NetNs
 from v1.node import V1Node, V1NodeConfig
 from v1.waku.envelope import Envelope
 from v1.waku.messages import encode_messages
@@ -56,6 +64,7 @@ class Ledger:
                                                                         for r in rs})
     n: int = 0
     bridge_ttl: float = BRIDGE_TTL
+    v1_ttl: float = V1_TTL
 
     def marker(self, side: str) -> bytes:
         self.n += 1
@@ -79,7 +88,7 @@ class Ledger:
         """Lost, duplicated, late or echoed messages, per receiver (empty = exactly once everywhere)."""
         out: list[str] = []
         for d, rs in RECEIVERS.items():
-            ttl = V1_TTL if d == "v1_to_v2" else self.bridge_ttl
+            ttl = self.v1_ttl if d == "v1_to_v2" else self.bridge_ttl
             for r in rs:
                 lost = [m for m in self.sent[d] if m not in self.got[r]]
                 dup = [m for m in self.sent[d] if len(self.got[r].get(m, ())) > 1]
@@ -109,12 +118,18 @@ class Ledger:
 class DrillNet:
     """Start with :meth:`start` inside a test's nursery; :meth:`aclose` in ``finally``."""
 
-    def __init__(self, tmp: Path, failover: str, *, ttl: float = 3.0, bridge_ttl: int = BRIDGE_TTL) -> None:
+    def __init__(self, tmp: Path, failover: str, *, ttl: float = 3.0, bridge_ttl: int = BRIDGE_TTL,
+                 netns: NetNs | None = None, extra: list[str] | None = None,
+                 v2_route: Callable[[str], Awaitable[str]] | None = None, v1_ttl: int = V1_TTL) -> None:
         self.tmp = tmp
+        self.netns = netns
+        self.extra = extra or []
+        self.v2_route = v2_route
         self.failover = failover
         self.ttl = ttl
         self.bridge_ttl = bridge_ttl
-        self.ledger = Ledger(bridge_ttl=bridge_ttl)
+        self.ledger = Ledger(bridge_ttl=bridge_ttl, v1_ttl=v1_ttl)
+        self.v1_ttl = v1_ttl
         self.bridges: list[BridgeProc] = []
         self.js_v1: JsPeer | None = None
         self.js_v2: JsPeer | None = None
@@ -128,20 +143,36 @@ class DrillNet:
         assert self.js_v1 is not None
         return [e for e in self.js_v1.events if e.get("event") in ("peer_added", "peer_removed", "error")][1:]
 
+    def host(self, role: str) -> str:
+        """``role``'s address: its namespace's, or loopback without namespaces."""
+        if self.netns is None:
+            return LOOPBACK
+        if role in self.netns.nodes or role in self.netns.root_addrs:
+            return self.netns.addr(role)
+        return self.netns.root_addr(role)
+
+    def prefix(self, role: str) -> list[str]:
+        return [] if self.netns is None else self.netns.prefix(role)
+
     async def start(self, nursery: trio.Nursery) -> None:
+        if self.netns is not None:
+            for role in ("A", "B", "v1", "v2"):
+                if role not in self.netns.nodes:
+                    self.netns.add(role)
         (v1_port,) = free_ports(1)
-        self.js_v1 = await JsPeer.start(nursery, "devp2p", "peer.mjs")
+        self.js_v1 = await JsPeer.start(nursery, "devp2p", "peer.mjs", prefix=self.prefix("v1"))
         self.js_v2 = await JsPeer.start(nursery, "waku-relay", "relay.mjs", env={"NODE_ENV": "test"},
-                                        node_args=["--import", "./polyfill.mjs"])
-        enode = (await self.js_v1.request("start", privateKey=JS_V1_KEY, port=v1_port, pow=0.002))["enode"]
-        v2 = await self.js_v2.request("start", pubsubTopic=PUBSUB, contentTopic=CONTENT)
+                                        node_args=["--import", "./polyfill.mjs"], prefix=self.prefix("v2"))
+        enode = (await self.js_v1.request("start", privateKey=JS_V1_KEY, port=v1_port, pow=0.002,
+                                          host=self.host("v1")))["enode"]
+        v2 = await self.js_v2.request("start", pubsubTopic=PUBSUB, contentTopic=CONTENT, host=self.host("v2"))
         js_addr = v2["addrs"][0]
-        self.hub = V1Node(V1NodeConfig(listen_address="127.0.0.1", port=0, static_nodes=(enode,),
+        self.hub = V1Node(V1NodeConfig(listen_address=self.host("hub"), port=0, static_nodes=(enode,),
                                        forward_interval=0.1, pool_capacity=20_000), CollectorRegistry())
         await nursery.start(self.hub.run)
         self._hub_peer = (await self.js_v1.wait_event("peer_added", timeout=20))[0]["peer"]
         tcp, ws = free_ports(2)
-        self.witness = V2Node(V2NodeConfig(os.urandom(32), "127.0.0.1", tcp, True, ws, staticnodes=(js_addr,),
+        self.witness = V2Node(V2NodeConfig(os.urandom(32), self.host("witness"), tcp, True, ws, staticnodes=(js_addr,),
                                            store=True, data_dir=self.tmp,
                                            store_message_db_url="sqlite://witness-store.sqlite3"),
                               CollectorRegistry())
@@ -150,9 +181,16 @@ class DrillNet:
         nursery.start_soon(self._collect_hub)
         nursery.start_soon(self._collect_witness)
         nursery.start_soon(self._collect_js)
-        self.bridges = [BridgeProc(n, self.tmp, [self.hub.enode], [js_addr, witness_addr], failover=self.failover,
-                                   failover_ttl=self.ttl, extra=["--bridge-ttl", str(self.bridge_ttl)])
+        v2_static = [js_addr, witness_addr]
+        if self.v2_route is not None:
+            v2_static = [await self.v2_route(a) for a in v2_static]
+        self.bridges = [BridgeProc(n, self.tmp, [self.hub.enode], v2_static, failover=self.failover,
+                                   failover_ttl=self.ttl, extra=["--bridge-ttl", str(self.bridge_ttl), *self.extra],
+                                   host=self.host(n), prefix=self.prefix(n))
                         for n in ("A", "B")]
+        if self.netns is not None:
+            for b in self.bridges:
+                self.netns.allow_control(b.name, b.ports[3])  # /status and /metrics through any cut
         async with trio.open_nursery() as n:
             for b in self.bridges:
                 n.start_soon(trio.to_thread.run_sync, b.start)
@@ -234,9 +272,10 @@ class DrillNet:
             for _ in range(per):
                 m = self.ledger.marker("v1")
                 data = m + os.urandom(16)
-                nonce = mine_smallest_nonce(now + V1_TTL, V1_TTL, TOPIC_V1, data, 0.002)
+                ttl = self.v1_ttl
+                nonce = mine_smallest_nonce(now + ttl, ttl, TOPIC_V1, data, 0.002)
                 assert nonce is not None
-                envs.append(Envelope(now + V1_TTL, V1_TTL, TOPIC_V1, data, nonce))
+                envs.append(Envelope(now + ttl, ttl, TOPIC_V1, data, nonce))
                 marks.append(m.decode())
             try:
                 await self.js_v1.request("send", peer=self._hub_peer, code=1, hex=encode_messages(envs).hex())

@@ -50,22 +50,24 @@ class EtcdMember:
     tls: TlsFiles | None = None
     auth: tuple[str, str] | None = None  # (user, password) the helper itself uses once auth is on
     extra_args: tuple[str, ...] = ()
+    host: str = LOOPBACK  # its client and peer address (a namespace's, tests/helpers/netns.py)
+    prefix: tuple[str, ...] = ()  # argv before etcd's (``ip netns exec NS``)
 
     @property
     def endpoint(self) -> str:
-        return f"{LOOPBACK}:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.endpoint}"
 
     def spawn(self) -> None:
-        peer = f"http://{LOOPBACK}:{self.peer_port}"
+        peer = f"http://{self.host}:{self.peer_port}"
         state = "new" if self.starts == 0 else "existing"
         log = open(self.data_dir.with_suffix(".log"), "ab")  # noqa: SIM115 - handed to the child
         try:
             self.proc = subprocess.Popen(
-                [ETCD, "--name", self.name, "--data-dir", str(self.data_dir),
+                [*self.prefix, ETCD, "--name", self.name, "--data-dir", str(self.data_dir),
                  "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                  "--initial-cluster", self.initial_cluster, "--initial-cluster-state", state,
@@ -129,16 +131,19 @@ class EtcdCluster:
 
     @classmethod
     def start(cls, tmp: Path, n: int = 1, *, wait: float = 20.0, election_timeout_ms: int = 1000,
-              tls: TlsFiles | None = None, extra_args: tuple[str, ...] = ()) -> EtcdCluster:
+              tls: TlsFiles | None = None, extra_args: tuple[str, ...] = (),
+              hosts: list[tuple[str, list[str]]] | None = None) -> EtcdCluster:
+        """``hosts``: per member, its address and argv prefix (default: loopback, no prefix)."""
         ports = free_ports(2 * n)
         names = [f"m{i + 1}" for i in range(n)]
-        initial = ",".join(f"{nm}=http://{LOOPBACK}:{ports[n + i]}" for i, nm in enumerate(names))
+        place = hosts or [(LOOPBACK, [])] * n
+        initial = ",".join(f"{nm}=http://{place[i][0]}:{ports[n + i]}" for i, nm in enumerate(names))
         members = []
         for i, nm in enumerate(names):
             d = tmp / f"etcd-{nm}"
             d.mkdir(parents=True, exist_ok=True)
             members.append(EtcdMember(nm, ports[i], ports[n + i], d / "data", initial, election_timeout_ms, tls=tls,
-                                      extra_args=extra_args))
+                                      extra_args=extra_args, host=place[i][0], prefix=tuple(place[i][1])))
         cluster = cls(members)
         try:
             for m in members:

@@ -53,14 +53,16 @@ class JsPeer:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         node_args: Sequence[str] = (),
+        prefix: Sequence[str] = (),
     ) -> JsPeer:
+        """``prefix``: argv put before ``node`` (``ip netns exec NS``: run it in a network namespace)."""
         node = shutil.which("node")
         if node is None:
             raise JsPeerError("node is not installed; run `make setup`")
         cwd = JS_DIR / folder
         if not (cwd / "node_modules").is_dir():
             raise JsPeerError(f"{cwd}/node_modules missing; run `make setup`")
-        return await cls.spawn(nursery, [node, *node_args, script, *args], cwd, f"{folder}/{script}", env)
+        return await cls.spawn(nursery, [*prefix, node, *node_args, script, *args], cwd, f"{folder}/{script}", env)
 
     @classmethod
     async def spawn(

@@ -70,6 +70,7 @@ async function handle(msg) {
   switch (msg.cmd) {
     case 'start': {
       if (msg.pow !== undefined) statusOptions.pow = msg.pow;
+      const host = msg.host ?? '127.0.0.1';
       if (msg.light !== undefined) statusOptions.light = msg.light;
       rlpx = new RLPx(unhex(msg.privateKey), {
         dpt: null, maxPeers: 25, capabilities: [WAKU1], listenPort: msg.port ?? null,
@@ -91,9 +92,9 @@ async function handle(msg) {
       rlpx.events.on('peer:error', (peer, err) => emit({ event: 'error', message: String(err && err.stack || err) }));
       rlpx.events.on('error', (err) => emit({ event: 'error', message: String(err) }));
       if (msg.port !== undefined) {
-        await new Promise((resolve) => { rlpx.events.once('listening', resolve); rlpx.listen(msg.port, '127.0.0.1'); });
+        await new Promise((resolve) => { rlpx.events.once('listening', resolve); rlpx.listen(msg.port, host); });
       }
-      return { enode: `enode://${hex(rlpx.id)}@127.0.0.1:${msg.port ?? 0}` };
+      return { enode: `enode://${hex(rlpx.id)}@${host}:${msg.port ?? 0}` };
     }
     case 'connect':
       await rlpx.connect(parseEnode(msg.enode));

@@ -18,7 +18,7 @@ async function handle(msg) {
       pubsubTopic = msg.pubsubTopic;
       const libp2p = await defaultLibp2p([pubsubTopic], relay.wakuGossipSub({}), {
         transports: [tcp()], streamMuxers: [yamux()],
-        addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, filterMultiaddrs: false, hideWebSocketInfo: true,
+        addresses: { listen: [`/ip4/${msg.host ?? '127.0.0.1'}/tcp/0`] }, filterMultiaddrs: false, hideWebSocketInfo: true,
       }, 'js-waku-interop');
       node = new WakuNode([pubsubTopic], {}, libp2p, { relay: true });
       await node.start();
