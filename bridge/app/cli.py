@@ -94,6 +94,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 d[sec]["nodekey"] = "<set>"
         if d["failover"].get("etcd_password"):
             d["failover"]["etcd_password"] = "<set>"
+        from v2.store.common import redact_db_url
+
+        d["v2"]["store_message_db_url"] = redact_db_url(d["v2"]["store_message_db_url"])
         print(json.dumps(d, indent=1, default=str))
     return EXIT_OK
 
