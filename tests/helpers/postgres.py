@@ -2,9 +2,9 @@
 installs it), a throwaway cluster in a temp dir on a free loopback port.
 
 PostgreSQL refuses to run as root, and tests run as root in CI: the cluster then belongs to
-``nobody`` and ``initdb``/``postgres`` run under ``runuser``.  Durability is off (fsync,
-synchronous_commit): the tests check semantics, not crash safety, and this keeps a test database
-cheap.  Each test gets its own database (:meth:`PostgresServer.new_database`).
+``nobody`` and ``initdb``/``postgres`` run under ``runuser``.  Durability is off unless asked for
+(fsync, synchronous_commit): the tests check semantics, not crash safety, and this keeps a test
+database cheap.  Each test gets its own database (:meth:`PostgresServer.new_database`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def postgres_bin_dir() -> Path:
 class PostgresServer:
     """``with PostgresServer() as pg: url = pg.new_database()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False, shared_buffers: str = "64MB") -> None:
+        self.durable = durable  # fsync on (benchmarks); commits still not waited for, as SQLite's NORMAL
+        self.shared_buffers = shared_buffers
         self.bin = postgres_bin_dir()
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="waku-pg-"))
@@ -74,8 +76,9 @@ class PostgresServer:
             self.proc = subprocess.Popen(
                 [*self._as_user, str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port),
                  "-c", f"listen_addresses={LOOPBACK}", "-c", f"unix_socket_directories={self.dir}",
-                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                 "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
+                 "-c", "synchronous_commit=off", "-c", "max_connections=200",
+                 "-c", f"shared_buffers={self.shared_buffers}",
+                 *([] if self.durable else ["-c", "fsync=off", "-c", "full_page_writes=off"])],
                 stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:

@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 import psycopg
 import trio
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from v2.store.backend import ArchivedMessage, Item, select_sql
@@ -156,11 +157,14 @@ class PostgresArchive:
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
+            # Ours are added to the URL's own server options (e.g. a search_path), not instead.
+            own = conninfo_to_dict(self.url.url).get("options") or ""
+            options = f"{own} -c statement_timeout={_STATEMENT_TIMEOUT_MS}"
             conn = psycopg.connect(
                 self.url.url, autocommit=True, connect_timeout=max(1, math.ceil(self._connect_timeout)),
                 # A dead peer must not hang the worker thread: TCP keepalive notices it in ~25 s.
                 keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
-                options=f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}", application_name="waku-bridge-archive")
+                options=options.strip(), application_name="waku-bridge-archive")
         except psycopg.OperationalError as exc:
             self._failures += 1
             raise _Lost(str(exc).strip()) from exc
@@ -236,6 +240,11 @@ class PostgresArchive:
             raise ArchiveError(f"archive {self.url.redacted} has schema version {row and row[0]}, "
                                f"expected {SCHEMA_VERSION}")
         self._mark, self._rows_cap = self._read_mark(conn)
+        if _scalar("SELECT reltuples::bigint FROM pg_class WHERE oid = 'messages'::regclass", conn) < 0:
+            # Never analysed (a table made by an older schema step or restored from a dump):
+            # without statistics the planner may sort a whole topic instead of walking the
+            # (content_topic, timestamp, hash) index.  Autovacuum keeps them fresh from then on.
+            conn.execute("ANALYZE messages")
         return _scalar("SELECT COUNT(*) FROM messages", conn)
 
     async def open(self) -> None:

@@ -164,6 +164,13 @@ async def test_a_foreign_messages_table_is_refused(postgres_server: PostgresServ
                      "messageHash VARCHAR NOT NULL PRIMARY KEY, storedAt BIGINT NOT NULL)")
     with pytest.raises(ArchiveError, match="not a waku-bridge archive"):
         await Archive(url).open()
+    with admin(url) as conn:
+        conn.execute("CREATE SCHEMA bridge")
+    # Its own schema in the same database: the URL's server options reach the session.
+    async with Archive(url + "?options=-csearch_path%3Dbridge") as ours:
+        assert await ours.insert(*item(1))
+    with admin(url) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM bridge.messages").fetchone() == (1,)
 
 
 async def test_size_retention_holds_the_table_at_about_the_limit(postgres_server: PostgresServer) -> None:
