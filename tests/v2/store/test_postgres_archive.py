@@ -29,13 +29,16 @@ def admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True)
 
 
-async def test_two_writers_store_each_message_once(postgres_server: PostgresServer) -> None:
+async def test_two_writers_store_each_message_once(postgres_server: PostgresServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Two archives (two nodes' worth: two connections, two threads) write the same 3 000 messages
     into one database at once, in different orders and batchings: no duplicate-key error, no
-    deadlock, every message once, and the two "new" counts add up to exactly the messages."""
+    deadlock, every message once, and the two "new" counts add up to exactly the messages; then
+    both run time retention at once, in small chunks, and delete exactly the old ones between them."""
+    monkeypatch.setattr("v2.store.postgres_archive._RETENTION_CHUNK", 100)
     url = postgres_server.new_database()
     items = [item(i, ts=BASE + (i // 3) * 10**6) for i in range(3000)]  # ties on timestamp too
-    a, b = Archive(url, retention="time:31536000000"), Archive(url, retention="capacity:100000")
+    a, b = Archive(url, retention="time:60"), Archive(url, retention="capacity:100000;time:60")
     async with a, b:
         rng = random.Random(4)
         mine, theirs = items[:], items[::-1]
@@ -56,11 +59,14 @@ async def test_two_writers_store_each_message_once(postgres_server: PostgresServ
         assert await a.count() == 3000 == await b.count()
         pages = flat(await collect(b, pagination_limit=100, pagination_forward=True))
         assert pages == [it[1] for it in sorted(items, key=order_key)]  # each once, in order
-        async with trio.open_nursery() as n:  # both run retention at once: nothing fails
-            n.start_soon(a.apply_retention, BASE / 1e9 + 60)
-            n.start_soon(b.apply_retention)
         with admin(url) as conn:
             assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT hash) FROM messages").fetchone() == (3000, 3000)
+        now = BASE / 1e9 + 60 + 0.5  # the cutoff falls on the 1 500 oldest (timestamps 0 .. 999 ms)
+        async with trio.open_nursery() as n:
+            n.start_soon(a.apply_retention, now)
+            n.start_soon(b.apply_retention, now)
+        assert a.retention_deleted + b.retention_deleted == 1500
+        assert flat(await collect(a, pagination_limit=100, pagination_forward=True)) == pages[1500:]
 
 
 async def test_nodes_starting_together_create_the_schema_once(postgres_server: PostgresServer) -> None:
