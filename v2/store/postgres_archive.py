@@ -182,6 +182,7 @@ class PostgresArchive:
             if conn.broken or conn.closed:
                 self._failures += 1
                 self._drop()
+                self._purge_goal = None  # a size purge's advisory lock went with the session
                 raise _Lost(str(exc).strip()) from exc
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.rollback()
@@ -270,7 +271,9 @@ class PostgresArchive:
         stored_at = int(self._clock() * 1e9)
         rows = sorted({h: (h, topic, m.content_topic, m.timestamp or 0, stored_at, data)
                        for topic, h, m, data in items}.values())
-        columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[]] * 6
+        if not rows:
+            return 0
+        columns = [list(c) for c in zip(*rows, strict=True)]
         capacity = self._capacity
 
         def do(conn: psycopg.Connection[Any]) -> tuple[int, int]:
