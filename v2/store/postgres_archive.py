@@ -210,7 +210,8 @@ class PostgresArchive:
             except _Lost as exc:
                 if trio.current_time() + delay > deadline:
                     raise ArchiveError(f"database {self.url.redacted} unreachable: {exc}") from None
-                log.warning("archive: database %s unreachable, retrying: %s", self.url.redacted, exc)
+                (log.warning if delay == 0.05 else log.debug)(  # once per call, not once per attempt
+                    "archive: database %s unreachable, retrying for %.0f s: %s", self.url.redacted, budget, exc)
             except _TRANSIENT as exc:
                 if trio.current_time() + delay > deadline:
                     raise ArchiveError(f"{type(exc).__name__}: {exc}") from exc
@@ -257,7 +258,7 @@ class PostgresArchive:
             self._count = await self._retrying(self._prepare, self._connect_timeout)
         except ArchiveError as exc:
             await trio.to_thread.run_sync(self._drop, limiter=self._limiter)
-            raise ArchiveError(f"cannot open archive {self.url.redacted}: {exc}") from None
+            raise ArchiveError(f"cannot open archive: {exc}") from None
         self._open = True
 
     async def aclose(self) -> None:

@@ -13,6 +13,7 @@ from bridge.app.config import ConfigErrors, load_config
 from bridge.app.v2service import v2_node_config
 from tests.bridge.app.test_cli import run
 from tests.helpers.config import parse_flags
+from tests.helpers.net import LOOPBACK, free_ports
 
 PG = "postgres://waku:s3cret@db.example:5432/archive"
 
@@ -48,3 +49,14 @@ def test_check_config_show_hides_the_password(tmp_path: Path) -> None:
     assert "s3cret" not in r.stdout
     shown = json.loads(r.stdout.split("\n", 1)[1])["v2"]["store_message_db_url"]
     assert shown == "postgres://waku:***@db.example:5432/archive"
+
+
+def test_v2_node_with_an_unreachable_database_exits_with_one_clear_error(tmp_path: Path) -> None:
+    """Tried for 10 s, then exit 1 with the reason: no traceback, no password, no crash loop."""
+    db, tcp, ws = free_ports(3)
+    r = run("v2-node", "--store", "true", "--store-message-db-url", f"postgres://waku:s3cret@{LOOPBACK}:{db}/archive",
+            "--tcp-port", str(tcp), "--websocket-port", str(ws), "--listen-address", LOOPBACK,
+            "--data-dir", str(tmp_path))
+    assert r.returncode == 1, r.stderr
+    assert "cannot open archive: database postgresql://waku:***@" in r.stderr
+    assert "Traceback" not in r.stderr and "s3cret" not in r.stderr
