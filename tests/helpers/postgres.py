@@ -66,8 +66,12 @@ class PostgresServer:
     def start(self) -> None:
         data = self.dir / "data"
         log = self.dir / "server.log"
-        subprocess.run([*self._as_user, str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                        "-E", "UTF8", "--no-sync", "--no-instructions"], check=True, capture_output=True)
+        init = subprocess.run([*self._as_user, str(self.bin / "initdb"), "-D", str(data), "-U", "postgres",
+                               "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"], capture_output=True,
+                              cwd=self.dir)  # the unprivileged user may not be able to enter ours
+        if init.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"initdb failed: {init.stderr.decode(errors='replace')[-2000:]}")
         with open(log, "wb") as out:
             # Only the postgres user can write the log file: let the server own it.
             if self._as_user:
@@ -79,7 +83,7 @@ class PostgresServer:
                  "-c", "synchronous_commit=off", "-c", "max_connections=200",
                  "-c", f"shared_buffers={self.shared_buffers}",
                  *([] if self.durable else ["-c", "fsync=off", "-c", "full_page_writes=off"])],
-                stdout=out, stderr=subprocess.STDOUT)
+                stdout=out, stderr=subprocess.STDOUT, cwd=self.dir)
         deadline = time.monotonic() + 60
         while True:
             try:
