@@ -4,7 +4,7 @@ installs it), a throwaway cluster in a temp dir on a free loopback port.
 PostgreSQL refuses to run as root, and tests run as root in CI: the cluster then belongs to
 ``nobody`` and ``initdb``/``postgres`` run under ``runuser``.  Durability is off unless asked for
 (fsync, synchronous_commit): the tests check semantics, not crash safety, and this keeps a test
-database cheap.  Each test gets its own database (:meth:`PostgresServer.new_database`).
+database cheap.  Each test gets its own schema (:meth:`PostgresServer.new_schema`) or database.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class PostgresServer:
         self.dir = Path(tempfile.mkdtemp(prefix="waku-pg-"))
         self.proc: subprocess.Popen[bytes] | None = None
         self._seq = itertools.count()
+        self._shared: str | None = None
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             self._as_user = ["runuser", "-u", _UNPRIVILEGED, "--"]
@@ -101,6 +102,17 @@ class PostgresServer:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name} STRATEGY FILE_COPY")  # no WAL copy of the template
         return self.url(name)
+
+    def new_schema(self) -> str:
+        """A fresh, empty schema in one shared database, as the first of the session's
+        ``search_path`` (in the URL's server options): a database is a ~7 MiB copy of the
+        template, a schema is nothing, and a suite makes a hundred of them."""
+        if self._shared is None:
+            self._shared = self.new_database()
+        name = f"s{next(self._seq)}"
+        with psycopg.connect(self._shared.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {name}")
+        return f"{self._shared}?options=-csearch_path%3D{name}"
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -91,9 +91,10 @@ _DELETE_OLDEST = ("DELETE FROM messages WHERE hash IN "
 _DELETE_BEFORE = ("DELETE FROM messages WHERE hash IN "
                   "(SELECT hash FROM messages WHERE timestamp < %s ORDER BY timestamp, hash LIMIT %s)")
 _SIZE = "SELECT pg_total_relation_size('messages'::regclass)"
-# Advisory lock keys ("wakuarch", "wakusize" in ASCII): per database, shared by every node on it.
-_LOCK_SCHEMA = 0x77616B7561726368
-_LOCK_SIZE = 0x77616B7573697A65
+# Advisory locks are per database: the key pairs a class ("wksc", "wksz" in ASCII) with the
+# schema, so archives in two schemas of one database do not wait for each other.
+_LOCK_SCHEMA = f"{0x776B7363}, hashtext(current_schema())"
+_LOCK_SIZE = f"{0x77736B7A}, hashtext(current_schema())"
 _RETENTION_CHUNK = 5000  # rows deleted per worker call, so queries interleave with a big purge
 _SIZE_TARGET = 0.8  # as the SQLite backend: purge down to 80 % of the limit
 _STATEMENT_TIMEOUT_MS = 60_000  # no statement holds the worker thread longer (VACUUM excepted)
@@ -225,7 +226,7 @@ class PostgresArchive:
     def _prepare(self, conn: psycopg.Connection[Any]) -> int:
         """Create (or check) the schema, once per database whatever the number of nodes."""
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_SCHEMA,))
+            conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_SCHEMA})")
             conn.execute(_TABLE)
             cols = {r[0] for r in conn.execute(
                 "SELECT column_name FROM information_schema.columns "
@@ -369,7 +370,7 @@ class PostgresArchive:
                     cap = max(1, int(count * limit / size))
                 if cap is None or count <= cap:
                     self._rows_cap = cap
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_SIZE,))
+                    conn.execute(f"SELECT pg_advisory_unlock({_LOCK_SIZE})")
                     return 0, False, count
                 self._rows_cap = cap
                 self._purge_goal = int(cap * _SIZE_TARGET)
@@ -389,7 +390,7 @@ class PostgresArchive:
             conn.execute("INSERT INTO archive_meta (key, value) VALUES ('size_mark', %s) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                          (f"{limit}:{self._mark}:{self._rows_cap}",))
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_SIZE,))
+            conn.execute(f"SELECT pg_advisory_unlock({_LOCK_SIZE})")
             return deleted, False, count - deleted
 
         try:

@@ -28,7 +28,7 @@ def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> DbFactory:
 
     def make(name: str = "store") -> str:
         if name not in urls:
-            urls[name] = pg.new_database()
+            urls[name] = pg.new_schema()
         return urls[name]
 
     return make

@@ -37,7 +37,7 @@ async def test_two_writers_store_each_message_once(postgres_server: PostgresServ
     deadlock, every message once, and the two "new" counts add up to exactly the messages; then
     both run time retention at once, in small chunks, and delete exactly the old ones between them."""
     monkeypatch.setattr("v2.store.postgres_archive._RETENTION_CHUNK", 100)
-    url = postgres_server.new_database()
+    url = postgres_server.new_schema()
     items = [item(i, ts=BASE + (i // 3) * 10**6) for i in range(3000)]  # ties on timestamp too
     a, b = Archive(url, retention="time:60"), Archive(url, retention="capacity:100000;time:60")
     async with a, b:
@@ -71,7 +71,7 @@ async def test_two_writers_store_each_message_once(postgres_server: PostgresServ
 
 
 async def test_nodes_starting_together_create_the_schema_once(postgres_server: PostgresServer) -> None:
-    url = postgres_server.new_database()
+    url = postgres_server.new_schema()
     archives = [Archive(url) for _ in range(6)]
     async with trio.open_nursery() as n:
         for a in archives:
@@ -85,7 +85,7 @@ async def test_two_v2_nodes_archive_into_one_database(nursery: trio.Nursery,
                                                       postgres_server: PostgresServer) -> None:
     """Two real nodes with the store mounted, one relay mesh, one database: every message relayed
     reaches both archives, which write it at about the same time; stored once, no archive error."""
-    url = postgres_server.new_database()
+    url = postgres_server.new_schema()
     topic = str(PubsubTopic(0, 0))
     registries = [CollectorRegistry(), CollectorRegistry()]
     nodes = []
@@ -130,7 +130,7 @@ async def test_unreachable_server_is_an_archive_error_at_start() -> None:
 
 
 async def test_a_lost_connection_is_made_again_and_counted(postgres_server: PostgresServer) -> None:
-    url = postgres_server.new_database()
+    url = postgres_server.new_schema()
     registry = CollectorRegistry()
     archive = Archive(url, retry_deadline=10)
     service = StoreService(archive, registry, clock=lambda: BASE / 1e9)
@@ -183,7 +183,7 @@ async def test_a_foreign_messages_table_is_refused(postgres_server: PostgresServ
 async def test_size_retention_holds_the_table_at_about_the_limit(postgres_server: PostgresServer) -> None:
     """Deleted space is reused, never returned: the table stays near the limit however much is
     written, the oldest go first, and a restart (or another node) keeps the same row budget."""
-    url = postgres_server.new_database()
+    url = postgres_server.new_schema()
     a = Archive(url, retention="size:256KB")
     await a.open()
     inserted: list[Item] = []
@@ -214,7 +214,7 @@ async def test_both_backends_give_the_same_pages(postgres_server: PostgresServer
     topics = ("/t/1/a/proto", "/t/1/b/proto", "/t/1/c/proto")
     items = [item(i, rng.choice(topics), ts=BASE + rng.randrange(40) * 10**6,
                   pubsub=rng.choice(("/waku/2/rs/0/0", "/waku/2/rs/0/1"))) for i in range(400)]
-    sq, pg = Archive(f"sqlite://{tmp_path / 'same.sqlite3'}"), Archive(postgres_server.new_database())
+    sq, pg = Archive(f"sqlite://{tmp_path / 'same.sqlite3'}"), Archive(postgres_server.new_schema())
     async with sq, pg:
         for a in (sq, pg):
             assert await a.insert_many(items) == 400
