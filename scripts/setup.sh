@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS=(etcd-server etcd-client prometheus nodejs npm chromium iproute2)  # iproute2: ip netns, tc (tests/drills/netns)
+APT_PKGS=(etcd-server etcd-client prometheus nodejs npm chromium postgresql iproute2)  # iproute2: ip netns, tc (tests/drills/netns)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,7 +20,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The Debian packages enable system services; tests start their own instances on free ports.
   if command -v systemctl >/dev/null 2>&1; then
-    $SUDO systemctl disable --now etcd prometheus >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now etcd prometheus postgresql >/dev/null 2>&1 || true
   fi
 fi
 

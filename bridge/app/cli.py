@@ -42,10 +42,26 @@ def _run_trio(fn: Callable[..., Any], *args: Any) -> int:
         trio.run(fn, *args)
     except KeyboardInterrupt:
         return EXIT_OK
-    except (WakuBridgeError, V1Error, V2Error, FailoverError) as exc:  # each package's root: a refusal, not a bug
+    except _REFUSALS as exc:
         log.error("%s", exc)
         return EXIT_FAIL
+    except BaseExceptionGroup as group:  # a task's refusal at start comes out of its nursery wrapped
+        refusals, rest = group.split(_REFUSALS)
+        if rest is not None or refusals is None:
+            raise
+        for refusal in _leaves(refusals):
+            log.error("%s", refusal)
+        return EXIT_FAIL
     return EXIT_OK
+
+
+# Each package's root error: a refusal (bad config, unreachable database, ...), not a bug.
+_REFUSALS = (WakuBridgeError, V1Error, V2Error, FailoverError)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [leaf for exc in group.exceptions
+            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -94,6 +110,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 d[sec]["nodekey"] = "<set>"
         if d["failover"].get("etcd_password"):
             d["failover"]["etcd_password"] = "<set>"
+        from v2.store.common import redact_db_url
+
+        d["v2"]["store_message_db_url"] = redact_db_url(d["v2"]["store_message_db_url"])
         print(json.dumps(d, indent=1, default=str))
     return EXIT_OK
 

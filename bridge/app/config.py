@@ -417,7 +417,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("v2.relay", _bool, True, "mount relay", _f("--relay", groups=(B, V2N))),
     Setting("v2.store", _bool, False, "mount the store v3 service and archive", _f("--store", groups=(B, V2N))),
     Setting("v2.store_message_db_url", _db_url, "sqlite://store.sqlite3",
-            "archive location (relative paths are under the data dir)",
+            "archive: sqlite://<path> (relative paths are under the data dir) or "
+            "postgres://user:password@host:port/db",
             _f("--store-message-db-url", groups=(B, V2N))),
     Setting("v2.store_message_retention_policy", _retention, "time:172800",
             "time:<s> | capacity:<n> | size:<n>MB/GB | none, ';'-joined", _f("--store-message-retention-policy",

@@ -1,6 +1,6 @@
 """A separate process that archives messages one commit at a time, then waits to be killed.
 
-``python -m tests.helpers.archive_writer DB_PATH COUNT``: prints ``inserted COUNT`` once every
+``python -m tests.helpers.archive_writer DB_URL COUNT``: prints ``inserted COUNT`` once every
 insert has returned, then sleeps until SIGKILL (the crash test_archive.py checks survival of).
 """
 
@@ -23,8 +23,8 @@ def make_messages(n: int) -> list[WakuMessage]:
     return [WakuMessage(f"kill-{i}".encode(), "/test/1/kill/proto", timestamp=base + i * 1000) for i in range(n)]
 
 
-async def main(path: str, n: int) -> None:
-    archive = Archive(f"sqlite://{path}")
+async def main(url: str, n: int) -> None:
+    archive = Archive(url)
     await archive.open()
     for m in make_messages(n):
         await archive.insert(PUBSUB, message_hash(PUBSUB, m), m, m.encode())

@@ -1,219 +1,77 @@
-"""The message archive: SQLite (stdlib sqlite3) in one worker thread, WAL (waku-v2.md §7).
+"""The message archive the store services use, on SQLite or PostgreSQL (waku-v2.md §7).
 
-One connection, used through ``trio.to_thread.run_sync`` with a ``CapacityLimiter(1)``, so every
-statement runs serialised in submission order and the event loop never blocks on disk.
-``synchronous=NORMAL`` in WAL mode keeps every committed insert across a process kill (only an OS
-crash can lose the last commits), which is the failure a bridge host actually sees.
-
-Rows are keyed by the deterministic message hash (duplicates are ignored) and keep the ORIGINAL
-message bytes, so a store answer carries exactly what was relayed (a re-encoding could differ;
-§5).  Order is (timestamp, hash) everywhere: queries, cursors and capacity retention.
-Indexes: the unique hash index (lookups, cursors), (content_topic, timestamp, hash) for
-content-filtered pages, (timestamp, hash) for time retention, capacity retention and queries
-without content topics.  A query over several content topics is one ordered, limited scan per
-topic merged in SQL, so a page costs O(topics × page) rows, never a sort of a whole topic.
-
-Size retention (nwaku ``size:<n>MB``) measures the database as nwaku's SQLite driver does,
-``page_count × page_size``.  New archives are created with ``auto_vacuum=INCREMENTAL`` (an older
-file is converted once, by a VACUUM, when a size policy is first configured), so a purge can hand
-the freed pages back to the file system with ``PRAGMA incremental_vacuum`` followed by a
-truncating WAL checkpoint: the file really shrinks, without rewriting the whole database.
+``Archive(url)`` picks the backend by the scheme of nwaku's ``--store-message-db-url``:
+``sqlite://…`` (v2.store.sqlite_archive, the default) or ``postgres://…``
+(v2.store.postgres_archive, for a fleet whose nodes share one database).  Both keep the same
+rows, pages and retention semantics; the services never see which one runs.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
 
-from common.sqlite import SqliteClosed, SqliteWorker
 from v2.core.message import WakuMessage
-from v2.store.common import (
-    ArchiveError,
-    CapacityRetention,
-    RetentionPolicy,
-    SizeRetention,
-    TimeRetention,
-    parse_db_url,
-    parse_retention_policy,
-)
-from v2.store.planner import Page, QueryPlan, cut_page
+from v2.store.backend import ArchiveBackend, ArchivedMessage, Item, select_sql
+from v2.store.common import DbUrl, RetentionPolicy, parse_db_url, parse_retention_policy
+from v2.store.planner import Page, QueryPlan
+from v2.store.sqlite_archive import SqliteArchive
 
-__all__ = ["Archive", "ArchivedMessage", "select_sql"]
-
-T = TypeVar("T")
-
-log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS messages (
-        id INTEGER PRIMARY KEY,
-        hash BLOB NOT NULL UNIQUE,
-        pubsub_topic TEXT NOT NULL,
-        content_topic TEXT NOT NULL,
-        timestamp INTEGER NOT NULL,
-        stored_at INTEGER NOT NULL,
-        data BLOB NOT NULL
-    )""",  # data last: rows are read without touching a large body's overflow pages
-    "CREATE INDEX IF NOT EXISTS i_content ON messages (content_topic, timestamp, hash)",
-    "CREATE INDEX IF NOT EXISTS i_time ON messages (timestamp, hash)",
-)
-_INSERT = ("INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, stored_at, data) "
-           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING")
-_RETENTION_CHUNK = 5000  # rows deleted per worker call, so queries interleave with a big purge
-# Over the size limit, purge down to this fraction of it.  nwaku's SQLite driver keeps 80 % of the
-# rows (decreaseDatabaseSize: DeleteLimit = 0.80); we aim at 80 % of the *bytes* instead, which is
-# what the operator set, and the slack means a purge runs once per ~20 % of growth, not per insert.
-_SIZE_TARGET = 0.8
-_AUTO_VACUUM_INCREMENTAL = 2
-
-
-@dataclass(frozen=True, slots=True)
-class ArchivedMessage:
-    message_hash: bytes
-    pubsub_topic: str
-    timestamp: int
-    data: bytes | None  # None when the query did not ask for data
-
-
-def select_sql(plan: QueryPlan, cursor_ts: int | None) -> tuple[str, list[Any]]:
-    """The one SELECT for ``plan`` (fetching ``page_size + 1`` rows in query order).
-
-    ``cursor_ts`` is the timestamp of the cursor's row (looked up by hash beforehand).  Pure.
-    """
-    order = "ASC" if plan.forward else "DESC"
-    cols = f"hash, pubsub_topic, timestamp, {'data' if plan.include_data else 'NULL'} AS data"
-    where: list[str] = []
-    params: list[Any] = []
-    if plan.cursor is not None:
-        assert cursor_ts is not None
-        where.append(f"(timestamp, hash) {'>' if plan.forward else '<'} (?, ?)")
-        params += [cursor_ts, plan.cursor]
-    if plan.hashes:
-        where.append(f"hash IN ({', '.join('?' * len(plan.hashes))})")
-        params += plan.hashes
-    if plan.pubsub_topic is not None:
-        where.append("pubsub_topic = ?")
-        params.append(plan.pubsub_topic)
-    if plan.time_start is not None:
-        where.append("timestamp >= ?")
-        params.append(plan.time_start)
-    if plan.time_end is not None:
-        where.append("timestamp < ?")
-        params.append(plan.time_end)
-    limit = plan.page_size + 1
-    tail = f"ORDER BY timestamp {order}, hash {order} LIMIT {limit}"
-    if len(plan.content_topics) <= 1:
-        if plan.content_topics:
-            where.insert(0, "content_topic = ?")
-            params.insert(0, plan.content_topics[0])
-        cond = f" WHERE {' AND '.join(where)}" if where else ""
-        return f"SELECT {cols} FROM messages{cond} {tail}", params
-    arms, all_params = [], []
-    for topic in plan.content_topics:
-        cond = " AND ".join(["content_topic = ?", *where])
-        arms.append(f"SELECT * FROM (SELECT {cols} FROM messages WHERE {cond} {tail})")
-        all_params += [topic, *params]
-    return " UNION ALL ".join(arms) + f" {tail}", all_params
+__all__ = ["Archive", "ArchiveBackend", "ArchivedMessage", "select_sql"]
 
 
 class Archive:
-    """``Archive("sqlite://store.sqlite3", retention="time:172800")``; ``await open()`` before use."""
+    """``Archive("sqlite://store.sqlite3", retention="time:172800")``; ``await open()`` before use.
+
+    ``connect_timeout`` bounds how long :meth:`open` keeps trying to reach a PostgreSQL server,
+    ``retry_deadline`` how long a call waits for a lost connection to come back (both seconds).
+    """
 
     def __init__(self, db_url: str = "sqlite://store.sqlite3", *,
                  retention: str | Sequence[RetentionPolicy] = "none",
-                 clock: Callable[[], float] = time.time) -> None:
-        self.url = parse_db_url(db_url)
-        self.retention: tuple[RetentionPolicy, ...] = (
-            parse_retention_policy(retention) if isinstance(retention, str) else tuple(retention))
-        self._capacity = min((p.capacity for p in self.retention if isinstance(p, CapacityRetention)), default=None)
-        self._size_limit = min((p.max_bytes for p in self.retention if isinstance(p, SizeRetention)), default=None)
-        self._deleted = 0
-        self._purging = False  # a size purge started and has not reached its target yet
-        self._clock = clock
-        self._db = SqliteWorker(self.url.path, self._connect, lazy=False)
-        self._count = 0
+                 clock: Callable[[], float] = time.time,
+                 connect_timeout: float = 10.0, retry_deadline: float = 10.0) -> None:
+        self.url: DbUrl = parse_db_url(db_url)
+        policies = parse_retention_policy(retention) if isinstance(retention, str) else tuple(retention)
+        self.backend: ArchiveBackend
+        if self.url.is_postgres:
+            from v2.store.postgres_archive import PostgresArchive  # psycopg only where it is used
+
+            self.backend = PostgresArchive(self.url, retention=policies, clock=clock,
+                                           connect_timeout=connect_timeout, retry_deadline=retry_deadline)
+        else:
+            self.backend = SqliteArchive(db_url, retention=policies, clock=clock)
+
+    @property
+    def retention(self) -> tuple[RetentionPolicy, ...]:
+        return self.backend.retention
 
     @property
     def is_open(self) -> bool:
-        return self._db.is_open
+        return self.backend.is_open
 
     @property
     def message_count(self) -> int:
-        """Rows stored, as of the last completed operation (no disk access)."""
-        return self._count
+        """Rows stored, as of this object's last operation (no database access).  With several
+        nodes on one PostgreSQL database the others' inserts show after the next :meth:`count`."""
+        return self.backend.message_count
 
     @property
     def retention_deleted(self) -> int:
         """Messages this object's retention policies removed, the trims that capacity and size
         retention do right after an insert included (monotonic; for the metric)."""
-        return self._deleted
+        return self.backend.retention_deleted
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return await self._db.run(fn)  # the worker rolls back a failed transaction
-        except SqliteClosed:
-            raise ArchiveError("archive is not open") from None
-        except sqlite3.Error as exc:
-            raise ArchiveError(f"{type(exc).__name__}: {exc}") from exc
-
-    def _connect(self, path: str) -> sqlite3.Connection:
-        """The archive's connection (in the worker thread): WAL, schema, retention settings."""
-        if not self.url.in_memory:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-        except sqlite3.Error as exc:
-            raise ArchiveError(f"cannot open archive {path}: {exc}") from exc
-        try:
-            # Only takes effect on a file with no tables yet; an existing one is converted below.
-            conn.execute(f"PRAGMA auto_vacuum={_AUTO_VACUUM_INCREMENTAL}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: keeps the index pages of ~1 M rows hot
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise ArchiveError(f"archive {path} has schema version {version}, expected {SCHEMA_VERSION}")
-            conn.execute("BEGIN IMMEDIATE")
-            for stmt in _SCHEMA:
-                conn.execute(stmt)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-            if (self._size_limit is not None
-                    and conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL):
-                # An archive created before (or without) incremental auto-vacuum: without it a
-                # purge only moves pages to the free list and the file never shrinks.  One
-                # full VACUUM switches the mode (it rewrites the file once).
-                log.info("archive %s: enabling incremental auto-vacuum for size retention (one VACUUM)", path)
-                conn.execute(f"PRAGMA auto_vacuum={_AUTO_VACUUM_INCREMENTAL}")
-                conn.execute("VACUUM")
-            if self._size_limit is not None:
-                # The -wal file sits beside the database and SQLite checkpoints it only every
-                # 1 000 pages (4 MiB) by default, which would dwarf a small limit: checkpoint
-                # at a tenth of the limit instead, and truncate the file back after each one.
-                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-                wal_pages = max(16, min(1000, self._size_limit // page_size // 10))
-                conn.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
-                conn.execute(f"PRAGMA journal_size_limit={wal_pages * page_size}")
-            self._count = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-        except (sqlite3.Error, ArchiveError) as exc:
-            conn.close()
-            if isinstance(exc, ArchiveError):
-                raise
-            raise ArchiveError(f"cannot open archive {path}: {exc}") from exc
-        return conn
+    @property
+    def connection_failures(self) -> int:
+        """Failed attempts to (re)connect to the database server (monotonic; for the metric)."""
+        return self.backend.connection_failures
 
     async def open(self) -> None:
-        await self._db.open()
+        await self.backend.open()
 
     async def aclose(self) -> None:
-        await self._db.aclose()
+        await self.backend.aclose()
 
     async def __aenter__(self) -> Archive:
         await self.open()
@@ -222,98 +80,13 @@ class Archive:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _trim_to_capacity(self, conn: sqlite3.Connection, capacity: int) -> int:
-        excess = self._count - capacity
-        if excess <= 0:
-            return 0
-        return self._delete_oldest(conn, excess)
-
-    def _delete_oldest(self, conn: sqlite3.Connection, n: int) -> int:
-        cur = conn.execute("DELETE FROM messages WHERE id IN "
-                           "(SELECT id FROM messages ORDER BY timestamp, hash LIMIT ?)", (n,))
-        self._count -= cur.rowcount
-        self._deleted += cur.rowcount
-        return cur.rowcount
-
-    @staticmethod
-    def _db_size(conn: sqlite3.Connection) -> int:
-        """nwaku's measure (db_sqlite getDatabaseSize): page_count × page_size, free pages included."""
-        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
-        return pages * int(conn.execute("PRAGMA page_size").fetchone()[0])
-
-    async def database_size(self) -> int:
-        """The archive's size as size retention measures it (bytes)."""
-        return await self._run(self._db_size)
-
-    def _size_step(self, conn: sqlite3.Connection) -> tuple[int, bool]:
-        """One bounded piece of size retention: (messages deleted, whether the purge goes on).
-
-        A purge starts when the database exceeds the limit and deletes the oldest messages (by
-        timestamp, then hash) until the pages in use fit in ``_SIZE_TARGET`` of it; one step
-        deletes at most ``_RETENTION_CHUNK`` rows and hands the freed pages back to the file
-        system, so a big purge spreads over several inserts (or the periodic run) and never
-        stalls the message path.
-        """
-        limit = self._size_limit
-        assert limit is not None
-        if not self._purging:
-            if self._db_size(conn) <= limit:
-                return 0, False
-            self._purging = True
-        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        target = int(limit * _SIZE_TARGET)
-
-        def used() -> int:
-            pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
-            return (pages - int(conn.execute("PRAGMA freelist_count").fetchone()[0])) * page_size
-
-        deleted = 0
-        while deleted < _RETENTION_CHUNK and self._count > 0 and (now_used := used()) > target:
-            # Rows cost about the same, so delete the share of rows that is the share of bytes over
-            # the target; freed pages lag deleted rows (index pages go half empty first), so measure
-            # again and repeat until the target is met.
-            n = min(_RETENTION_CHUNK - deleted, max(1, math.ceil(self._count * (now_used - target) / now_used)))
-            conn.execute("BEGIN IMMEDIATE")
-            deleted += self._delete_oldest(conn, n)
-            conn.execute("COMMIT")
-        # executescript, not execute: the pragma frees one page per step and execute() steps once.
-        conn.executescript("PRAGMA incremental_vacuum;")
-        if self._count > 0 and used() > target:
-            return deleted, True
-        self._purging = False
-        # In WAL mode the main file is truncated only when the WAL is checkpointed into it.
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return deleted, False
-
     async def insert(self, pubsub_topic: str, msg_hash: bytes, msg: WakuMessage, data: bytes) -> bool:
         """Archive one message (no eligibility check here); False if its hash was already stored."""
-        return await self.insert_many([(pubsub_topic, msg_hash, msg, data)]) == 1
+        return await self.backend.insert_many([(pubsub_topic, msg_hash, msg, data)]) == 1
 
-    async def insert_many(self, items: Sequence[tuple[str, bytes, WakuMessage, bytes]]) -> int:
+    async def insert_many(self, items: Sequence[Item]) -> int:
         """Archive several messages in one transaction; returns how many were new."""
-        stored_at = int(self._clock() * 1e9)
-        rows = [(h, topic, m.content_topic, m.timestamp or 0, stored_at, data) for topic, h, m, data in items]
-
-        def do(conn: sqlite3.Connection) -> tuple[int, bool]:
-            conn.execute("BEGIN IMMEDIATE")
-            before = conn.total_changes
-            conn.executemany(_INSERT, rows)
-            added = conn.total_changes - before
-            self._count += added
-            if self._capacity is not None:  # capacity holds on every insert, not only on the periodic run
-                self._trim_to_capacity(conn, self._capacity)
-            conn.execute("COMMIT")
-            limit = self._size_limit
-            return added, limit is not None and (self._purging or self._db_size(conn) > limit)
-
-        added, over_size = await self._run(do)
-        if over_size:
-            # Like capacity, size holds on every insert: one bounded step, in its own worker call.
-            try:
-                await self._run(self._size_step)
-            except ArchiveError as exc:  # the insert itself is committed; the periodic run retries (counted)
-                log.warning("archive: size retention after an insert failed: %s", exc)
-        return added
+        return await self.backend.insert_many(items)
 
     async def find(self, plan: QueryPlan, cursor_ts: int | None = None) -> Page[ArchivedMessage]:
         """One page for a validated plan (see v2.store.planner); an unknown cursor gives an empty page.
@@ -323,72 +96,24 @@ class Archive:
         ``cursor_ts`` the cursor is a position (timestamp, ``plan.cursor``) that need not be a row
         (the legacy store's positional cursors, v2.store.legacy_planner).
         """
-        if plan.empty_range:
-            return Page((), None)
-
-        def do(conn: sqlite3.Connection, cursor_ts: int | None = cursor_ts) -> list[ArchivedMessage]:
-            if plan.cursor is not None and cursor_ts is None:
-                row = conn.execute("SELECT timestamp FROM messages WHERE hash = ?", (plan.cursor,)).fetchone()
-                if row is None:
-                    return []
-                cursor_ts = row[0]
-            sql, params = select_sql(plan, cursor_ts)
-            return [ArchivedMessage(*r) for r in conn.execute(sql, params)]
-
-        return cut_page(plan, await self._run(do))
+        return await self.backend.find(plan, cursor_ts)
 
     async def rows_at(self, timestamp: int, limit: int = 1000) -> list[tuple[bytes, str, bytes]]:
         """(hash, pubsub topic, data) of the rows stored with ``timestamp`` (at most ``limit``)."""
-
-        def do(conn: sqlite3.Connection) -> list[tuple[bytes, str, bytes]]:
-            return list(conn.execute("SELECT hash, pubsub_topic, data FROM messages WHERE timestamp = ? "
-                                     "ORDER BY hash LIMIT ?", (timestamp, limit)))
-
-        return await self._run(do)
+        return await self.backend.rows_at(timestamp, limit)
 
     async def count(self) -> int:
-        def do(conn: sqlite3.Connection) -> int:
-            self._count = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-            return self._count
+        return await self.backend.count()
 
-        return await self._run(do)
+    async def database_size(self) -> int:
+        """The archive's size as size retention measures it (bytes)."""
+        return await self.backend.database_size()
 
     async def apply_retention(self, now: float | None = None) -> int:
         """Run every retention policy once; returns the number of messages deleted.
 
         ``time:S`` removes messages with timestamp < now − S; ``capacity:N`` keeps the newest N;
-        ``size:B`` removes the oldest while the database is over B bytes (down to 80 % of it).
+        ``size:B`` removes the oldest while the archive is over B bytes (down to 80 % of it).
         Deletes go in chunks, each its own transaction, so queries are served in between.
         """
-        now = self._clock() if now is None else now
-        deleted = 0
-        for policy in self.retention:
-            if isinstance(policy, TimeRetention):
-                cutoff = int((now - policy.seconds) * 1e9)
-
-                def by_time(conn: sqlite3.Connection, cutoff: int = cutoff) -> int:
-                    cur = conn.execute("DELETE FROM messages WHERE id IN (SELECT id FROM messages "
-                                       "WHERE timestamp < ? ORDER BY timestamp LIMIT ?)", (cutoff, _RETENTION_CHUNK))
-                    self._count -= cur.rowcount
-                    self._deleted += cur.rowcount
-                    return cur.rowcount
-
-                while (n := await self._run(by_time)) > 0:
-                    deleted += n
-                    if n < _RETENTION_CHUNK:
-                        break
-            elif isinstance(policy, SizeRetention):
-                if policy.max_bytes == self._size_limit:  # the tightest one; looser ones then hold too
-                    more = True
-                    while more:
-                        n, more = await self._run(self._size_step)
-                        deleted += n
-            else:
-                capacity = policy.capacity
-
-                def by_capacity(conn: sqlite3.Connection, capacity: int = capacity) -> int:
-                    return self._trim_to_capacity(conn, max(capacity, self._count - _RETENTION_CHUNK))
-
-                while (n := await self._run(by_capacity)) > 0:
-                    deleted += n
-        return deleted
+        return await self.backend.apply_retention(now)

@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 from enum import IntEnum
+from urllib.parse import urlsplit
 
 from v2.core.message import WakuMessage
 from v2.errors import V2Error
@@ -35,6 +36,7 @@ __all__ = [
     "ineligibility",
     "parse_db_url",
     "parse_retention_policy",
+    "redact_db_url",
 ]
 
 HASH_SIZE = 32
@@ -106,7 +108,8 @@ class CapacityRetention:
 
 @dataclass(frozen=True, slots=True)
 class SizeRetention:
-    """Keep the database at most ``max_bytes`` (page_count × page_size), dropping the oldest messages."""
+    """Keep the archive at most ``max_bytes`` (SQLite: page_count × page_size; PostgreSQL: the
+    messages table with its indexes), dropping the oldest messages."""
 
     max_bytes: int
 
@@ -184,28 +187,79 @@ def parse_retention_policy(spec: str) -> tuple[RetentionPolicy, ...]:
 
 @dataclass(frozen=True, slots=True)
 class DbUrl:
-    """Where the archive lives: a file path, or in memory (gone with the process)."""
+    """Where the archive lives: a SQLite file (or memory), or a PostgreSQL database.
+
+    ``path`` is the SQLite path; for PostgreSQL ``url`` is the libpq connection URL (with the
+    password) and ``redacted`` the same without it, for logs and errors.
+    """
 
     path: str
+    scheme: str = "sqlite"
+    url: str = ""
 
     @property
     def in_memory(self) -> bool:
-        return self.path == ":memory:"
+        return self.scheme == "sqlite" and self.path == ":memory:"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.scheme == "postgres"
+
+    @property
+    def redacted(self) -> str:
+        if not self.is_postgres:
+            return f"sqlite://{self.path}"
+        return redact_db_url(self.url)
+
+
+_DB_KEY = "store_message_db_url"
+_DB_FORMS = "sqlite://<path>, sqlite://:memory: or postgres://user:password@host:port/db"
+
+
+def redact_db_url(url: str) -> str:
+    """``url`` with the password (if any) replaced by ``***``; never fails."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    return f"{scheme}://{creds.partition(':')[0]}:***@{host}"
+
+
+def _postgres_url(url: str) -> DbUrl:
+    """nwaku's form ``postgres://user:password@host:port/db`` (``postgresql://`` too; port
+    defaults to 5432; query parameters such as ``sslmode=require`` pass through to libpq)."""
+    shown = redact_db_url(url)  # a password never reaches an error message
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise StoreConfigError(_DB_KEY, f"bad PostgreSQL URL {shown!r}: {exc}") from None
+    if not parts.hostname:
+        raise StoreConfigError(_DB_KEY, f"no host in {shown!r}; expected postgres://user:password@host:port/db")
+    if not parts.path.strip("/"):
+        raise StoreConfigError(_DB_KEY, f"no database name in {shown!r}; expected postgres://user:password@host:port/db")
+    if port == 0:
+        raise StoreConfigError(_DB_KEY, f"port 0 in {shown!r}")
+    if parts.fragment:
+        raise StoreConfigError(_DB_KEY, f"unexpected #fragment in {shown!r}")
+    return DbUrl(parts.path.strip("/"), "postgres", "postgresql://" + url.partition("://")[2])
 
 
 def parse_db_url(url: str) -> DbUrl:
-    """Parse nwaku's ``--store-message-db-url`` for SQLite: ``sqlite://<path>`` or ``sqlite://:memory:``.
+    """Parse nwaku's ``--store-message-db-url``: ``sqlite://<path>``, ``sqlite://:memory:`` or
+    ``postgres://user:password@host:port/db``.
 
     ``sqlite://store.sqlite3`` is relative, ``sqlite:///var/lib/x.db`` absolute (nwaku's forms).
-    Postgres URLs are refused: this archive is SQLite only.
     """
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, rest = url.strip().partition("://")
     if not sep:
-        raise StoreConfigError("store_message_db_url", f"expected sqlite://<path> or sqlite://:memory:, got {url!r}")
+        raise StoreConfigError(_DB_KEY, f"expected {_DB_FORMS}, got {redact_db_url(url)!r}")
+    if scheme.lower() in ("postgres", "postgresql"):
+        return _postgres_url(url.strip())
     if scheme.lower() != "sqlite":
-        raise StoreConfigError("store_message_db_url", f"only sqlite:// archives are supported, got {scheme!r}")
+        raise StoreConfigError(_DB_KEY, f"unknown database scheme {scheme!r}; expected {_DB_FORMS}")
     if not rest:
-        raise StoreConfigError("store_message_db_url", f"no database path in {url!r}")
+        raise StoreConfigError(_DB_KEY, f"no database path in {url!r}")
     return DbUrl(":memory:" if rest in ("memory", ":memory:") else rest)
 
 

@@ -30,6 +30,10 @@ class StoreMetrics:
                                         buckets=_DB_BUCKETS, registry=registry)
         self.retention_deleted = Counter("waku_archive_retention_deleted", "Messages removed by the retention policy",
                                          registry=registry)
+        # Ours (nwaku logs these): a PostgreSQL archive that cannot reach its server, or loses it.
+        self.db_connection_failures = Counter("waku_archive_db_connection_failures",
+                                              "Failed attempts to (re)connect to the archive's database server",
+                                              registry=registry)
 
 
 class LegacyStoreMetrics:

@@ -58,6 +58,7 @@ class StoreService:
         self.max_pending_queries = max_pending_queries
         self._pending = 0
         self._deleted_counted = 0
+        self._failures_counted = 0
         self.started = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -89,6 +90,10 @@ class StoreService:
         if total > self._deleted_counted:
             self.metrics.retention_deleted.inc(total - self._deleted_counted)
             self._deleted_counted = total
+        failures = self.archive.connection_failures
+        if failures > self._failures_counted:
+            self.metrics.db_connection_failures.inc(failures - self._failures_counted)
+            self._failures_counted = failures
 
     async def on_message(self, pubsub_topic: str, msg: WakuMessage, msg_hash: bytes, data: bytes) -> None:
         """Archive a message the node accepted, if eligible (never raises for a message's content)."""
@@ -102,6 +107,7 @@ class StoreService:
         except ArchiveError as exc:
             self.metrics.archive_errors.labels("insert_failure").inc()
             log.warning("store: insert of %s failed: %s", msg_hash.hex(), exc)
+            self._update_gauge()
             return
         self.metrics.insert_duration.observe(time.perf_counter() - t0)
         if not added:

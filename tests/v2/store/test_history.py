@@ -12,6 +12,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from tests.helpers.net import free_ports
+from tests.v2.store.conftest import DbFactory
 from v2.core.message import WakuMessage
 from v2.core.topics import PubsubTopic
 from v2.node import V2Node, V2NodeConfig
@@ -21,11 +22,11 @@ NS = 10**9
 CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
 
 
-def node(tmp: Path | None = None) -> V2Node:
+def node(tmp: Path | None = None, db_url: str | None = None) -> V2Node:
     tcp, ws = free_ports(2)
     cfg = V2NodeConfig(secrets.token_bytes(32), "127.0.0.1", tcp, True, ws)
     if tmp is not None:
-        cfg = dataclasses.replace(cfg, store=True, data_dir=tmp, store_message_db_url=f"sqlite://s-{tcp}.sqlite3")
+        cfg = dataclasses.replace(cfg, store=True, data_dir=tmp, store_message_db_url=db_url or f"sqlite://s-{tcp}.sqlite3")
     return V2Node(cfg, CollectorRegistry())
 
 
@@ -35,9 +36,10 @@ async def ask(n: V2Node, req: HistoryRequest) -> HistoryResult:
                                local_since=n.started_at)
 
 
-async def test_history_asks_own_archive_and_store_peers(nursery: trio.Nursery, tmp_path: Path) -> None:
+async def test_history_asks_own_archive_and_store_peers(nursery: trio.Nursery, tmp_path: Path,
+                                                        store_db: DbFactory) -> None:
     topic = str(PubsubTopic(0, 0))
-    s_node, b_node, c_node = node(tmp_path), node(tmp_path), node()
+    s_node, b_node, c_node = node(tmp_path, store_db("s")), node(tmp_path, store_db("b")), node()
     for n in (s_node, b_node, c_node):
         await nursery.start(n.run)
     await b_node.host.connect(s_node.listen_addrs[0])

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from tests.helpers.fuzz import FLIPS, mutate
+from tests.v2.store.conftest import DbFactory
 from v2.core.message import WakuMessage, message_hash
 from v2.store import legacy_rpc_pb2
 from v2.store.archive import Archive
@@ -143,11 +144,11 @@ def test_cursor_position_finds_the_row_or_falls_back_to_a_bound() -> None:
     assert cursor_position(Index(b"\x09" * 32, 0, 7, ""), False, rows) == CursorPosition(7, b"\x00" * 32)
 
 
-# -- service over an in-memory archive ------------------------------------------------------------
+# -- service over an archive on each backend ---------------------------------------------------------
 
 @pytest.fixture
-async def service() -> AsyncIterator[tuple[LegacyStoreService, list[WakuMessage]]]:
-    archive = Archive("sqlite://:memory:")
+async def service(store_db: DbFactory) -> AsyncIterator[tuple[LegacyStoreService, list[WakuMessage]]]:
+    archive = Archive(store_db())
     await archive.open()
     msgs = [msg(i, CT if i % 3 else "/b/1/c/proto") for i in range(30)]
     await archive.insert_many([(TOPIC, message_hash(TOPIC, m), m, m.encode()) for m in msgs])
