@@ -100,13 +100,16 @@ class SqliteElector(ElectorCore):
         # same transaction as its acquire/renew/poll; updated_at is CLOCK_MONOTONIC like expires_at.
         conn.execute("CREATE TABLE IF NOT EXISTS health (name TEXT NOT NULL, identity TEXT NOT NULL,"
                      " v1 INTEGER NOT NULL, v2 INTEGER NOT NULL, updated_at REAL NOT NULL, boot_id TEXT NOT NULL,"
-                     " PRIMARY KEY (name, identity))")
-        cols = {r[1] for r in conn.execute("PRAGMA table_info(leases)")}
-        if "locked" not in cols:  # a file written by the first version of this elector
-            try:
-                conn.execute("ALTER TABLE leases ADD COLUMN locked INTEGER NOT NULL DEFAULT 0")
-            except sqlite3.OperationalError:  # another instance added it meanwhile
-                pass
+                     " disk INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (name, identity))")
+        # Columns added after the first version of this elector (a file it wrote).
+        for table, column in (("leases", "locked INTEGER NOT NULL DEFAULT 0"), ("health", "disk INTEGER NOT NULL "
+                                                                                          "DEFAULT 1")):
+            cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column.split()[0] not in cols:
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+                except sqlite3.OperationalError:  # another instance added it meanwhile
+                    pass
         return conn
 
     def _try_flock(self) -> bool:
@@ -135,12 +138,12 @@ class SqliteElector(ElectorCore):
     def _health_rows(self, conn: sqlite3.Connection, health: Health | None, sent: float) -> tuple[PeerHealth, ...]:
         if health is None:
             return ()
-        conn.execute("INSERT OR REPLACE INTO health (name, identity, v1, v2, updated_at, boot_id) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (self.name, self.identity, int(health.v1), int(health.v2), sent,
-                                                   self.boot))
-        rows = conn.execute("SELECT identity, v1, v2, updated_at FROM health WHERE name = ? AND identity != ? "
+        conn.execute("INSERT OR REPLACE INTO health (name, identity, v1, v2, disk, updated_at, boot_id) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (self.name, self.identity, int(health.v1), int(health.v2),
+                                                      int(health.disk), sent, self.boot))
+        rows = conn.execute("SELECT identity, v1, v2, disk, updated_at FROM health WHERE name = ? AND identity != ? "
                             "AND boot_id = ?", (self.name, self.identity, self.boot)).fetchall()
-        return tuple(PeerHealth(r[0], Health(bool(r[1]), bool(r[2])), sent - r[3]) for r in rows)
+        return tuple(PeerHealth(r[0], Health(bool(r[1]), bool(r[2]), bool(r[3])), sent - r[4]) for r in rows)
 
     def _attempt(self, conn: sqlite3.Connection, token: int | None, health: Health | None = None,
                  campaign: bool = True) -> _Attempt:

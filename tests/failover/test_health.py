@@ -34,7 +34,7 @@ def test_a_side_goes_unhealthy_after_the_timeout_and_recovers_with_hysteresis() 
 def test_tracker_and_health_values() -> None:
     t = HealthTracker(CFG, now=0)
     assert t.observe(1, 1, 1) == Health(True, True) and t.observe(0, 3, 40) == Health(False, True)
-    assert not t.health.ok and t.health.as_dict() == {"v1": False, "v2": True}
+    assert not t.health.ok and t.health.as_dict() == {"v1": False, "v2": True, "disk": True}
     assert HealthConfig.for_unhealthy_after(30) == CFG
     assert HealthConfig.for_unhealthy_after(3) == HealthConfig(3, 0.5, 3)
 
