@@ -11,6 +11,7 @@ Garbage → 400; invalid queries and archive failures → 300 "archive error: �
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -58,6 +59,8 @@ class StoreService:
         self.max_pending_queries = max_pending_queries
         self._pending = 0
         self._deleted_counted = 0
+        self._insert_failures = 0  # since the last log line about them
+        self._insert_failure_logged = -math.inf
         self.started = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -101,7 +104,12 @@ class StoreService:
             added = await self.archive.insert(pubsub_topic, msg_hash, msg, data)
         except ArchiveError as exc:
             self.metrics.archive_errors.labels("insert_failure").inc()
-            log.warning("store: insert of %s failed: %s", msg_hash.hex(), exc)
+            self._insert_failures += 1
+            now = self._clock()
+            if now >= self._insert_failure_logged + 60.0:  # a full disk fails every insert: a line a minute
+                log.warning("store: insert of %s failed: %s (%d failed inserts since the last line; the message "
+                            "is still relayed)", msg_hash.hex(), exc, self._insert_failures)
+                self._insert_failure_logged, self._insert_failures = now, 0
             return
         self.metrics.insert_duration.observe(time.perf_counter() - t0)
         if not added:
