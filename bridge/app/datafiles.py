@@ -27,7 +27,7 @@ __all__ = ["DEEP_CHECK_LIMIT", "DataFile", "bridge_data_files", "check_data_file
 
 log = logging.getLogger(__name__)
 
-# Files up to this size get SQLite's quick_check (a read of the whole file: ~0.1 s per 100 MiB
+# Files up to this size get SQLite's quick_check (a read of the whole file: ~0.35 s per 100 MiB
 # from the page cache); a larger archive gets the header and first pages of each table only, and
 # the archive's own open (a COUNT over the messages table) finds the rest.
 DEEP_CHECK_LIMIT = 256 * 1024 * 1024

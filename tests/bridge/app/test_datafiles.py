@@ -139,7 +139,7 @@ def test_exit_codes_of_errors_out_of_trio() -> None:
             raise V2Error("cannot open archive /d/A/store.sqlite3") from exc
     except V2Error as exc:
         wrapped = exc
-    assert not is_corruption(wrapped.__cause__)  # no SQLite code on a hand-made one ...
+    assert wrapped.__cause__ is not None and not is_corruption(wrapped.__cause__)  # no SQLite code: hand-made
     assert _exit_code(wrapped) == EXIT_FAIL
     assert _exit_code(BaseExceptionGroup("g", [KeyboardInterrupt()])) == EXIT_OK
     assert _exit_code(ExceptionGroup("g", [RuntimeError("a bug")])) is None  # a bug keeps its traceback
