@@ -255,6 +255,20 @@ class DedupStore:
         now = self.clock()
         cache = self.cache
 
+        def fill(conn: sqlite3.Connection) -> int:
+            # The newest ``capacity`` entries, oldest first, streamed into the cache (a fetchall of
+            # 1 M rows would hold 1 M tuples at once).  Nothing else touches the cache or the
+            # connection until open() returns, so this thread may fill them.
+            (count,) = conn.execute("SELECT COUNT(*) FROM dedup WHERE expires_at >= ?", (now,)).fetchone()
+            cur = conn.execute("SELECT key, expires_at FROM dedup WHERE expires_at >= ? ORDER BY expires_at ASC "
+                               "LIMIT -1 OFFSET ?", (now, max(0, count - cache.capacity)))
+            n = 0
+            while rows := cur.fetchmany(10_000):
+                for key, exp in rows:
+                    cache.add(key, now, exp)
+                n += len(rows)
+            return n
+
         def load() -> int:
             conn = connect_wal(str(self._path))
             try:
@@ -266,22 +280,22 @@ class DedupStore:
                             "SELECT 1 FROM sqlite_schema WHERE name = 'dedup'").fetchall():
                         raise
                     self._failed(exc, now)  # cannot write: read what is there
-                # The newest ``capacity`` entries, oldest first, streamed into the cache (a fetchall of
-                # 1 M rows would hold 1 M tuples at once).  Nothing else touches the cache or the
-                # connection until open() returns, so this thread may fill them.
-                (count,) = conn.execute("SELECT COUNT(*) FROM dedup").fetchone()
-                cur = conn.execute("SELECT key, expires_at FROM dedup ORDER BY expires_at ASC LIMIT -1 OFFSET ?",
-                                   (max(0, count - cache.capacity),))
-                n = 0
-                while rows := cur.fetchmany(10_000):
-                    for key, exp in rows:
-                        cache.add(key, now, exp)
-                    n += len(rows)
+                n = fill(conn)
             except BaseException:
                 conn.close()
                 raise
             self._conn = conn
             return n
+
+        def load_immutable() -> int:
+            # A full disk cannot even create the -shm of a WAL database (SQLITE_IOERR), but the
+            # main file alone, read as immutable, holds every key of a clean shutdown (its last
+            # connection checkpointed the WAL); after a kill -9 the keys still in the WAL are missed.
+            conn = sqlite3.connect(f"file:{self._path}?immutable=1", uri=True)
+            try:
+                return fill(conn)
+            finally:
+                conn.close()
 
         if self._conn is not None:
             self._conn.close()
@@ -291,8 +305,15 @@ class DedupStore:
         except sqlite3.Error as exc:
             if is_corruption(exc):
                 raise self._corrupt(exc) from None
-            self._failed(exc, now)  # e.g. a new file on a full disk: memory only until it can be made
+            self._failed(exc, now)  # memory only until the file can be written
+        try:
+            n = await trio.to_thread.run_sync(load_immutable)
+        except sqlite3.Error as exc:  # no file or no table yet (a new instance on a full disk)
+            if is_corruption(exc):
+                raise self._corrupt(exc) from None
             return 0
+        log.warning("dedup ledger: %d keys read from %s without its WAL (the disk refuses writes)", n, self._path)
+        return n
 
     def seen(self, key: bytes) -> bool:
         return self.cache.seen(key, self.clock())

@@ -112,6 +112,29 @@ async def test_dedup_open_on_a_full_disk_starts_in_memory(tmp_path: Path) -> Non
         assert _keys(fs / "bridge.sqlite3") == {k}
 
 
+async def test_dedup_restart_on_a_full_disk_still_knows_its_keys(tmp_path: Path) -> None:
+    clock = Clock()
+    with tmpfs(tmp_path / "fs", "8m") as fs:
+        store = DedupStore(fs / "bridge.sqlite3", window=600, capacity=1000, clock=clock)
+        await store.open()
+        keys = [os.urandom(32) for _ in range(200)]
+        for k in keys:
+            await store.add(k)
+        await store.aclose()  # a clean stop: the WAL is checkpointed and removed
+        fill(fs / "ballast")
+        disk = DiskWatch()
+        again = DedupStore(fs / "bridge.sqlite3", window=600, capacity=1000, clock=clock, disk=disk)
+        assert await again.open() == 200 and not disk.ok  # the -shm cannot be created: read immutable
+        assert all(again.seen(k) for k in keys)
+        (fs / "ballast").unlink()
+        fresh = os.urandom(32)
+        clock.t += 60
+        await again.add(fresh)  # the connection is made now
+        assert disk.ok and again.unsaved == 0
+        await again.aclose()
+        assert _keys(fs / "bridge.sqlite3") == {*keys, fresh}
+
+
 async def test_aggregates_flush_on_a_full_disk_keeps_the_counts(tmp_path: Path) -> None:
     clock = Clock(3600.0 * 500_000)
     with tmpfs(tmp_path / "fs", "8m") as fs:

@@ -185,6 +185,50 @@ async def test_full_data_dir_keeps_bridging_counts_and_recovers(nursery: trio.Nu
         assert ballast > 7_000_000
 
 
+async def test_restart_on_a_full_disk_starts_knows_its_keys_and_recovers(nursery: trio.Nursery,
+                                                                         tmp_path: Path) -> None:
+    """A restart while the disk is full (the unit restarts a crashed process): SQLite cannot even
+    create the WAL index, yet the bridge starts with the keys of the ledger (read immutable), runs
+    without its archive (opened once space is back) and bridges."""
+    peers = Peers()
+    await peers.start(nursery)
+    with tmpfs(tmp_path / "data", "8m") as data:
+        def bridge() -> BridgeProc:
+            return BridgeProc("A", tmp_path / "A", [peers.v1.enode], [peers.v2.listen_addrs[0]], failover="none",
+                              extra=["--data-dir", str(data), "--store"])
+
+        a = bridge()
+        try:
+            await trio.to_thread.run_sync(a.start)
+            await _connected(peers, a)
+            first = await peers.send()
+            await peers.delivered(first, "before the restart")
+        finally:
+            await trio.to_thread.run_sync(a.kill, signal.SIGTERM)
+        fill(data / "ballast")
+        a = bridge()
+        try:
+            await trio.to_thread.run_sync(a.start)
+            st = await _until_status(a, lambda s: "archive" in s.get("disk", {}).get("failing", {}),
+                                     "the archive's open failing")
+            assert st["dedup_size"] == 2 * N  # the keys from before the restart: no message bridged twice
+            assert st["disk_ok"] is False and {"dedup", "archive"} <= set(st["disk"]["failing"])
+            await _connected(peers, a)
+            await peers.delivered(await peers.send(), "on a full disk after the restart")
+            (data / "ballast").unlink()
+            await peers.delivered(await peers.send(), "after the ballast is gone")
+            await _until_status(a, lambda s: s.get("disk_ok") is True and s.get("dedup_unsaved") == 0,
+                                "recovered", timeout=90)
+            metrics = await trio.to_thread.run_sync(a.metrics)
+            assert _counter(metrics, "waku_archive_errors_total", 'type="open_failure"') >= 1
+            assert _counter(metrics, "waku_archive_messages", 'type="stored"') > 0  # the archive is open
+        finally:
+            await trio.to_thread.run_sync(a.kill, signal.SIGTERM)
+        assert a.proc is not None and a.proc.returncode == 0
+        assert "Traceback" not in a.log_path.read_text()
+        assert (peers.sent_v1 | peers.sent_v2) <= _ledger_keys(data / "A" / "bridge.sqlite3")
+
+
 async def test_active_with_a_full_disk_steps_down_for_a_healthy_standby(nursery: trio.Nursery,
                                                                          tmp_path: Path) -> None:
     peers = Peers()
