@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge.aggregates import AggregatesWriter, read_hourly
+from bridge.app.admin import health_cell
 from bridge.dedup import DedupStore
 from bridge.disk import DiskWatch, Store
 from tests.helpers.tmpfs import fill, tmpfs
@@ -161,3 +162,9 @@ async def test_ballast_fills_the_tmpfs(tmp_path: Path, size: str) -> None:
         assert 900_000 < n <= 1024 * 1024
         st = os.statvfs(fs)
         assert st.f_bavail == 0
+
+
+def test_the_status_table_names_a_bad_disk() -> None:
+    assert health_cell({"v1": True, "v2": True, "disk": False}) == "no disk"
+    assert health_cell({"v1": False, "v2": True, "disk": False}) == "no v1+disk"
+    assert health_cell({"v1": True, "v2": True}) == "ok"  # an older instance's report
