@@ -1,0 +1,51 @@
+"""The store service on a full disk (a real tmpfs): it starts without the archive it cannot open,
+counts what it cannot archive, answers 503, and opens the archive by itself once space is back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+import trio.testing
+from prometheus_client import CollectorRegistry
+
+from tests.helpers.tmpfs import fill, tmpfs
+from v2.core.message import WakuMessage, message_hash
+from v2.store.archive import Archive
+from v2.store.common import StatusCode
+from v2.store.protocol import StoreService
+from v2.store.rpc_codec import StoreQuery, encode_query
+
+NOW = 1_700_000_000.0
+PUBSUB = "/waku/2/rs/0/0"
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_an_archive_the_full_disk_refuses_is_opened_later(nursery: trio.Nursery, tmp_path: Path,
+                                                                autojump_clock: trio.testing.MockClock) -> None:
+    with tmpfs(tmp_path / "fs", "1m") as fs:
+        fill(fs / "ballast")
+        registry = CollectorRegistry()
+        service = StoreService(Archive(f"sqlite://{fs / 'store.sqlite3'}"), registry, clock=lambda: NOW)
+        await nursery.start(service.run)  # started, without its archive
+        assert not service.archive.is_open and value(registry, "waku_archive_errors_total", type="open_failure") == 1
+        msg = WakuMessage(b"m", "/test/1/disk/proto", timestamp=int(NOW * 1e9))
+        data = msg.encode()
+        await service.on_message(PUBSUB, msg, message_hash(PUBSUB, msg), data)  # relayed elsewhere, not archived
+        assert value(registry, "waku_archive_errors_total", type="insert_failure") == 1
+        resp = await service.answer(encode_query(StoreQuery(request_id="r", include_data=True)))
+        assert resp.status_code == StatusCode.SERVICE_UNAVAILABLE
+        await trio.sleep(10)
+        assert value(registry, "waku_archive_errors_total", type="open_failure") >= 3  # retried: 1, 2, 4 s ...
+        (fs / "ballast").unlink()
+        for _ in range(60):
+            if service.archive.is_open:
+                break
+            await trio.sleep(1)
+        assert service.archive.is_open
+        await service.on_message(PUBSUB, msg, message_hash(PUBSUB, msg), data)
+        assert service.archive.message_count == 1
+        nursery.cancel_scope.cancel()
