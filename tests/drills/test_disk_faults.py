@@ -105,9 +105,6 @@ class Peers:
                          f"{what}: every message bridged ({len(from_v1 - self.on_v2)} v1->v2 and "
                          f"{len(from_v2 - self.on_v1)} v2->v1 missing)")
 
-    async def aclose(self) -> None:
-        pass
-
 
 def _status(b: BridgeProc) -> dict[str, Any]:
     return b.status(timeout=5) or {}
