@@ -58,8 +58,7 @@ class BridgeService:
         # Writes to the data dir that fail (a full disk): counted, retried with backoff, and part of
         # the health that moves the lease (bridge/disk.py).
         self.disk = DiskWatch(on_error=lambda store: self.metrics.disk_errors.labels(store.value).inc())
-        self._archive_seen = (0.0, 0.0)  # the store's insert failures and successes, as last counted
-        self._archive_was_open = False
+        self._archive_failed = 0.0  # the store's failed opens and inserts, as last counted
         self.dedup = DedupStore(home / "bridge.sqlite3", window=cfg.bridge.dedup_window,
                                 capacity=cfg.bridge.dedup_capacity, disk=self.disk)
         self.loop_lag = LoopLag(self.registry)
@@ -119,23 +118,20 @@ class BridgeService:
         return bridge_data_files(self.home, lease=lease, archive=archive)
 
     def _observe_archive(self, now: float) -> None:
-        """The store archive's writes, from the store service's own counters (it relays a message
-        whose insert failed, and counts it as ``waku_archive_errors_total{type="insert_failure"}``;
-        an open the disk refused as ``open_failure``, and retries it)."""
+        """The store archive's writes, from the store service (it relays a message whose insert
+        failed, counted as ``waku_archive_errors_total{type="insert_failure"}``; an open the disk
+        refused is ``open_failure``, and retried): each failure counts, its last outcome is the state."""
+        store = self.v2.store
+        if store is None:
+            return
         failed = sum(self.registry.get_sample_value("waku_archive_errors_total", {"type": t}) or 0.0
                      for t in ("insert_failure", "open_failure"))
-        done = self.registry.get_sample_value("waku_archive_insert_duration_seconds_count") or 0.0
-        # An open that succeeds after failed ones is a write that worked (schema, user_version).
-        archive = self.v2.archive
-        opened = archive is not None and archive.is_open and not self._archive_was_open
-        self._archive_was_open = archive is not None and archive.is_open
-        old_failed, old_done = self._archive_seen
-        self._archive_seen = (failed, done)
-        for _ in range(int(failed - old_failed)):
+        new, self._archive_failed = int(failed - self._archive_failed), failed
+        for _ in range(new):
             if self.disk.failed(Store.ARCHIVE, "store archive open or insert failed (see the store's log)", now):
                 log.error("store archive: inserts fail; messages are still relayed but not archived "
                           "(docs/operations.md#disk-errors)")
-        if (done > old_done or opened) and failed == old_failed and self.disk.succeeded(Store.ARCHIVE) is not None:
+        if store.archive_ok and self.disk.succeeded(Store.ARCHIVE) is not None:
             log.warning("store archive: inserts succeed again")
 
     async def _disk_loop(self) -> None:

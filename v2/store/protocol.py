@@ -61,6 +61,7 @@ class StoreService:
         self.max_pending_queries = max_pending_queries
         self._pending = 0
         self._deleted_counted = 0
+        self.archive_ok = True  # the last open or insert worked (a full disk makes it False until one does)
         self._insert_failures = 0  # since the last log line about them
         self._insert_failure_logged = -math.inf
         self.started = trio.Event()
@@ -75,8 +76,10 @@ class StoreService:
             if not isinstance(cause, sqlite3.OperationalError) or is_corruption(cause):
                 raise
             self.metrics.archive_errors.labels("open_failure").inc()
+            self.archive_ok = False
             log.warning("store: %s; the node runs without its archive until it opens (retried)", exc)
             return False
+        self.archive_ok = True
         return True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -132,6 +135,7 @@ class StoreService:
             added = await self.archive.insert(pubsub_topic, msg_hash, msg, data)
         except ArchiveError as exc:
             self.metrics.archive_errors.labels("insert_failure").inc()
+            self.archive_ok = False
             self._insert_failures += 1
             now = self._clock()
             if now >= self._insert_failure_logged + 60.0:  # a full disk fails every insert: a line a minute
@@ -140,6 +144,7 @@ class StoreService:
                 self._insert_failure_logged, self._insert_failures = now, 0
             return
         self.metrics.insert_duration.observe(time.perf_counter() - t0)
+        self.archive_ok = True
         if not added:
             self.metrics.archive_duplicates.inc()
         self._update_gauge()

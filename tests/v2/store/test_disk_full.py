@@ -35,7 +35,7 @@ async def test_an_archive_the_full_disk_refuses_is_opened_later(nursery: trio.Nu
         msg = WakuMessage(b"m", "/test/1/disk/proto", timestamp=int(NOW * 1e9))
         data = msg.encode()
         await service.on_message(PUBSUB, msg, message_hash(PUBSUB, msg), data)  # relayed elsewhere, not archived
-        assert value(registry, "waku_archive_errors_total", type="insert_failure") == 1
+        assert value(registry, "waku_archive_errors_total", type="insert_failure") == 1 and not service.archive_ok
         resp = await service.answer(encode_query(StoreQuery(request_id="r", include_data=True)))
         assert resp.status_code == StatusCode.SERVICE_UNAVAILABLE
         await trio.sleep(10)
@@ -47,5 +47,5 @@ async def test_an_archive_the_full_disk_refuses_is_opened_later(nursery: trio.Nu
             await trio.sleep(1)
         assert service.archive.is_open
         await service.on_message(PUBSUB, msg, message_hash(PUBSUB, msg), data)
-        assert service.archive.message_count == 1
+        assert service.archive.message_count == 1 and service.archive_ok
         nursery.cancel_scope.cancel()
