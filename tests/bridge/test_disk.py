@@ -15,8 +15,10 @@ import pytest
 
 from bridge.aggregates import AggregatesWriter, read_hourly
 from bridge.app.admin import health_cell
+from bridge.app.keys import load_or_create_key
 from bridge.dedup import DedupStore
 from bridge.disk import DiskWatch, Store
+from bridge.errors import ConfigError
 from tests.helpers.tmpfs import fill, tmpfs
 
 
@@ -168,3 +170,14 @@ def test_the_status_table_names_a_bad_disk() -> None:
     assert health_cell({"v1": True, "v2": True, "disk": False}) == "no disk"
     assert health_cell({"v1": False, "v2": True, "disk": False}) == "no v1+disk"
     assert health_cell({"v1": True, "v2": True}) == "ok"  # an older instance's report
+
+
+def test_a_node_key_that_does_not_fit_leaves_no_empty_file(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "fs", "1m") as fs:
+        (fs / "A").mkdir()
+        fill(fs / "ballast")
+        with pytest.raises(ConfigError, match="No space left on device"):
+            load_or_create_key(fs / "A" / "nodekey-v1")
+        assert not (fs / "A" / "nodekey-v1").exists()  # the next start, with space, creates it
+        (fs / "ballast").unlink()
+        assert len(load_or_create_key(fs / "A" / "nodekey-v1")) == 64
