@@ -1,7 +1,7 @@
 """Disk faults of a real bridge process: its data dir on a small real tmpfs filled by a ballast file
 while messages flow both ways, and damaged state files at start (docs/operations.md#disk-errors).
 
-Full disk: the bridge keeps bridging (every message still reaches the other side exactly as
+Full disk (kept full: a ballast that takes back whatever SQLite frees): the bridge keeps bridging (every message still reaches the other side exactly as
 before), counts ``waku_bridge_disk_errors_total{store}``, reports ``disk_ok: false`` and the
 unsaved dedup keys in ``/status``, and once the ballast is gone saves those keys by itself: after
 a clean stop, the ledger on disk holds the key of every message bridged before, during and after.
@@ -106,6 +106,35 @@ class Peers:
                          f"{len(from_v2 - self.on_v1)} v2->v1 missing)")
 
 
+class Ballast:
+    """Fills the file system and keeps it full: SQLite gives back the pages of a write that failed,
+    so a disk filled once has room again a moment later (as on a host where something else keeps
+    writing, the ballast takes what is freed, every 50 ms)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+        self._scope = trio.CancelScope()
+        self._dev = os.stat(path.parent).st_dev  # the tmpfs: never top up anything else
+
+    async def fill(self, nursery: trio.Nursery) -> None:
+        self.size = await trio.to_thread.run_sync(fill, self.path)
+        nursery.start_soon(self._top_up)
+
+    async def _top_up(self) -> None:
+        with self._scope:
+            while os.stat(self.path.parent).st_dev == self._dev:
+                await trio.sleep(0.05)
+                self.size += await trio.to_thread.run_sync(fill, self.path)
+
+    def stop(self) -> None:
+        self._scope.cancel()
+
+    def remove(self) -> None:
+        self.stop()
+        self.path.unlink()
+
+
 def _status(b: BridgeProc) -> dict[str, Any]:
     return b.status(timeout=5) or {}
 
@@ -141,6 +170,7 @@ async def test_full_data_dir_keeps_bridging_counts_and_recovers(nursery: trio.Nu
         # the lease is the default one, <data dir>/failover.sqlite3, on the tmpfs too.
         a = BridgeProc("A", tmp_path / "A", [peers.v1.enode], [peers.v2.listen_addrs[0]], failover=None,
                        extra=["--data-dir", str(data), "--store"])
+        ballast = Ballast(data / "ballast")
         try:
             await trio.to_thread.run_sync(a.start)
             await _until_status(a, lambda s: s.get("role") == "active", "active")
@@ -150,7 +180,7 @@ async def test_full_data_dir_keeps_bridging_counts_and_recovers(nursery: trio.Nu
             assert st["disk_ok"] is True and st["disk"]["reason"] is None
             token = st["fencing_token"]
 
-            ballast = fill(data / "ballast")
+            await ballast.fill(nursery)
             assert os.statvfs(data).f_bavail == 0
             during = await peers.send()
             await peers.delivered(during, "on a full disk")  # still bridging, nothing lost
@@ -166,7 +196,7 @@ async def test_full_data_dir_keeps_bridging_counts_and_recovers(nursery: trio.Nu
                              30, "archive insert failures counted")
             await peers.delivered(await peers.send(5), "still on a full disk")
 
-            (data / "ballast").unlink()
+            ballast.remove()
             # A store is known to work again once a write succeeds: the archive's next insert, the
             # dedup ledger's retry of its unsaved keys (after the backoff, at most 30 s).
             await peers.delivered(await peers.send(), "after the ballast is gone")
@@ -179,6 +209,7 @@ async def test_full_data_dir_keeps_bridging_counts_and_recovers(nursery: trio.Nu
             assert _counter(metrics, "waku_bridge_step_downs_total") == 0
             assert _counter(metrics, "waku_bridge_failover_errors_total") == 0
         finally:
+            ballast.stop()  # before the tmpfs goes: the top-up must never reach the disk below
             await trio.to_thread.run_sync(a.kill, signal.SIGTERM)
         assert a.proc is not None and a.proc.returncode == 0, a.log_tail()
         log = a.log_path.read_text()
@@ -187,7 +218,7 @@ async def test_full_data_dir_keeps_bridging_counts_and_recovers(nursery: trio.Nu
         keys = _ledger_keys(data / "A" / "bridge.sqlite3")
         missing = (peers.sent_v1 | peers.sent_v2) - keys
         assert not missing, f"{len(missing)} of {len(peers.sent_v1 | peers.sent_v2)} keys not in the ledger"
-        assert ballast > 4_000_000  # the data dir used little of the 8 MiB before
+        assert ballast.size > 4_000_000  # the data dir used little of the 8 MiB before
 
 
 async def test_restart_on_a_full_disk_starts_knows_its_keys_and_recovers(nursery: trio.Nursery,
@@ -210,9 +241,10 @@ async def test_restart_on_a_full_disk_starts_knows_its_keys_and_recovers(nursery
             await peers.delivered(first, "before the restart")
         finally:
             await trio.to_thread.run_sync(a.kill, signal.SIGTERM)
-        fill(data / "ballast")
+        ballast = Ballast(data / "ballast")
         a = bridge()
         try:
+            await ballast.fill(nursery)
             await trio.to_thread.run_sync(a.start)
             st = await _until_status(a, lambda s: "archive" in s.get("disk", {}).get("failing", {}),
                                      "the archive's open failing")
@@ -220,7 +252,7 @@ async def test_restart_on_a_full_disk_starts_knows_its_keys_and_recovers(nursery
             assert st["disk_ok"] is False and {"dedup", "archive"} <= set(st["disk"]["failing"])
             await _connected(peers, a)
             await peers.delivered(await peers.send(), "on a full disk after the restart")
-            (data / "ballast").unlink()
+            ballast.remove()
             await peers.delivered(await peers.send(), "after the ballast is gone")
             await _until_status(a, lambda s: s.get("disk_ok") is True and s.get("dedup_unsaved") == 0,
                                 "recovered", timeout=90)
@@ -228,6 +260,7 @@ async def test_restart_on_a_full_disk_starts_knows_its_keys_and_recovers(nursery
             assert _counter(metrics, "waku_archive_errors_total", 'type="open_failure"') >= 1
             assert _counter(metrics, "waku_archive_messages", 'type="stored"') > 0  # the archive is open
         finally:
+            ballast.stop()  # before the tmpfs goes: the top-up must never reach the disk below
             await trio.to_thread.run_sync(a.kill, signal.SIGTERM)
         assert a.proc is not None and a.proc.returncode == 0
         assert "Traceback" not in a.log_path.read_text()
@@ -245,6 +278,7 @@ async def test_active_with_a_full_disk_steps_down_for_a_healthy_standby(nursery:
                        extra=["--data-dir", str(data_a), *health])
         b = BridgeProc("B", tmp_path / "B", [peers.v1.enode], [peers.v2.listen_addrs[0]], failover=lease,
                        extra=health)
+        ballast = Ballast(data_a / "ballast")
         try:
             await trio.to_thread.run_sync(a.start)
             await _until_status(a, lambda s: s.get("role") == "active", "active")
@@ -252,7 +286,7 @@ async def test_active_with_a_full_disk_steps_down_for_a_healthy_standby(nursery:
             await _connected(peers, a, b)
             await _until_status(b, lambda s: s.get("health") == {"v1": True, "v2": True, "disk": True}, "healthy")
             await peers.delivered(await peers.send(), "before the disk fills")
-            fill(data_a / "ballast")
+            await ballast.fill(nursery)
             t0 = time.monotonic()
             while _status(b).get("role") != "active":  # writes must fail for the disk to count as bad
                 assert time.monotonic() - t0 < 90, a.log_tail()
@@ -265,10 +299,11 @@ async def test_active_with_a_full_disk_steps_down_for_a_healthy_standby(nursery:
             assert _counter(metrics, "waku_bridge_health", 'side="disk"') == 0
             await peers.delivered(await peers.send(), "after the hand-over")
             await peers.delivered((peers.sent_v1, peers.sent_v2), "everything sent", timeout=30)
-            (data_a / "ballast").unlink()
+            ballast.remove()
             await _until_status(a, lambda s: s.get("disk_ok") is True and s["health"]["disk"] is True,
                                 "disk healthy again", timeout=90)
         finally:
+            ballast.stop()  # before the tmpfs goes: the top-up must never reach the disk below
             for x in (a, b):
                 await trio.to_thread.run_sync(x.kill, signal.SIGTERM)
         assert "Traceback" not in a.log_tail(10**6)
