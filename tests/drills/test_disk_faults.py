@@ -3,11 +3,11 @@ while messages flow both ways, and damaged state files at start (docs/operations
 
 Full disk (kept full: the ballast takes back whatever SQLite frees): the bridge keeps bridging
 (every message still reaches the other side), counts ``waku_bridge_disk_errors_total{store}``,
-reports ``disk_ok``, the failing stores and the unsaved dedup keys in ``/status``, and once the ballast is gone
-saves those keys by itself: after a clean stop, the ledger on disk holds the key of every message
-bridged before, during and after; the default SQLite lease in the same data dir keeps renewing.
-A restart on the full disk starts, with the ledger's keys.
-With a standby whose disk works, the active steps down for it (the ``disk`` side of the health).
+reports ``disk_ok``, the failing stores and the unsaved dedup keys in ``/status``, and once the
+ballast is gone saves those keys by itself: after a clean stop, the ledger on disk holds the key of
+every message bridged before, during and after; the default SQLite lease in the same data dir
+keeps renewing.  A restart on the full disk starts, with the ledger's keys.  With a standby whose
+disk works, the active steps down for it (the ``disk`` side of the health).
 
 Damaged files: for each file kind, the process exits 78 with one log line naming the file and what
 to do, and no traceback; ``--quarantine-corrupt`` moves a damaged ledger aside and starts.
