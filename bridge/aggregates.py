@@ -25,6 +25,7 @@ from pathlib import Path
 
 import trio
 
+from bridge.disk import DiskWatch, Store
 from bridge.metrics import OTHER, origin_of
 from common.sqlite import SqliteWorker
 
@@ -120,7 +121,12 @@ class AggregatesStore:
 
     async def write(self, rows: list[HourlyRow]) -> None:
         def upsert(conn: sqlite3.Connection) -> None:
-            with conn:  # one transaction per flush
+            conn.execute(_SCHEMA)  # open() may have met a full disk
+            # One transaction per flush (the connection is in autocommit mode: ``with conn`` alone
+            # would commit row by row, and a flush failing half-way, then retried whole, would
+            # count its first rows twice); the worker rolls back a failed one.
+            conn.execute("BEGIN")
+            with conn:
                 conn.executemany(
                     "INSERT INTO hourly (hour, topic, origin, count, bytes) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (hour, topic, origin) DO UPDATE SET "
@@ -143,8 +149,9 @@ class AggregatesWriter:
 
     def __init__(self, path: Path, *, flush_interval: float = 10.0, retention_days: int = 400,
                  max_topics: int = 10_000, clock: Callable[[], float] = time.time,
-                 on_flush: Callable[[str], None] | None = None) -> None:
+                 on_flush: Callable[[str], None] | None = None, disk: DiskWatch | None = None) -> None:
         self.store = AggregatesStore(path, retention_days=retention_days)
+        self.disk = disk if disk is not None else DiskWatch()
         self.acc = HourlyAccumulator(max_topics)
         self.flush_interval = flush_interval
         self.clock = clock
@@ -156,28 +163,47 @@ class AggregatesWriter:
         """A :data:`bridge.metrics.TransferListener`: synchronous, no I/O."""
         self.acc.add(now, content_topic, origin_of(direction), size)
 
-    async def flush(self) -> int:
-        """Write what accumulated; returns the rows written (0 on failure: they are retried)."""
+    async def flush(self, *, force: bool = False) -> int:
+        """Write what accumulated; returns the rows written (0 on failure: they are retried, after
+        the disk watch's backoff unless ``force``)."""
         async with self._lock:
+            if not force and not self.disk.may_write(Store.AGGREGATES, self.clock()):
+                return 0
             rows = self.acc.drain()
             if not rows:
                 return 0
             try:
                 await self.store.write(rows)
-            except sqlite3.Error as exc:  # disk full, locked: keep counting, retry next time
+            except (sqlite3.Error, OSError) as exc:  # disk full, locked: keep counting, retry next time
                 self.acc.restore(rows)
                 log.warning("hourly aggregates not flushed (%s): %d rows kept in memory", exc, len(rows))
+                self.disk.failed(Store.AGGREGATES, str(exc), self.clock())
                 if self.on_flush:
                     self.on_flush("failed")
                 return 0
+            if self.disk.succeeded(Store.AGGREGATES) is not None:
+                log.warning("hourly aggregates: %s takes writes again", self.store.path)
             self.last_flush = self.clock()
             if self.on_flush:
                 self.on_flush("ok")
             return len(rows)
 
+    async def _prune(self) -> None:
+        try:
+            await self.store.prune(self.clock())
+        except (sqlite3.Error, OSError) as exc:  # a DELETE needs WAL space too: the next hour retries
+            log.warning("hourly aggregates not pruned (%s)", exc)
+            self.disk.failed(Store.AGGREGATES, str(exc), self.clock())
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await self.store.open()
-        await self.store.prune(self.clock())
+        try:
+            await self.store.open()
+        except (sqlite3.Error, OSError) as exc:  # a new file on a full disk: counted, the flushes retry
+            if not isinstance(exc, sqlite3.OperationalError):
+                raise
+            log.warning("hourly aggregates: cannot create %s (%s): counts kept in memory", self.store.path, exc)
+            self.disk.failed(Store.AGGREGATES, str(exc), self.clock())
+        await self._prune()
         try:
             task_status.started()
             pruned_hour = hour_of(self.clock())
@@ -186,10 +212,10 @@ class AggregatesWriter:
                 await self.flush()
                 if hour_of(self.clock()) != pruned_hour:
                     pruned_hour = hour_of(self.clock())
-                    await self.store.prune(self.clock())
+                    await self._prune()
         finally:
             with trio.CancelScope(shield=True):  # shutdown: what was counted reaches the disk
-                await self.flush()
+                await self.flush(force=True)
                 await self.store.aclose()
 
 

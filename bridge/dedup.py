@@ -5,10 +5,19 @@ seconds (>= max TTL + skew, enforced by the config), memory holds at most ``capa
 (the oldest go first), and every new key is committed to SQLite *before* the message is
 published, so a restart — even after kill -9 — does not bridge again what v1 peers re-send from
 their pools.  The pure part (:class:`DedupCache`) takes ``now`` as an argument.
+
+A commit that fails (a full disk: SQLITE_FULL; a failing device) neither drops the message nor
+stops the bridge: the key is in memory already, so this process still never bridges it twice; it
+waits in a bounded list of *unsaved* keys that is written, in one transaction, once the disk
+takes writes again (retried with the backoff of :class:`bridge.disk.DiskWatch`).  Until then a
+restart would forget those keys, and messages still in v1 pools could be bridged once more: the
+same bytes again, absorbed by gossipsub's seen cache and the store's hash (docs/operations.md,
+"Disk errors").
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from array import array
@@ -18,9 +27,13 @@ from pathlib import Path
 import trio
 import trio.lowlevel
 
-from common.sqlite import connect_wal
+from bridge.disk import DiskWatch, Store
+from bridge.errors import DataFileError
+from common.sqlite import connect_wal, is_corruption
 
 __all__ = ["KEY_WIDTH", "DedupCache", "DedupStore"]
+
+log = logging.getLogger(__name__)
 
 KEY_WIDTH = 32  # sha256 (bridge.translate.dedup_key); shorter keys are zero-padded, their length kept
 
@@ -186,67 +199,184 @@ class DedupStore:
     PRUNE_CHUNK = 5000  # rows per DELETE: a few ms each
 
     def __init__(self, path: Path | None, *, window: float, capacity: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, disk: DiskWatch | None = None,
+                 max_unsaved: int | None = None) -> None:
         self.cache = DedupCache(window, capacity)
         self.clock = clock
+        self.disk = disk if disk is not None else DiskWatch()
+        self.max_unsaved = capacity if max_unsaved is None else max_unsaved
+        self.unsaved_dropped = 0  # unsaved keys given up on (the list was full): memory only
+        self._unsaved: dict[bytes, float] = {}  # key -> expires_at, oldest first
         self._path = path
         self._conn: sqlite3.Connection | None = None
 
     def __len__(self) -> int:
         return len(self.cache)
 
+    @property
+    def unsaved(self) -> int:
+        """Keys in memory whose commit failed and has not been retried successfully yet."""
+        return len(self._unsaved)
+
     @staticmethod
     def _create(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS dedup (key BLOB PRIMARY KEY, expires_at REAL NOT NULL)")
         conn.execute("CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup(expires_at)")
 
+    def _corrupt(self, exc: sqlite3.Error) -> DataFileError:
+        return DataFileError(Path(str(self._path)), "the dedup ledger", str(exc))
+
     def _connection(self) -> sqlite3.Connection | None:
-        if self._conn is None and self._path is not None:  # used before open(): no history to load
-            self._conn = connect_wal(str(self._path))
-            self._create(self._conn)
+        if self._conn is None and self._path is not None:  # before open(), or open() could not write
+            conn = connect_wal(str(self._path))
+            try:
+                self._create(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         return self._conn
 
+    def _failed(self, exc: BaseException, now: float) -> None:
+        if is_corruption(exc):  # damaged under us: a restart's check names the file (exit 78)
+            log.error("dedup ledger %s is damaged: %s", self._path, exc)
+        if self.disk.failed(Store.DEDUP, str(exc), now):
+            log.error("dedup ledger: commit to %s failed (%s); bridging goes on with the keys in memory, "
+                      "retried with backoff (docs/operations.md#disk-errors)", self._path, exc)
+
     async def open(self) -> int:
-        """Create the table and load the live entries; returns how many were loaded."""
+        """Create the table and load the live entries; returns how many were loaded.
+
+        A damaged file raises :class:`bridge.errors.DataFileError`; a disk that refuses writes
+        (full) does not stop the start: the entries are loaded if they can be read, and the
+        ledger is written once the disk takes writes again."""
         if self._path is None:
             return 0
         now = self.clock()
         cache = self.cache
 
-        def load() -> int:
-            conn = connect_wal(str(self._path))
-            self._create(conn)
-            conn.execute("DELETE FROM dedup WHERE expires_at < ?", (now,))
+        def fill(conn: sqlite3.Connection) -> int:
             # The newest ``capacity`` entries, oldest first, streamed into the cache (a fetchall of
             # 1 M rows would hold 1 M tuples at once).  Nothing else touches the cache or the
             # connection until open() returns, so this thread may fill them.
-            (count,) = conn.execute("SELECT COUNT(*) FROM dedup").fetchone()
-            cur = conn.execute("SELECT key, expires_at FROM dedup ORDER BY expires_at ASC LIMIT -1 OFFSET ?",
-                               (max(0, count - cache.capacity),))
+            (count,) = conn.execute("SELECT COUNT(*) FROM dedup WHERE expires_at >= ?", (now,)).fetchone()
+            cur = conn.execute("SELECT key, expires_at FROM dedup WHERE expires_at >= ? ORDER BY expires_at ASC "
+                               "LIMIT -1 OFFSET ?", (now, max(0, count - cache.capacity)))
             n = 0
             while rows := cur.fetchmany(10_000):
                 for key, exp in rows:
                     cache.add(key, now, exp)
                 n += len(rows)
+            return n
+
+        def load() -> int:
+            conn = connect_wal(str(self._path))
+            try:
+                try:
+                    self._create(conn)
+                    conn.execute("DELETE FROM dedup WHERE expires_at < ?", (now,))
+                except sqlite3.OperationalError as exc:
+                    if is_corruption(exc) or not conn.execute(
+                            "SELECT 1 FROM sqlite_schema WHERE name = 'dedup'").fetchall():
+                        raise
+                    self._failed(exc, now)  # cannot write: read what is there
+                n = fill(conn)
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
             return n
+
+        def load_immutable() -> int:
+            # A full disk cannot even create the -shm of a WAL database (SQLITE_IOERR), but the
+            # main file alone, read as immutable, holds every key of a clean shutdown (its last
+            # connection checkpointed the WAL); after a kill -9 the keys still in the WAL are missed.
+            conn = sqlite3.connect(f"file:{self._path}?immutable=1", uri=True)
+            try:
+                return fill(conn)
+            finally:
+                conn.close()
 
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        return await trio.to_thread.run_sync(load)
+        try:
+            return await trio.to_thread.run_sync(load)
+        except sqlite3.Error as exc:
+            if is_corruption(exc):
+                raise self._corrupt(exc) from None
+            self._failed(exc, now)  # memory only until the file can be written
+        try:
+            n = await trio.to_thread.run_sync(load_immutable)
+        except sqlite3.Error as exc:  # no file or no table yet (a new instance on a full disk)
+            if is_corruption(exc):
+                raise self._corrupt(exc) from None
+            return 0
+        log.warning("dedup ledger: %d keys read from %s without its WAL (the disk refuses writes)", n, self._path)
+        return n
 
     def seen(self, key: bytes) -> bool:
         return self.cache.seen(key, self.clock())
 
     async def add(self, key: bytes) -> None:
-        """Remember ``key``; returns once it is committed (write-ahead of the publish)."""
+        """Remember ``key``; returns once it is committed (write-ahead of the publish), or, if the
+        disk refuses the write, once it is in memory and queued for the retry."""
         now = self.clock()
         self.cache.add(key, now)
-        conn = self._connection()
-        if conn is not None:  # autocommit: committed when execute returns
-            conn.execute("INSERT OR REPLACE INTO dedup (key, expires_at) VALUES (?, ?)",
-                         (key, now + self.cache.window))
+        if self._path is None:
+            return
+        expires_at = now + self.cache.window
+        if not self._unsaved and self.disk.may_write(Store.DEDUP, now):
+            try:
+                conn = self._connection()
+                assert conn is not None
+                # autocommit: committed when execute returns
+                conn.execute("INSERT OR REPLACE INTO dedup (key, expires_at) VALUES (?, ?)", (key, expires_at))
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(exc, now)
+            else:
+                if self.disk.failing:
+                    self._recovered()
+                return
+        self._unsaved.pop(key, None)
+        self._unsaved[key] = expires_at
+        while len(self._unsaved) > self.max_unsaved:
+            del self._unsaved[next(iter(self._unsaved))]
+            self.unsaved_dropped += 1
+        self.save_unsaved()
+
+    def save_unsaved(self, *, force: bool = False) -> bool:
+        """Write the unsaved keys in one transaction if the backoff allows (``force``: now); True
+        once none is left."""
+        if not self._unsaved:
+            return True
+        now = self.clock()
+        if not force and not self.disk.may_write(Store.DEDUP, now):
+            return False
+        rows = [(k, e) for k, e in self._unsaved.items() if e >= now]  # expired ones need no saving
+        try:
+            conn = self._connection()
+            assert conn is not None
+            conn.execute("BEGIN")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO dedup (key, expires_at) VALUES (?, ?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc, now)
+            return False
+        self._unsaved.clear()
+        self._recovered()
+        return True
+
+    def _recovered(self) -> None:
+        f = self.disk.succeeded(Store.DEDUP)
+        if f is not None:
+            log.warning("dedup ledger: %s takes writes again after %.0f s and %d failed writes; the keys kept "
+                        "in memory are saved", self._path, self.clock() - f.since, f.count)
 
     async def check_and_add(self, key: bytes) -> bool:
         """True if ``key`` is new (and now remembered), False if it is a duplicate."""
@@ -258,16 +388,27 @@ class DedupStore:
     async def prune(self) -> int:
         now = self.clock()
         n = self.cache.expire(now)
-        conn = self._connection()
-        while conn is not None:
-            cur = conn.execute("DELETE FROM dedup WHERE rowid IN "
-                               "(SELECT rowid FROM dedup WHERE expires_at < ? LIMIT ?)", (now, self.PRUNE_CHUNK))
-            if cur.rowcount < self.PRUNE_CHUNK:
-                break
-            await trio.lowlevel.checkpoint()  # let the pipeline run between chunks
+        for k in [k for k, e in self._unsaved.items() if e < now]:
+            del self._unsaved[k]
+        if self._path is None or not self.disk.may_write(Store.DEDUP, now):
+            return n
+        try:
+            conn = self._connection()
+            while conn is not None:
+                cur = conn.execute("DELETE FROM dedup WHERE rowid IN "
+                                   "(SELECT rowid FROM dedup WHERE expires_at < ? LIMIT ?)",
+                                   (now, self.PRUNE_CHUNK))
+                if cur.rowcount < self.PRUNE_CHUNK:
+                    break
+                await trio.lowlevel.checkpoint()  # let the pipeline run between chunks
+        except (sqlite3.Error, OSError) as exc:  # a DELETE needs WAL space too
+            self._failed(exc, now)
         return n
 
     async def aclose(self) -> None:
+        if self._unsaved and not self.save_unsaved(force=True):
+            log.warning("dedup ledger: %d keys could not be saved before exit (the disk refuses writes)",
+                        len(self._unsaved))
         if self._conn is not None:
             self._conn.close()
             self._conn = None

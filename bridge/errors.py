@@ -7,7 +7,9 @@ packages have their own roots (``v1.errors.V1Error``, ``v2.errors.V2Error``,
 YAML key (bridge/app/config.py).
 """
 
-__all__ = ["ConfigError", "WakuBridgeError"]
+from pathlib import Path
+
+__all__ = ["ConfigError", "DataFileError", "WakuBridgeError"]
 
 
 class WakuBridgeError(Exception):
@@ -21,3 +23,14 @@ class ConfigError(WakuBridgeError):
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
+
+
+class DataFileError(WakuBridgeError):
+    """A state file of the data dir cannot be used (damaged, truncated, not SQLite): the process
+    refuses to start (exit 78, bridge/app/cli.py) rather than crash-loop on it."""
+
+    def __init__(self, path: Path, what: str, detail: str) -> None:
+        super().__init__(f"{path} ({what}) is not a usable SQLite database: {detail}")
+        self.path = path
+        self.what = what
+        self.detail = detail

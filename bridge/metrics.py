@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from bridge.disk import Store
+
 __all__ = ["OTHER", "V1_TO_V2", "V2_TO_V1", "WINDOWS", "BridgeMetrics", "RateWindow", "TopicCap",
            "TransferListener", "origin_of", "v2_share"]
 
@@ -184,6 +186,16 @@ class BridgeMetrics:
         self.audit_missed = Counter("waku_bridge_audit_missed",
                                     "Messages a standby saw whose translation did not arrive within the deadline",
                                     ["direction"], registry=r)
+        # Writes to the data dir that failed (bridge/disk.py), by store; 1 while none is failing.
+        self.disk_errors = Counter("waku_bridge_disk_errors", "Failed writes to the data dir, by store",
+                                   ["store"], registry=r)
+        self.disk_ok = Gauge("waku_bridge_disk_ok", "1 while every store of the data dir takes writes", registry=r)
+        self.dedup_unsaved = Gauge("waku_bridge_dedup_unsaved",
+                                   "Dedup keys kept in memory only: their commit failed, retried with backoff",
+                                   registry=r)
+        self.disk_ok.set(1)
+        for store in Store:
+            self.disk_errors.labels(store.value)
         self._windows = {(d, w): RateWindow(s) for d in (V1_TO_V2, V2_TO_V1) for w, s in WINDOWS.items()}
         self._totals = {V1_TO_V2: 0, V2_TO_V1: 0}
         self._topics = TopicCap(topic_cap)

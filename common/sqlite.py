@@ -12,6 +12,7 @@ OS crash can drop the last commits).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +20,62 @@ from typing import TypeVar
 
 import trio
 
-__all__ = ["SqliteClosed", "SqliteWorker", "connect_wal"]
+__all__ = ["SqliteClosed", "SqliteWorker", "connect_wal", "file_problem", "is_corruption"]
 
 T = TypeVar("T")
 
 
 class SqliteClosed(Exception):
     """A call on a worker that is not open (and does not open on first use)."""
+
+
+# Primary result codes (https://www.sqlite.org/rescode.html); an extended code keeps them in its low byte.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """``exc`` says the file is damaged or not a database (SQLITE_CORRUPT, SQLITE_NOTADB), as opposed
+    to a full disk, a lock or an I/O error, which a retry may get past."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and isinstance(code, int) and code & 0xFF in (
+        _SQLITE_CORRUPT, _SQLITE_NOTADB)
+
+
+def file_problem(path: Path | str, *, deep: bool = True) -> str | None:
+    """Why the SQLite file at ``path`` is unusable, or None if it is fine or absent.
+
+    Read-only: nothing is created or repaired.  The header and schema are always read (a file that
+    is not SQLite, or truncated inside its first page, fails there); with ``deep`` ``PRAGMA
+    quick_check`` then walks every b-tree page (truncation, overwritten pages), which costs a read
+    of the whole file: SQLite's own check short of the index-content comparison of
+    ``integrity_check`` (https://www.sqlite.org/pragma.html#pragma_quick_check).
+    """
+    p = Path(path)
+    if not p.exists():
+        return None
+    if p.is_dir():
+        return "a directory, not a database file"
+    try:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        if deep:
+            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+            if rows != ["ok"]:  # one line: the messages come with newlines of their own
+                return "quick_check: " + "; ".join(line for r in rows for line in r.splitlines() if line.strip())
+        else:  # the first page of every table
+            for (name,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'").fetchall():
+                conn.execute(f'SELECT * FROM "{name}" LIMIT 1').fetchall()
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and not is_corruption(exc):
+            return None  # locked or busy: a live writer, not damage (the open itself reports real errors)
+        return str(exc)
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+    return None
 
 
 def connect_wal(path: str, *, timeout: float = 5.0) -> sqlite3.Connection:

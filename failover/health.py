@@ -26,6 +26,11 @@ a healthier member; timeouts, not single samples, decide):
    healthy.  If no instance is healthy, health does not matter: leadership stays with the lease
    (a degraded active is better than none).
 
+The data dir is a third "side", ``disk``: it is unhealthy once the process's writes there have
+kept failing for ``unhealthy_after`` (a full or failing disk, bridge/disk.py), healthy again after
+``recover_after`` of writes that succeed; it is healthy from the start (no write has failed).
+The same rules then move the lease to a standby whose disk works.
+
 Pure: plain values, ``now`` passed in (the elector's monotonic clock); the backends carry the
 reports, :class:`failover.elector.ElectorCore` applies :func:`verdict`.
 """
@@ -68,13 +73,14 @@ class HealthConfig:
 class Health:
     v1: bool = True
     v2: bool = True
+    disk: bool = True  # the data dir takes writes (a report without it, from an older release: True)
 
     @property
     def ok(self) -> bool:
-        return self.v1 and self.v2
+        return self.v1 and self.v2 and self.disk
 
     def as_dict(self) -> dict[str, bool]:
-        return {"v1": self.v1, "v2": self.v2}
+        return {"v1": self.v1, "v2": self.v2, "disk": self.disk}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,19 +139,22 @@ class ProbeTracker:
 
 
 class HealthTracker:
-    """Both sides of one instance."""
+    """Both sides and the data dir of one instance."""
 
     def __init__(self, config: HealthConfig, now: float) -> None:
         self.config = config
         self.v1 = SideHealth(config, now)
         self.v2 = SideHealth(config, now)
+        self.disk = SideHealth(config, now)
+        self.disk.observe(True, now)  # healthy until writes fail
 
-    def observe(self, v1_peers: int, v2_peers: int, now: float) -> Health:
-        return Health(self.v1.observe(v1_peers > 0, now), self.v2.observe(v2_peers > 0, now))
+    def observe(self, v1_peers: int, v2_peers: int, now: float, *, disk_ok: bool = True) -> Health:
+        return Health(self.v1.observe(v1_peers > 0, now), self.v2.observe(v2_peers > 0, now),
+                      self.disk.observe(disk_ok, now))
 
     @property
     def health(self) -> Health:
-        return Health(self.v1.healthy, self.v2.healthy)
+        return Health(self.v1.healthy, self.v2.healthy, self.disk.healthy)
 
 
 class Verdict(IntEnum):

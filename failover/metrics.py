@@ -36,11 +36,12 @@ class FailoverMetrics:
         self._health(registry)
 
     def _health(self, registry: CollectorRegistry) -> None:
-        self.health = Gauge("waku_bridge_health", "1 if this side has had a usable peer recently enough "
-                            "(failover/health.py), by side", ["side"], registry=registry)
+        self.health = Gauge("waku_bridge_health", "1 if this side has had a usable peer recently enough, "
+                            "or (disk) the data dir takes writes (failover/health.py), by side", ["side"],
+                            registry=registry)
         self.withheld = Gauge("waku_bridge_campaign_withheld", "1 while this standby does not campaign: a side "
                               "is unhealthy and a healthy instance exists", registry=registry)
-        for side in ("v1", "v2"):
+        for side in ("v1", "v2", "disk"):
             self.health.labels(side)
 
     def bind(self, deadline_margin: Callable[[], float]) -> None:

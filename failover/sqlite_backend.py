@@ -45,6 +45,10 @@ __all__ = ["SqliteElector", "boot_id"]
 log = logging.getLogger(__name__)
 
 FLOCK_POLL = 0.02  # standby: how often to try the dead leader's flock (the fast-path latency)
+# The lease's WAL checkpoints past 4 pages (a renewal writes two or three): it reaches its full
+# size (~6 pages) in the first seconds and is then reused from its start, never grown.  The cost is
+# a passive checkpoint every other renewal, outside the write lock.
+WAL_PAGES = 4
 
 
 def boot_id() -> str:
@@ -94,20 +98,35 @@ class SqliteElector(ElectorCore):
         # last commits, and a reboot frees the lease via boot_id anyway): the write lock is held
         # for microseconds, so a process frozen mid-renewal blocks the others far less often.
         conn.execute("PRAGMA synchronous=NORMAL")
+        # A small WAL, reset often: with the keeper connection (run()) holding the -wal and -shm
+        # files open, renewals then rewrite pages the WAL already has, and keep working on a full
+        # disk (docs/operations.md#disk-errors).
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
         conn.execute("CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT, epoch INTEGER NOT NULL,"
                      " expires_at REAL NOT NULL, boot_id TEXT NOT NULL, locked INTEGER NOT NULL DEFAULT 0)")
         # Health beside the lease (failover/health.py rule 2): one row per instance, written in the
         # same transaction as its acquire/renew/poll; updated_at is CLOCK_MONOTONIC like expires_at.
         conn.execute("CREATE TABLE IF NOT EXISTS health (name TEXT NOT NULL, identity TEXT NOT NULL,"
                      " v1 INTEGER NOT NULL, v2 INTEGER NOT NULL, updated_at REAL NOT NULL, boot_id TEXT NOT NULL,"
-                     " PRIMARY KEY (name, identity))")
-        cols = {r[1] for r in conn.execute("PRAGMA table_info(leases)")}
-        if "locked" not in cols:  # a file written by the first version of this elector
-            try:
-                conn.execute("ALTER TABLE leases ADD COLUMN locked INTEGER NOT NULL DEFAULT 0")
-            except sqlite3.OperationalError:  # another instance added it meanwhile
-                pass
+                     " disk INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (name, identity))")
+        # Columns added after the first version of this elector (a file it wrote).
+        for table, column in (("leases", "locked INTEGER NOT NULL DEFAULT 0"), ("health", "disk INTEGER NOT NULL "
+                                                                                          "DEFAULT 1")):
+            cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column.split()[0] not in cols:
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+                except sqlite3.OperationalError:  # another instance added it meanwhile
+                    pass
         return conn
+
+    def _keeper(self) -> sqlite3.Connection:
+        conn = self._connect(self.path)
+        conn.close()  # the tables exist now; the keeper itself only reads, from any thread
+        keeper = sqlite3.connect(self.path, timeout=self.timing.rpc_timeout, isolation_level=None,
+                                 check_same_thread=False)
+        keeper.execute("SELECT 1 FROM leases LIMIT 1").fetchall()  # opens the -shm; no lock stays held
+        return keeper
 
     def _try_flock(self) -> bool:
         """Take the leader lock if free (non-blocking).  Free = no live process holds it."""
@@ -135,12 +154,12 @@ class SqliteElector(ElectorCore):
     def _health_rows(self, conn: sqlite3.Connection, health: Health | None, sent: float) -> tuple[PeerHealth, ...]:
         if health is None:
             return ()
-        conn.execute("INSERT OR REPLACE INTO health (name, identity, v1, v2, updated_at, boot_id) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (self.name, self.identity, int(health.v1), int(health.v2), sent,
-                                                   self.boot))
-        rows = conn.execute("SELECT identity, v1, v2, updated_at FROM health WHERE name = ? AND identity != ? "
+        conn.execute("INSERT OR REPLACE INTO health (name, identity, v1, v2, disk, updated_at, boot_id) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (self.name, self.identity, int(health.v1), int(health.v2),
+                                                      int(health.disk), sent, self.boot))
+        rows = conn.execute("SELECT identity, v1, v2, disk, updated_at FROM health WHERE name = ? AND identity != ? "
                             "AND boot_id = ?", (self.name, self.identity, self.boot)).fetchall()
-        return tuple(PeerHealth(r[0], Health(bool(r[1]), bool(r[2])), sent - r[3]) for r in rows)
+        return tuple(PeerHealth(r[0], Health(bool(r[1]), bool(r[2]), bool(r[3])), sent - r[4]) for r in rows)
 
     def _attempt(self, conn: sqlite3.Connection, token: int | None, health: Health | None = None,
                  campaign: bool = True) -> _Attempt:
@@ -282,6 +301,17 @@ class SqliteElector(ElectorCore):
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Campaign and renew until cancelled; then a shielded resign (graceful hand-over).
         May be called again after it returned."""
+        # The keeper: one idle connection for as long as we run.  Without it every call's own
+        # connection is the last one when it closes, and SQLite then checkpoints and deletes the
+        # -wal and -shm, which the next call must create again: on a full disk it cannot (SQLITE_IOERR),
+        # and the active would step down for want of a few KiB.  Idle, it holds no lock but the
+        # shared one that keeps those files (https://www.sqlite.org/walformat.html#the_wal_index_file_format),
+        # so a SIGSTOP of this process blocks no one.
+        keeper: sqlite3.Connection | None = None
+        try:
+            keeper = await trio.to_thread.run_sync(self._keeper)
+        except (sqlite3.Error, OSError) as exc:  # the loop reports and retries the backend's errors
+            log.warning("failover backend error: %s", exc)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watchdog, self._on_lapse)
@@ -292,6 +322,8 @@ class SqliteElector(ElectorCore):
         finally:
             with trio.CancelScope(shield=True):
                 await self.resign()
+                if keeper is not None:
+                    keeper.close()
 
     async def resign(self, reason: StepDown = StepDown.RESIGN) -> None:
         epoch = self.fencing_token

@@ -31,10 +31,11 @@ def fetch_status(url: str, timeout: float = 3.0) -> dict[str, Any]:
 
 
 def health_cell(health: Any) -> str:
-    """``ok``, or the sides without a usable peer for failover.unhealthy_after ("no v1")."""
+    """``ok``, or the sides without a usable peer for failover.unhealthy_after ("no v1"), and
+    ``disk`` when the data dir has refused writes as long ("no v2+disk")."""
     if not isinstance(health, dict):
         return "-"
-    bad = [side for side in ("v1", "v2") if health.get(side) is False]
+    bad = [side for side in ("v1", "v2", "disk") if health.get(side) is False]
     return "no " + "+".join(bad) if bad else "ok"
 
 

@@ -15,12 +15,14 @@ from prometheus_client import CollectorRegistry
 
 from bridge.aggregates import AGGREGATES_FILE, AggregatesWriter
 from bridge.app.config import AppConfig
+from bridge.app.datafiles import DataFile, bridge_data_files, check_data_files
 from bridge.app.http import HttpServer, Request, Response, json_response, metrics_route
 from bridge.app.looplag import LoopLag
 from bridge.app.process import instance_dir, node_key, until_signal
 from bridge.app.v1service import v1_node_config
 from bridge.app.v2service import rest_server, v2_node_config
 from bridge.dedup import DedupStore
+from bridge.disk import DiskWatch, Store
 from bridge.metrics import BridgeMetrics
 from bridge.pipeline import Pipeline, PipelineConfig
 from bridge.policy import Policy
@@ -56,13 +58,19 @@ class BridgeService:
             v2_config = dataclasses.replace(v2_config, keepalive_interval=self.health_config.probe_interval,
                                             keepalive_timeout=self.health_config.probe_timeout)
         self.v2 = V2Node(v2_config, self.registry)
-        self.dedup = DedupStore(home / "bridge.sqlite3", window=cfg.bridge.dedup_window,
-                                capacity=cfg.bridge.dedup_capacity)
+        self.home = home
         self.metrics = BridgeMetrics(self.registry, topic_cap=cfg.bridge.topic_cardinality)
+        # Writes to the data dir that fail (a full disk): counted, retried with backoff, and part of
+        # the health that moves the lease (bridge/disk.py).
+        self.disk = DiskWatch(on_error=lambda store: self.metrics.disk_errors.labels(store.value).inc())
+        self._archive_failed = 0.0  # the store's failed opens and inserts, as last counted
+        self.dedup = DedupStore(home / "bridge.sqlite3", window=cfg.bridge.dedup_window,
+                                capacity=cfg.bridge.dedup_capacity, disk=self.disk)
         self.loop_lag = LoopLag(self.registry)
         # Hourly topic x origin counts for `waku-bridge report`, flushed every 10 s and on shutdown.
         self.aggregates = AggregatesWriter(home / AGGREGATES_FILE,
-                                           on_flush=lambda r: self.metrics.aggregates_flushes.labels(r).inc())
+                                           on_flush=lambda r: self.metrics.aggregates_flushes.labels(r).inc(),
+                                           disk=self.disk)
         self.metrics.add_listener(self.aggregates.record)
         assert cfg.peer_id is not None
         self.failover_metrics = FailoverMetrics(self.registry, cfg.peer_id)
@@ -105,7 +113,47 @@ class BridgeService:
         if self.v2_probe is not None:
             answered = self.registry.get_sample_value("waku_node_keep_alive_pings_total", {"result": "ok"}) or 0
             v2_usable = self.v2_probe.observe(v2_usable, int(answered), now)
-        return self.health.observe(len(self.v1.peers()), v2_usable, now)
+        return self.health.observe(len(self.v1.peers()), v2_usable, now, disk_ok=self.disk.ok)
+
+    def data_files(self) -> list[DataFile]:
+        """The SQLite files this instance opens, for the start-up check (bridge/app/datafiles.py)."""
+        from failover.sqlite_backend import SqliteElector
+
+        archive = None
+        if self.cfg.v2.store:
+            scheme, sep, rest = self.v2.config.store_db_url().partition("://")
+            if sep and scheme.lower() == "sqlite" and rest not in ("", "memory", ":memory:"):
+                archive = Path(rest)
+        lease = Path(self.elector.path) if isinstance(self.elector, SqliteElector) else None
+        return bridge_data_files(self.home, lease=lease, archive=archive)
+
+    def _observe_archive(self, now: float) -> None:
+        """The store archive's writes, from the store service (it relays a message whose insert
+        failed, counted as ``waku_archive_errors_total{type="insert_failure"}``; an open the disk
+        refused is ``open_failure``, and retried): each failure counts, its last outcome is the state."""
+        store = self.v2.store
+        if store is None:
+            return
+        failed = sum(self.registry.get_sample_value("waku_archive_errors_total", {"type": t}) or 0.0
+                     for t in ("insert_failure", "open_failure"))
+        new, self._archive_failed = int(failed - self._archive_failed), failed
+        for _ in range(new):
+            if self.disk.failed(Store.ARCHIVE, "store archive open or insert failed (see the store's log)", now):
+                log.error("store archive: inserts fail; messages are still relayed but not archived "
+                          "(docs/operations.md#disk-errors)")
+        if store.archive_ok and self.disk.succeeded(Store.ARCHIVE) is not None:
+            log.warning("store archive: inserts succeed again")
+
+    async def _disk_loop(self) -> None:
+        """Every second: retry the dedup keys a full disk refused (after the backoff), follow the
+        archive, export the disk state."""
+        while True:
+            await trio.sleep(1)
+            now = time.time()
+            self.dedup.save_unsaved()
+            self._observe_archive(now)
+            self.metrics.dedup_unsaved.set(self.dedup.unsaved)
+            self.metrics.disk_ok.set(int(self.disk.ok))
 
     def _other_is_active(self) -> bool:
         """Another instance holds the lease: our audit checks its work (bridge/audit.py)."""
@@ -142,6 +190,9 @@ class BridgeService:
             "aggregates": {"file": str(self.aggregates.store.path), "last_flush": self.aggregates.last_flush,
                            "unflushed_rows": len(self.aggregates.acc)},
             "dedup_size": len(self.dedup),
+            "dedup_unsaved": self.dedup.unsaved,
+            "disk": self.disk.as_dict(now),
+            "disk_ok": self.disk.ok,
             "pending": len(self.pipeline.pending),
             "audit": self.audit_status(),
             "v1": {"enode": self.v1.enode},
@@ -230,6 +281,7 @@ class BridgeService:
                 await nursery.start(self.aggregates.run)
                 await nursery.start(self.loop_lag.run)
                 await nursery.start(self.pipeline.run)
+                nursery.start_soon(self._disk_loop)
                 if self.elector is not None:
                     await nursery.start(self._run_elector)
                     nursery.start_soon(self._follow_leadership)
@@ -267,6 +319,9 @@ def test_only_drop_every() -> int:
 
 async def run_bridge(cfg: AppConfig) -> None:
     service = BridgeService(cfg)
+    # Before anything opens them: a damaged file is one clear line and exit 78, never a traceback.
+    await trio.to_thread.run_sync(lambda: check_data_files(service.data_files(),
+                                                           quarantine=cfg.bridge.quarantine_corrupt))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(until_signal, nursery.cancel_scope)
         await nursery.start(service.run)

@@ -2,7 +2,8 @@
 
 ``waku-bridge --peer-id A --config bridge.yaml`` runs one bridge instance (the default command);
 sub-commands run the standalone nodes, manage keys and configs, and talk to running instances.
-Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration, 78 (EX_CONFIG) a state file of
+the data dir is damaged (bridge/app/datafiles.py): the systemd unit does not restart on it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 from bridge.app.config import AppConfig, ConfigErrors, add_flags, load_config
 from bridge.app.logging import setup_logging
-from bridge.errors import WakuBridgeError
+from bridge.errors import DataFileError, WakuBridgeError
+from common.sqlite import is_corruption
 from failover.errors import FailoverError
 from v1.errors import V1Error
 from v2.errors import V2Error
@@ -28,6 +30,35 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("waku_bridge")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_DATA = 78  # EX_CONFIG (sysexits.h): restarting cannot help; RestartPreventExitStatus=78
+_DELIBERATE = (WakuBridgeError, V1Error, V2Error, FailoverError)  # each package's root: a refusal, not a bug
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit code for an error out of trio.run (nurseries group what their tasks raise), after
+    logging it in one line; None if it is a bug (the traceback is wanted then)."""
+    leaves = _leaves(exc)
+    if any(isinstance(e, KeyboardInterrupt) for e in leaves):
+        return EXIT_OK
+    if not all(isinstance(e, _DELIBERATE) or is_corruption(e) for e in leaves):
+        return None
+    code = EXIT_FAIL
+    for e in leaves:
+        if not isinstance(e, _DELIBERATE):  # raw SQLITE_CORRUPT / NOTADB: the next start's check names the file
+            log.error("a SQLite file of the data dir is damaged: %s", e)
+            code = EXIT_DATA
+            continue
+        # A store or lease error whose cause is a damaged file (found past the start-up check).
+        if isinstance(e, DataFileError) or (e.__cause__ is not None and is_corruption(e.__cause__)):
+            code = EXIT_DATA
+        log.error("%s", e)
+    return code
 
 
 def _load(args: argparse.Namespace) -> AppConfig:
@@ -40,28 +71,12 @@ def _run_trio(fn: Callable[..., Any], *args: Any) -> int:
 
     try:
         trio.run(fn, *args)
-    except KeyboardInterrupt:
-        return EXIT_OK
-    except _REFUSALS as exc:
-        log.error("%s", exc)
-        return EXIT_FAIL
-    except BaseExceptionGroup as group:  # a task's refusal at start comes out of its nursery wrapped
-        refusals, rest = group.split(_REFUSALS)
-        if rest is not None or refusals is None:
+    except BaseException as exc:
+        code = _exit_code(exc)
+        if code is None:
             raise
-        for refusal in _leaves(refusals):
-            log.error("%s", refusal)
-        return EXIT_FAIL
+        return code
     return EXIT_OK
-
-
-# Each package's root error: a refusal (bad config, unreachable database, ...), not a bug.
-_REFUSALS = (WakuBridgeError, V1Error, V2Error, FailoverError)
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    return [leaf for exc in group.exceptions
-            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]
 
 
 def cmd_run(args: argparse.Namespace) -> int:

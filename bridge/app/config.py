@@ -478,6 +478,10 @@ SETTINGS: tuple[Setting, ...] = (
             _f("--bridge-dedup-window")),
     Setting("bridge.dedup_capacity", _int_in(1000, 100_000_000), 1_000_000, "dedup entries kept",
             _f("--bridge-dedup-capacity")),
+    Setting("bridge.quarantine_corrupt", _bool, False,
+            "a damaged dedup ledger, aggregates or store file at start: move it aside (<name>.corrupt-<time>) and "
+            "start fresh, instead of exiting 78 (never the failover lease; docs/operations.md#disk-errors)",
+            _f("--quarantine-corrupt")),
     # --- failover ---
     Setting("failover.backend", _failover, None,
             "sqlite:PATH (default: a file in the data dir) | etcd://HOST:PORT[,HOST:PORT...] | none",
@@ -590,6 +594,7 @@ class BridgeSection:
     topic_cardinality: int
     dedup_window: float
     dedup_capacity: int
+    quarantine_corrupt: bool = False
 
 
 @dataclass(frozen=True, slots=True)

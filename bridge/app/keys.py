@@ -21,8 +21,12 @@ __all__ = ["describe_key", "generate_key_file", "load_or_create_key", "read_key_
 def _write_new(path: Path, key_hex: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key_hex + "\n")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(key_hex + "\n")
+    except OSError as exc:  # a full disk: an empty key file left behind would fail every later start
+        path.unlink(missing_ok=True)
+        raise ConfigError(str(path), f"cannot write a new node key: {exc.strerror or exc}") from None
 
 
 def generate_key_file(path: Path, *, overwrite: bool = False) -> str:

@@ -117,7 +117,7 @@ class EtcdElector(ElectorCore):
                 continue
             try:
                 d = json.loads(kv.value)
-                h = Health(bool(d["v1"]), bool(d["v2"]))
+                h = Health(bool(d["v1"]), bool(d["v2"]), bool(d.get("disk", True)))  # no disk: older release
             except (ValueError, KeyError, TypeError):
                 continue  # not a report of ours: ignored
             others[identity] = PeerHealth(identity, h, 0.0)  # present = fresh: it lives on a live lease

@@ -62,13 +62,18 @@ async def test_writer_persists_survives_restart_and_prunes(tmp_path: Path) -> No
 async def test_failed_flush_keeps_rows_in_memory(tmp_path: Path) -> None:
     path = tmp_path / "aggregates.sqlite3"
     results: list[str] = []
-    w = AggregatesWriter(path, clock=FakeClock(DAY0), on_flush=results.append)
+    clock = FakeClock(DAY0)
+    w = AggregatesWriter(path, clock=clock, on_flush=results.append)
     await w.store.open()
-    sqlite3.connect(path).execute("DROP TABLE hourly").connection.close()  # the disk "fails" under us
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TRIGGER full BEFORE INSERT ON hourly BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     w.record(V1_TO_V2, CHAT, 1, DAY0)
-    assert await w.flush() == 0 and results == ["failed"] and len(w.acc) == 1
-    await w.store.open()  # recovered
-    assert await w.flush() == 1 and results == ["failed", "ok"]
+    assert await w.flush() == 0 and results == ["failed"] and len(w.acc) == 1 and not w.disk.ok
+    conn.execute("DROP TRIGGER full")  # recovered
+    conn.close()
+    assert await w.flush() == 0 and results == ["failed"]  # the backoff (1 s) has not passed
+    clock.now += 1
+    assert await w.flush() == 1 and results == ["failed", "ok"] and w.disk.ok
     await w.store.aclose()
     assert read_hourly(path) == [HourlyRow(DAY0, CHAT, "v1", 1, 1)]
 

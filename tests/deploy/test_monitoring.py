@@ -42,7 +42,8 @@ def test_promtool_unit_tests_no_active_and_two_active() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     tested = {t["alertname"] for g in yaml.safe_load((PROM / "alerts.test.yml").read_text())["tests"]
               for t in g["alert_rule_test"]}
-    assert {"WakuBridgeNoActive", "WakuBridgeTwoActive", "WakuBridgeStandbyMissing", "WakuBridgeAuditMissing"} <= tested
+    assert {"WakuBridgeNoActive", "WakuBridgeTwoActive", "WakuBridgeStandbyMissing", "WakuBridgeAuditMissing",
+            "WakuBridgeDiskErrors"} <= tested
 
 
 def test_every_alert_has_a_runbook_section() -> None:

@@ -50,8 +50,8 @@ async def test_etcd_electors_hand_over_for_health(tmp_path: Path) -> None:
             resp = await a.client.post("/v3/kv/range", {"key": b64(a.health_prefix),
                                                         "range_end": b64(prefix_end(a.health_prefix))})
             reports = {kv.key.decode(): json.loads(kv.value) for kv in parse_kvs(resp)}
-            assert reports == {"/bridge-election/.health/health/A": {"v1": True, "v2": True},
-                               "/bridge-election/.health/health/B": {"v1": True, "v2": True}}
+            assert reports == {"/bridge-election/.health/health/A": {"disk": True, "v1": True, "v2": True},
+                               "/bridge-election/.health/health/B": {"disk": True, "v1": True, "v2": True}}
             assert all(kv.lease for kv in parse_kvs(resp))  # on the session leases: gone with their writer
             health["A"] = Health(v2=False)
             await wait_until(b.is_leader, 20, "B to take over from the unhealthy A")

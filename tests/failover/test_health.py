@@ -34,7 +34,7 @@ def test_a_side_goes_unhealthy_after_the_timeout_and_recovers_with_hysteresis() 
 def test_tracker_and_health_values() -> None:
     t = HealthTracker(CFG, now=0)
     assert t.observe(1, 1, 1) == Health(True, True) and t.observe(0, 3, 40) == Health(False, True)
-    assert not t.health.ok and t.health.as_dict() == {"v1": False, "v2": True}
+    assert not t.health.ok and t.health.as_dict() == {"v1": False, "v2": True, "disk": True}
     assert HealthConfig.for_unhealthy_after(30) == CFG
     assert HealthConfig.for_unhealthy_after(3) == HealthConfig(3, 0.5, 3)
 
@@ -64,6 +64,38 @@ def test_verdict_rules() -> None:
     for others in ([], [sick_b], [stale_b]):  # nobody healthier (a stale report is nobody)
         assert v(SICK, True, others) is Verdict.STAY and v(SICK, False, others) is Verdict.STAY
     assert v(Health(v2=False), True, [sick_b, PeerHealth("C", WELL, 0)]) is Verdict.RESIGN
+
+
+def test_disk_is_healthy_from_the_start_and_follows_failing_writes() -> None:
+    t = HealthTracker(CFG, now=0)
+    assert t.observe(1, 1, 1).disk  # no write has failed: healthy without any "first peer"
+    assert t.observe(1, 1, 20, disk_ok=False).disk and t.observe(1, 1, 30.9, disk_ok=False).disk
+    h = t.observe(1, 1, 31, disk_ok=False)  # 30 s of failing writes
+    assert not h.disk and not h.ok and h.as_dict() == {"v1": True, "v2": True, "disk": False}
+    assert not t.observe(1, 1, 32).disk and t.observe(1, 1, 37).disk  # recover_after of good writes
+    full = Health(disk=False)
+    assert verdict(full, leading=True, tenure=60, others=[PeerHealth("B", WELL, 1)], ttl=10,
+                   config=CFG) is Verdict.RESIGN
+    assert verdict(WELL, leading=False, tenure=0, others=[PeerHealth("A", full, 1)], ttl=10,
+                   config=CFG) is Verdict.STAY
+
+
+def test_a_lease_file_of_the_previous_release_gets_the_disk_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "lease.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE health (name TEXT NOT NULL, identity TEXT NOT NULL, v1 INTEGER NOT NULL,"
+                 " v2 INTEGER NOT NULL, updated_at REAL NOT NULL, boot_id TEXT NOT NULL, PRIMARY KEY (name, identity))")
+    conn.execute("INSERT INTO health VALUES ('bridge', 'OLD', 1, 1, 0, 'b')")
+    conn.commit()
+    conn.close()
+    e = SqliteElector(db, "A", timing=FAST)
+    c = e._connect(str(db))
+    try:
+        assert c.execute("SELECT identity, disk FROM health").fetchall() == [("OLD", 1)]  # old rows: disk ok
+    finally:
+        c.close()
 
 
 FAST = LeaseTiming(ttl=2.0, renew_interval=0.3, rpc_timeout=0.2, safety=0.3)

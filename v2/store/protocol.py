@@ -11,12 +11,15 @@ Garbage → 400; invalid queries and archive failures → 300 "archive error: �
 from __future__ import annotations
 
 import logging
+import math
+import sqlite3
 import time
 from collections.abc import Callable
 
 import trio
 from prometheus_client import CollectorRegistry
 
+from common.sqlite import is_corruption
 from v2.core.message import MAX_MESSAGE_SIZE, WakuMessage
 from v2.protocol_ids import STORE_V3
 from v2.rpc import UNKNOWN_REQUEST_ID
@@ -59,15 +62,46 @@ class StoreService:
         self._pending = 0
         self._deleted_counted = 0
         self._failures_counted = 0
+        self.archive_ok = True  # the last open or insert worked (a full disk makes it False until one does)
+        self._insert_failures = 0  # since the last log line about them
+        self._insert_failure_logged = -math.inf
         self.started = trio.Event()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Open the archive, apply retention now and every ``retention_interval``; close it on exit."""
-        await self.archive.open()
+    async def _open(self) -> bool:
+        """Open the archive; False if the disk refused it (full, failing: retried), while a damaged
+        file or a wrong schema still raises (a restart cannot help there)."""
         try:
-            await self._apply_retention()
+            await self.archive.open()
+        except ArchiveError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, sqlite3.OperationalError) or is_corruption(cause):
+                raise
+            self.metrics.archive_errors.labels("open_failure").inc()
+            self.archive_ok = False
+            log.warning("store: %s; the node runs without its archive until it opens (retried)", exc)
+            return False
+        self.archive_ok = True
+        return True
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the archive, apply retention now and every ``retention_interval``; close it on exit.
+
+        An archive the disk cannot open (full: SQLite cannot even create the WAL index) does not
+        stop the node: it starts without it (inserts are counted failures, queries answer 503)
+        and the open is retried with backoff, 1 s doubling to 30 s."""
+        opened = await self._open()
+        try:
+            if opened:
+                await self._apply_retention()
             self.started.set()
             task_status.started()
+            delay = 1.0
+            while not opened:
+                await trio.sleep(delay)
+                delay = min(30.0, 2 * delay)
+                if opened := await self._open():
+                    log.info("store: archive open")
+                    await self._apply_retention()
             while True:
                 await trio.sleep(self.retention_interval)
                 await self._apply_retention()
@@ -106,10 +140,17 @@ class StoreService:
             added = await self.archive.insert(pubsub_topic, msg_hash, msg, data)
         except ArchiveError as exc:
             self.metrics.archive_errors.labels("insert_failure").inc()
-            log.warning("store: insert of %s failed: %s", msg_hash.hex(), exc)
+            self.archive_ok = False
+            self._insert_failures += 1
+            now = self._clock()
+            if now >= self._insert_failure_logged + 60.0:  # a full disk fails every insert: a line a minute
+                log.warning("store: insert of %s failed: %s (%d failed inserts since the last line; the message "
+                            "is still relayed)", msg_hash.hex(), exc, self._insert_failures)
+                self._insert_failure_logged, self._insert_failures = now, 0
             self._update_gauge()
             return
         self.metrics.insert_duration.observe(time.perf_counter() - t0)
+        self.archive_ok = True
         if not added:
             self.metrics.archive_duplicates.inc()
         self._update_gauge()

@@ -48,9 +48,11 @@ async def test_the_active_losing_its_v1_peer_hands_over_to_the_healthy_standby(n
         await trio.to_thread.run_sync(a.start)
         # A healthy before B exists: no healthier instance could have taken its place meanwhile
         await wait_until(lambda: (a.status() or {}).get("role") == "active", 60, "A active")
-        await wait_until(lambda: (a.status() or {}).get("health") == {"v1": True, "v2": True}, 60, "A healthy")
+        await wait_until(lambda: (a.status() or {}).get("health") == {"v1": True, "v2": True, "disk": True}, 60,
+                         "A healthy")
         await trio.to_thread.run_sync(b.start)
-        await wait_until(lambda: (b.status() or {}).get("health") == {"v1": True, "v2": True}, 60, "B healthy")
+        await wait_until(lambda: (b.status() or {}).get("health") == {"v1": True, "v2": True, "disk": True}, 60,
+                         "B healthy")
         assert (a.status() or {}).get("role") == "active" and (b.status() or {}).get("role") == "standby"
         v1_scope.cancel()  # A's only v1 peer goes away (its redials fail from now on)
         await wait_until(lambda: (a.status() or {}).get("peers", {}).get("v1") == 0, 60, "A without v1 peers")
@@ -58,7 +60,7 @@ async def test_the_active_losing_its_v1_peer_hands_over_to_the_healthy_standby(n
         # A learns the new holder at its next poll (it may have polled between its resign and B's take)
         await wait_until(lambda: (a.status() or {}).get("leader") == "B", 60, "A to see B as the leader")
         st = a.status(timeout=5) or {}
-        assert st["role"] == "standby" and st["health"] == {"v1": False, "v2": True}
+        assert st["role"] == "standby" and st["health"] == {"v1": False, "v2": True, "disk": True}
         metrics = await trio.to_thread.run_sync(a.metrics)
         assert sample(metrics, 'waku_bridge_step_downs_total{reason="unhealthy"}') == 1
         await wait_until(lambda: sample(a.metrics(), "waku_bridge_campaign_withheld") == 1, 60, "A withholding")
