@@ -755,8 +755,8 @@ def plot(results: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths: list[Path] = []
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for r in results:
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    for i, r in enumerate(results):
         label = r["scenario"]
         ts = [s["t"] / 60 for s in r["samples"]]
         axes[0].plot(ts, [s["share"] for s in r["samples"]], label=label)
@@ -767,13 +767,18 @@ def plot(results: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         hist = {int(k): v for k, v in r["lookup_hops_hist"].items()}
         total = sum(hist.values()) or 1
         ks = sorted(int(k) for k in hist)
-        off = (list(SCENARIOS).index(label) - 1.5) * 0.2 if label in SCENARIOS else 0.0
-        axes[2].bar([k + off for k in ks], [hist[k] / total for k in ks], width=0.2, label=label)
+        off = (i - (len(results) - 1) / 2) * 0.8 / len(results)
+        axes[2].bar([k + off for k in ks], [hist[k] / total for k in ks], width=0.8 / len(results), label=label)
+        qs = ("p50", "p90", "p99")
+        axes[3].bar([j + off for j in range(len(qs))], [r["lookup_duration_s"].get(q, 0.0) for q in qs],
+                    width=0.8 / len(results), label=label)
     n = results[0]["config"]["nodes"]
     axes[0].set(title=f"share of live nodes with >= 6 peers ({n} nodes)", xlabel="virtual minutes", ylim=(0, 1.02))
     axes[1].set(title="bootstrap latency (join -> 6 peers), CDF", xlabel="seconds", ylabel="share of nodes",
                 xscale="log", ylim=(0, 1.02))
     axes[2].set(title="random-walk lookup hops", xlabel="hops to the closest node", ylabel="share of lookups")
+    axes[3].set(title="random-walk lookup time", ylabel="virtual seconds", xticks=range(3),
+                xticklabels=["p50", "p90", "p99"])
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -783,6 +788,49 @@ def plot(results: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     plt.close(fig)
     paths.append(p)
     return paths
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The docs/performance.md results table (Markdown), one column per scenario."""
+
+    def f(x: Any, unit: str = "") -> str:
+        return "–" if x is None else f"{x:g}{unit}"
+
+    def failed(r: dict[str, Any], call: str) -> str:
+        bad, ok = r["calls"].get(call + "_failed", 0), r["calls"].get(call + "_ok", 0)
+        return f"{bad} of {bad + ok}"
+
+    def per_node_hour(r: dict[str, Any]) -> float:
+        return float(r["packets"]) / max(1, r["nodes_total"]) / max(1e-9, r["virtual_s"] / 3600)
+
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("nodes (+ bootnodes), virtual time", lambda r: f"{r['config']['nodes']} (+{r['config']['bootnodes']}), "
+                                                        f"{r['virtual_s'] / 60:g} min"),
+        ("churn / unreachable", lambda r: f"{r['config']['churn_per_hour']:.0%}/h / {r['config']['unreachable']:.0%}"),
+        ("nodes that left / joined later", lambda r: f"{r['left']} / {r['bootstrap_by']['joined later']['nodes']}"),
+        ("bootstrap p50 / p90 / p99 / max", lambda r: " / ".join(f(r["bootstrap_s"].get(k), " s")
+                                                                 for k in ("p50", "p90", "p99", "max"))),
+        ("… reached 6 peers (initial / joined later)",
+         lambda r: " / ".join(f(r["bootstrap_by"][c]["reached"]) for c in ("initial", "joined later"))),
+        ("… p50 reachable / unreachable nodes",
+         lambda r: " / ".join(f(r["bootstrap_by"][c].get("p50"), " s") for c in ("reachable", "unreachable"))),
+        ("random lookups", lambda r: f"{r['lookup_hops']['n']}"),
+        ("hops p50 / p90 / max", lambda r: " / ".join(f(r["lookup_hops"].get(k)) for k in ("p50", "p90", "max"))),
+        ("queries per lookup, mean / p90", lambda r: f"{f(r['lookup_queries'].get('mean'))} / "
+                                                     f"{f(r['lookup_queries'].get('p90'))}"),
+        ("lookup time p50 / p90 / p99", lambda r: " / ".join(f(r["lookup_duration_s"].get(k), " s")
+                                                             for k in ("p50", "p90", "p99"))),
+        ("share with ≥ 6 peers: end / min / mean after the ramp + 10 min",
+         lambda r: f"{f(r['share_final'])} / {f(r['share_min_after_ramp'])} / {f(r['share_mean_after_ramp'])}"),
+        ("FINDNODE / PING calls that failed", lambda r: f"{failed(r, 'findnode')} / {failed(r, 'ping')}"),
+        ("packets (per node and virtual hour)", lambda r: f"{r['packets']} ({per_node_hour(r):.0f})"),
+        ("CPU s (µs per packet), peak RSS", lambda r: f"{r['cpu_s']:g} ({r['cpu_s'] / max(1, r['packets']) * 1e6:.0f}),"
+                                                      f" {r['max_rss_mib']} MiB"),
+    ]
+    out = ["| | " + " | ".join(r["scenario"] for r in results) + " |",
+           "|---|" + "---|" * len(results)]
+    out += [f"| {name} | " + " | ".join(fn(r) for r in results) + " |" for name, fn in rows]
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------------------- command line
@@ -828,7 +876,8 @@ def cli(argv: list[str]) -> None:
         res = [json.loads((a.out_dir / f"discv5_sim_{s}.json").read_text()) for s in SCENARIOS
                if (a.out_dir / f"discv5_sim_{s}.json").exists()]
         for p in plot(res, a.out_dir):
-            print(p)
+            print(p, file=sys.stderr)
+        print(table(res))
         return
     base = SimConfig(nodes=a.nodes, hours=a.hours, churn_per_hour=a.churn_per_hour, unreachable=a.unreachable,
                      seed=a.seed, ramp=a.ramp, lookup_interval=a.lookup_interval,
