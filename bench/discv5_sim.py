@@ -7,10 +7,10 @@ and real :class:`~v2.discv5.lookup.Lookup` state machines; this module replaces 
 (v2/discv5/service.py) with a driver doing what the shell does, on a heap of timed events:
 
 * bootstrap: the bootnodes go into the table, a self lookup, then random walks every
-  ``lookup_interval`` s, or every ``idle_lookup_interval`` s while the node has its peers
-  (``Discv5Service._walk_loop``);
-* revalidation: a PING to a random bucket's least recently seen entry after ``U(0, revalidate_max)`` s,
-  again when it is answered (``_revalidate_loop``); a node that handshakes with us is tabled
+  ``lookup_interval`` s (5, the service's), or every ``idle_lookup_interval`` s while the node has
+  its peers (``Discv5Service._walk_loop``; 900 here, the service's 30 costs too much at 10 000 nodes);
+* revalidation: a PING to a random bucket's least recently seen entry after ``U(0, revalidate_max)`` s
+  (300 here, the service's 10), again when it is answered (``_revalidate_loop``); a node that handshakes with us is tabled
   unverified and pinged back (``_contact``); answered calls mark live, three failures evict
   (``call``);
 * records found by lookups pass :func:`v2.discv5.filters.waku_filter` and queue for a minimal
