@@ -10,8 +10,9 @@ and real :class:`~v2.discv5.lookup.Lookup` state machines; this module replaces 
   ``lookup_interval`` s (5, the service's), or every ``idle_lookup_interval`` s while the node has
   its peers (``Discv5Service._walk_loop``; 900 here, the service's 30 costs too much at 10 000 nodes);
 * revalidation: a PING to a random bucket's least recently seen entry after ``U(0, revalidate_max)`` s
-  (300 here, the service's 10), again when it is answered (``_revalidate_loop``); a node that handshakes with us is tabled
-  unverified and pinged back (``_contact``); answered calls mark live, three failures evict
+  (300 here, the service's 10), again when it is answered (``_revalidate_loop``); a node that
+  handshakes with us is tabled unverified and pinged back (``_contact``); answered calls mark
+  live, three failures evict
   (``call``);
 * records found by lookups pass :func:`v2.discv5.filters.waku_filter` and queue for a minimal
   connection manager: dial queued peers (at most 8 at once, ``PolicyConfig.max_parallel_dials``)
