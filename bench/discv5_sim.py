@@ -12,8 +12,7 @@ and real :class:`~v2.discv5.lookup.Lookup` state machines; this module replaces 
 * revalidation: a PING to a random bucket's least recently seen entry after ``U(0, revalidate_max)`` s
   (300 here, the service's 10), again when it is answered (``_revalidate_loop``); a node that
   handshakes with us is tabled unverified and pinged back (``_contact``); answered calls mark
-  live, three failures evict
-  (``call``);
+  live, three failures evict (``call``);
 * records found by lookups pass :func:`v2.discv5.filters.waku_filter` and queue for a minimal
   connection manager: dial queued peers (at most 8 at once, ``PolicyConfig.max_parallel_dials``)
   until ``target`` = 6 are connected.  A dial succeeds after 2 RTTs when the peer is alive,
