@@ -753,6 +753,7 @@ def plot(results: list[dict[str, Any]], out_dir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     paths: list[Path] = []
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
@@ -773,9 +774,14 @@ def plot(results: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         axes[3].bar([j + off for j in range(len(qs))], [r["lookup_duration_s"].get(q, 0.0) for q in qs],
                     width=0.8 / len(results), label=label)
     n = results[0]["config"]["nodes"]
-    axes[0].set(title=f"share of live nodes with >= 6 peers ({n} nodes)", xlabel="virtual minutes", ylim=(0, 1.02))
+    low = min([s["share"] for r in results for s in r["samples"] if s["share"] is not None] or [0.0])
+    axes[0].set(title=f"share of live nodes with >= 6 peers ({n} nodes)", xlabel="virtual minutes",
+                ylim=(min(0.9, low - 0.02), 1.005))
     axes[1].set(title="bootstrap latency (join -> 6 peers), CDF", xlabel="seconds", ylabel="share of nodes",
                 xscale="log", ylim=(0, 1.02))
+    axes[1].set_xticks([0.5, 1, 2, 3, 5, 10, 20, 50])
+    axes[1].xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[1].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[2].set(title="random-walk lookup hops", xlabel="hops to the closest node", ylabel="share of lookups")
     axes[3].set(title="random-walk lookup time", ylabel="virtual seconds", xticks=range(3),
                 xticklabels=["p50", "p90", "p99"])
