@@ -111,7 +111,7 @@ class SimConfig:
     dial_timeout: float = 10.0
     lookup_interval: float = 5.0  # Discv5Config.lookup_interval (while short of peers)
     # The service's idle walks (30 s) and revalidation (0..10 s) cost ~16 000 packets per node and
-    # hour, ~30x what 10 000 nodes can afford here; slower background cadences by default
+    # hour, 10-30x what 10 000 nodes can afford here; slower background cadences by default
     # (docs/performance.md "discv5 at scale" says what that changes).
     idle_lookup_interval: float = 900.0  # Discv5Config.idle_lookup_interval: 30
     revalidate_max: float = 300.0  # Discv5Config.revalidate_max: 10
