@@ -1,8 +1,8 @@
 """Run every benchmark module (or the ones named) and print their results as JSON lines.
 
 ``python -m bench [NAME ...]`` runs whole modules; ``python -m bench NAME --option ...`` hands the
-options to the module's own command line (``sustained``: ``--rate R --seconds S``; any module:
-``--help``).
+options to the module's own command line (``sustained``: ``--rate R --seconds S``; ``discv5_sim``:
+``--nodes N --hours H --scenario S``; any module: ``--help``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from bench import help_or_continue
 
 MODULES = ["v1_pow", "v1_node", "v2_store", "store_backends", "v2_relay", "failover_takeover", "bridge_e2e",
-           "dedup_memory", "sustained"]
+           "dedup_memory", "sustained", "discv5_sim"]
 
 
 def main() -> None:

@@ -97,6 +97,7 @@ class Discv5Service:
         self._nursery: trio.Nursery | None = None
         self._votes: dict[bytes, tuple[str, int]] = {}
         self.found: dict[bytes, Enr] = {}  # Waku peers that passed the filter, by node id
+        self._checking: set[bytes] = set()  # nodes with a liveness PING in flight
         self._pending: list[Enr] = []  # found but not yet taken by the peer manager
         self.found_event = trio.Event()
         self.port = 0
@@ -249,7 +250,15 @@ class Discv5Service:
         return list(res.enrs) if isinstance(res, CallDone) else []
 
     async def _liveness(self, enr: Enr) -> None:
-        res = await self.ping(enr)
+        # One check per node at a time: a NODES answer of 16 records for a full bucket asks for the
+        # same least-recently-seen entry up to 16 times (nim-eth revalidates one node per round too).
+        if enr.node_id in self._checking:
+            return
+        self._checking.add(enr.node_id)
+        try:
+            res = await self.ping(enr)
+        finally:
+            self._checking.discard(enr.node_id)
         if isinstance(res, CallDone):
             pong = res.responses[0]
             if isinstance(pong, Pong) and pong.enr_seq > enr.seq:

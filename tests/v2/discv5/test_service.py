@@ -109,6 +109,21 @@ async def test_enr_seq_bumps_only_on_change() -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_one_liveness_check_per_node_at_a_time() -> None:
+    # A full bucket asks for its least recently seen entry once per record that lands in the
+    # replacement cache: concurrent asks for the same node must send one PING, not one each.
+    quiet = config(lookup_interval=1e9, revalidate_max=1e9)  # no background requests from a
+    async with trio.open_nursery() as nursery, running(nursery, quiet) as a, running(nursery, config()) as b:
+        await a.ping(b.local_enr)  # a session first, so that every PING would be its own packet
+        name, labels = "discovery_message_requests_outgoing_total", {"response": "success"}
+        before = _sample(a, name, labels)
+        async with trio.open_nursery() as checks:
+            for _ in range(5):
+                checks.start_soon(a._liveness, b.local_enr)
+        assert _sample(a, name, labels) == before + 1
+        nursery.cancel_scope.cancel()
+
+
 def test_waku_filter() -> None:
     key = secrets.token_bytes(32)
     local = RelayShards(16, (32, 33))
