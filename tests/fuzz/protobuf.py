@@ -1,5 +1,6 @@
 """v2 protobuf harnesses: WakuMessage, Store v3 and legacy Store, Filter v2, Lightpush v3 and v2,
-peer exchange, metadata, and the length-prefixed framing every request/response shares."""
+peer exchange, metadata, the length-prefixed framing every request/response shares, and the pubsub
+and content topic strings those messages carry (parsed by lightpush, filter and autosharding)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tests.fuzz.targets import Target, each, hex_strings, instrumented
 with instrumented():
     from v2.codec import decode_uvarint, encode_uvarint
     from v2.core.message import WakuMessage
+    from v2.core.topics import ContentTopic, PubsubTopic, autoshard
     from v2.errors import V2Error
     from v2.filter.rpc_codec import (
         FilterSubscribeRequest,
@@ -45,6 +47,21 @@ def message(data: bytes) -> None:
 
 def _message_seeds() -> list[bytes]:
     return [_MSG.encode(), _BARE.encode(), WakuMessage(b"", "t", version=2**32 - 1, timestamp=-1).encode()]
+
+
+def topics(data: bytes) -> None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return  # protobuf string fields are UTF-8: the parser refuses anything else
+    each(V2Error, text, ContentTopic.parse, lambda t: autoshard(t, 1, 8))
+    topic = PubsubTopic.parse(text)
+    assert PubsubTopic.parse(str(topic)) == topic
+
+
+def _topics_seeds() -> list[bytes]:
+    return [b"/waku/2/rs/1/0", b"/waku/2/rs/65535/1023", b"/app/1/chat/proto", b"/0/app/1/chat/proto",
+            b"/1/app/1/chat/proto", b"/toychat/2/huilong/proto"]
 
 
 def store(data: bytes) -> None:
@@ -166,6 +183,7 @@ def _framing_seeds() -> list[bytes]:
 
 TARGETS = {
     "message": Target("message", message, V2Error, _message_seeds),
+    "topics": Target("topics", topics, V2Error, _topics_seeds, max_len=8192),
     "store": Target("store", store, V2Error, _store_seeds),
     "filter": Target("filter", filter_, V2Error, _filter_seeds),
     "lightpush": Target("lightpush", lightpush, V2Error, _lightpush_seeds),

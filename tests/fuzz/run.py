@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fuzz.run")
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("worker", help="one target in this process (libFuzzer flags after the name)")
-    w.add_argument("name", choices=NAMES)
+    w.add_argument("name", help="a target, or targets joined by '+' (fuzzed as one)")
     w.add_argument("--workdir", type=Path, default=WORKDIR)
     c = sub.add_parser("campaign", help="every (or the given) target, one process each")
     c.add_argument("--runs", type=int, help="executions per target (libFuzzer -runs)")

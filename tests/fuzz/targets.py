@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tests.helpers.vectors import load_vectors
 
-__all__ = ["GROUPS", "NAMES", "Target", "each", "hex_strings", "instrumented", "load", "module_of", "one_input",
-           "text_strings"]
+__all__ = ["GROUPS", "NAMES", "Target", "combine", "each", "hex_strings", "instrumented", "load", "module_of",
+           "one_input", "text_strings"]
 
 
 T = TypeVar("T", bytes, str)
@@ -42,7 +42,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "tests.fuzz.waku_v1": ("waku_packets", "waku_envelope"),
     "tests.fuzz.enr": ("enr", "dns"),
     "tests.fuzz.discv5": ("discv5",),
-    "tests.fuzz.protobuf": ("message", "store", "filter", "lightpush", "peer_exchange", "metadata", "rpc_framing"),
+    "tests.fuzz.protobuf": ("message", "topics", "store", "filter", "lightpush", "peer_exchange", "metadata",
+                            "rpc_framing"),
 }
 NAMES: tuple[str, ...] = tuple(n for names in GROUPS.values() for n in names)
 
@@ -72,8 +73,27 @@ def load(name: str, *, instrument: bool = False) -> Target:
     has atheris instrument our decoders for coverage."""
     global _instrument
     _instrument = instrument
+    if "+" in name:
+        return combine([load(n, instrument=instrument) for n in name.split("+")])
     targets: dict[str, Target] = importlib.import_module(module_of(name)).TARGETS
     return targets[name]
+
+
+def combine(members: Sequence[Target]) -> Target:
+    """One target fuzzing several (``a+b``: the CI smoke groups small ones): the first input byte
+    picks the member, the rest is its input; each member's own error root is the accepted answer."""
+
+    def run(data: bytes) -> None:
+        if data:
+            one_input(members[data[0] % len(members)], data[1:])
+
+    def seeds() -> list[bytes]:
+        return [bytes([i]) + s for i, t in enumerate(members) for s in t.seeds()]
+
+    if any(t.in_trio for t in members):
+        raise ValueError("a trio-hosted target runs alone")
+    return Target("+".join(t.name for t in members), run, members[0].error, seeds,
+                  max(t.max_len for t in members) + 1)
 
 
 def each(error: type[Exception], data: T, *decoders: Callable[[T], object]) -> None:

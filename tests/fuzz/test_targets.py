@@ -30,6 +30,15 @@ async def test_seeds_are_no_finding(name: str) -> None:
         one_input(target, seed)
 
 
+def test_a_combined_target_runs_each_member_on_its_own_input() -> None:
+    target = load("message+metadata")
+    assert target.name == "message+metadata"
+    for seed in target.seeds():
+        one_input(target, seed)
+    with pytest.raises(ValueError, match="alone"):
+        load("rpc_framing+metadata")
+
+
 def test_a_finding_propagates() -> None:
     target = load("metadata")
     with pytest.raises(ZeroDivisionError):
