@@ -95,39 +95,43 @@ def _mac(seed: bytes) -> object:
     return h
 
 
-def _codecs() -> tuple[FrameCodec, FrameCodec]:
+_EGRESS = bytes(x ^ y for x, y in zip(_INIT.mac_secret, NONCE_B, strict=True)) + b"auth"
+_INGRESS = bytes(x ^ y for x, y in zip(_INIT.mac_secret, NONCE_A, strict=True)) + b"ack"
+
+
+def _codec(*, initiator: bool) -> FrameCodec:
     # Fresh MAC sponges per input (the framer mutates them), seeded as rlpx.md §3.3 (derive_secrets).
-    egress = (bytes(x ^ y for x, y in zip(_INIT.mac_secret, NONCE_B, strict=True)) + b"auth")
-    ingress = (bytes(x ^ y for x, y in zip(_INIT.mac_secret, NONCE_A, strict=True)) + b"ack")
-    init = Secrets(_INIT.aes_secret, _INIT.mac_secret, _mac(egress), _mac(ingress))
-    rec = Secrets(_INIT.aes_secret, _INIT.mac_secret, _mac(ingress), _mac(egress))
-    return FrameCodec(init, max_frame_size=_MAX_FRAME), FrameCodec(rec, max_frame_size=_MAX_FRAME)
+    egress, ingress = (_EGRESS, _INGRESS) if initiator else (_INGRESS, _EGRESS)
+    secrets = Secrets(_INIT.aes_secret, _INIT.mac_secret, _mac(egress), _mac(ingress))
+    return FrameCodec(secrets, max_frame_size=_MAX_FRAME)
 
 
 def frame(data: bytes) -> None:
-    """Mode 0: raw wire into the reader.  Else: the rest split into frames the peer really sealed,
-    one byte flipped at a fuzzed position, fed in fuzzed chunk sizes."""
+    """Mode bit 0 clear: raw wire into the reader.  Set: the rest split (at ff fe) into frames the
+    peer really sealed, fed in 1..256-byte reads; mode bit 1 flips one byte at a fuzzed position."""
     if not data:
         return
     mode, rest = data[0], data[1:]
-    a, b = _codecs()
-    if mode == 0:
+    b = _codec(initiator=False)
+    if not mode & 1:
         b.feed(rest)
         return
+    a = _codec(initiator=True)
     parts = rest.split(b"\xff\xfe")
     wire = bytearray(b"".join(a.encode(p[:_MAX_FRAME]) for p in parts))
-    if mode & 1 and wire and len(rest) >= 2:
-        wire[int.from_bytes(rest[:2], "big") % len(wire)] ^= 1 + (mode >> 1)
-    step = 1 << mode % 9  # 1..256-byte reads
+    flip = mode & 2 and wire and len(rest) >= 2
+    if flip:
+        wire[int.from_bytes(rest[:2], "big") % len(wire)] ^= 1 + (mode >> 2)
+    step = 1 << (mode >> 2) % 9
     out: list[bytes] = []
     for i in range(0, len(wire), step):
         out += b.feed(bytes(wire[i:i + step]))
-    if not mode & 1:  # untouched: every frame back, whatever the chunking
+    if not flip:  # untouched: every frame back, whatever the chunking
         assert out == [p[:_MAX_FRAME] for p in parts]
 
 
 def _frame_seeds() -> list[bytes]:
-    return [b"\x00" + bytes(64), b"\x02hello", b"\x04" + b"a" * 40 + b"\xff\xfe" + b"b" * 17, b"\x03\x00\x10xyz"]
+    return [b"\x00" + bytes(64), b"\x01hello", b"\x05" + b"a" * 40 + b"\xff\xfe" + b"b" * 17, b"\x03\x00\x10xyz"]
 
 
 def p2p(data: bytes) -> None:

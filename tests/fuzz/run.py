@@ -123,6 +123,7 @@ def run_campaign(names: Sequence[str] = NAMES, *, runs: int | None = None, secon
 
 
 def table(results: Sequence[Result]) -> str:
+    """The campaign's summary, one row per target (what docs/reliability.md quotes)."""
     head = f"{'target':<14} {'executions':>11} {'exec/s':>7} {'cov':>5} {'ft':>6} {'corpus':>6} " \
            f"{'rss MB':>6} {'time s':>7} {'crash':>5} {'hang':>4} {'oom':>3}"
     rows = [head, "-" * len(head)]
@@ -185,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--fresh", action="store_true", help="start from the seeds, not the saved corpus")
     c.add_argument("--workdir", type=Path, default=WORKDIR)
     c.add_argument("--out", type=Path, help="results JSON (default WORKDIR/results.json)")
+    c.add_argument("--update", action="store_true",
+                   help="replace only these targets' entries in an existing --out (a re-run after a fix)")
     args, rest = p.parse_known_args(argv)
     if args.cmd == "worker":
         _worker(args.name, args.workdir, rest)
@@ -197,12 +200,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                            fresh=args.fresh)
     out = args.out or args.workdir / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "runs": args.runs, "seconds": args.seconds, "jobs": args.jobs, "machine": _machine(),
-        "targets": [{**asdict(r), "findings": r.findings} for r in results],
-    }, indent=2) + "\n")
+    entries = [{**asdict(r), "findings": r.findings, "started": started.isoformat(timespec="seconds")}
+               for r in results]
+    doc = {"started": started.isoformat(timespec="seconds"), "runs": args.runs, "seconds": args.seconds,
+           "jobs": args.jobs, "machine": _machine(), "targets": entries}
+    if args.update and out.exists():
+        doc = json.loads(out.read_text())
+        fresh = {e["target"]: e for e in entries}
+        doc["targets"] = [fresh.pop(e["target"], e) for e in doc["targets"]] + list(fresh.values())
+    doc["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    out.write_text(json.dumps(doc, indent=2) + "\n")
     print(table(results))
     print(f"results: {out}")
     return 0 if all(r.ok for r in results) else 1
