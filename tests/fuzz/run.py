@@ -4,7 +4,8 @@
 process, ``--jobs`` at a time, each with a per-input timeout (a hang is a finding) and an RSS limit
 (unbounded memory is a finding), and writes executions, exec/s, coverage (libFuzzer's ``cov:``
 edges and ``ft:`` features), peak RSS and findings to ``build/fuzz/results.json`` and a table.
-``python -m tests.fuzz.run worker NAME [libFuzzer flags]`` is one such process.
+``python -m tests.fuzz.run worker NAME [libFuzzer flags]`` is one such process, and
+``python -m tests.fuzz.run reproduce NAME FILE...`` replays a finding with its traceback.
 
 Nothing here is committed: the corpus, the seeds (regenerated from tests/vectors/ and encoders at
 each start) and any finding (``crash-*``, ``timeout-*``, ``oom-*``) live under ``build/fuzz/NAME/``.
@@ -172,12 +173,31 @@ def _worker(name: str, workdir: Path, flags: list[str]) -> None:
     trio.run(host)
 
 
+def _reproduce(name: str, inputs: Sequence[Path]) -> int:
+    import trio
+
+    from tests.fuzz.targets import load, one_input
+
+    target = load(name)
+
+    async def run_all() -> None:  # inside a trio task, as the worker runs in_trio targets
+        for path in inputs:
+            one_input(target, path.read_bytes())
+            print(f"{path}: no finding")
+
+    trio.run(run_all)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fuzz.run")
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("worker", help="one target in this process (libFuzzer flags after the name)")
     w.add_argument("name", help="a target, or targets joined by '+' (fuzzed as one)")
     w.add_argument("--workdir", type=Path, default=WORKDIR)
+    r = sub.add_parser("reproduce", help="run saved inputs (a finding) once, uninstrumented, with the traceback")
+    r.add_argument("name")
+    r.add_argument("inputs", nargs="+", type=Path)
     c = sub.add_parser("campaign", help="every (or the given) target, one process each")
     c.add_argument("--runs", type=int, help="executions per target (libFuzzer -runs)")
     c.add_argument("--seconds", type=int, help="time per target (libFuzzer -max_total_time)")
@@ -192,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "worker":
         _worker(args.name, args.workdir, rest)
         return 0
+    if args.cmd == "reproduce":
+        return _reproduce(args.name, args.inputs)
     if rest:
         p.error(f"unknown arguments {rest}")
     names = [n for n in args.targets.split(",") if n]
