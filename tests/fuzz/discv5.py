@@ -15,6 +15,7 @@ from tests.helpers.vectors import load_vectors
 with instrumented():
     from v2.discv5.messages import FindNode, Nodes, Ping, Pong, TalkReq, TalkResp, decode_message, encode_message
     from v2.discv5.packet import (
+        MAX_PACKET_SIZE,
         WAKU_PROTOCOL_ID,
         Flag,
         decode_handshake_auth,
@@ -32,6 +33,7 @@ LOCAL_ID = bytes.fromhex(_PING["dest-node-id"].removeprefix("0x"))
 SRC_ID = bytes.fromhex(_PING["src-node-id"].removeprefix("0x"))
 KEY = bytes(16)  # the vectors' read-key
 _STATIC = 23  # protocol-id(6) version(2) flag(1) nonce(12) authdata-size(2)
+_MAX_PLAINTEXT = MAX_PACKET_SIZE - 16 - _STATIC - 32 - 16  # masking-iv, static header, src-id, GCM tag
 
 
 def _mask(packet: bytes) -> bytes:
@@ -52,7 +54,8 @@ def packet(data: bytes) -> None:
         decode_message(rest)
         return
     if mode == 3:
-        sealed = encode_ordinary(LOCAL_ID, SRC_ID, bytes(12), bytes(16), KEY, rest, protocol_id=protocol_id)
+        plaintext = rest[:_MAX_PLAINTEXT]  # what fits a packet: the sender refuses more
+        sealed = encode_ordinary(LOCAL_ID, SRC_ID, bytes(12), bytes(16), KEY, plaintext, protocol_id=protocol_id)
         decode_message(open_message(decode_packet(sealed, LOCAL_ID, protocol_id=protocol_id), KEY))
         return
     p = decode_packet(_mask(rest) if mode == 1 else rest, LOCAL_ID, protocol_id=protocol_id)
