@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 
 TxtLookup = Callable[[str], Awaitable[list[str]]]
 
-# seq: a uint64 (EIP-1459), at most 20 digits: int() refuses over 4 300 of them with ValueError.
+# seq: at most 20 digits, a uint64 (go-ethereum p2p/dnsdisc/tree.go reads it into a uint); int() would
+# refuse more than 4 300 digits with ValueError.
 _ROOT_RE = re.compile(r"^enrtree-root:v1 e=([A-Z2-7]+) l=([A-Z2-7]+) seq=([0-9]{1,20}) sig=([A-Za-z0-9_-]+=*)$")
 _HASH_RE = re.compile(r"^[A-Z2-7]{16,52}$")  # 10..32 bytes of hash; publishers use 16 (26 chars)
 _MIN_HASH_BYTES = 10
