@@ -108,7 +108,7 @@ def _codec(*, initiator: bool) -> FrameCodec:
 
 def frame(data: bytes) -> None:
     """Mode bit 0 clear: raw wire into the reader.  Set: the rest split (at ff fe) into frames the
-    peer really sealed, fed in 1..256-byte reads; mode bit 1 flips one byte at a fuzzed position."""
+    peer really sealed, fed in 1..1024-byte reads; mode bit 1 flips one byte at a fuzzed position."""
     if not data:
         return
     mode, rest = data[0], data[1:]
@@ -122,7 +122,7 @@ def frame(data: bytes) -> None:
     flip = mode & 2 and wire and len(rest) >= 2
     if flip:
         wire[int.from_bytes(rest[:2], "big") % len(wire)] ^= 1 + (mode >> 2)
-    step = 1 << (mode >> 2) % 9
+    step = (1, 2, 7, 16, 32, 64, 256, 1024)[mode >> 2 & 7]  # reads split headers, MACs and bodies
     out: list[bytes] = []
     for i in range(0, len(wire), step):
         out += b.feed(bytes(wire[i:i + step]))
@@ -152,6 +152,6 @@ def _p2p_seeds() -> list[bytes]:
 TARGETS = {
     "rlpx_auth": Target("rlpx_auth", auth, V1Error, _auth_seeds, max_len=1200),
     "rlpx_ack": Target("rlpx_ack", ack, V1Error, _ack_seeds, max_len=1200),
-    "rlpx_frame": Target("rlpx_frame", frame, V1Error, _frame_seeds),
+    "rlpx_frame": Target("rlpx_frame", frame, V1Error, _frame_seeds, max_len=1024),
     "p2p": Target("p2p", p2p, V1Error, _p2p_seeds),
 }
