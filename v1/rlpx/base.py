@@ -118,9 +118,10 @@ def decode_hello(data: bytes) -> Hello:
     """Lenient as EIP-8 asks: extra list elements are ignored."""
     if len(data) > MAX_HELLO_SIZE:
         raise ProtocolError(f"Hello of {len(data)} bytes exceeds {MAX_HELLO_SIZE}", kind="bad_hello")
+    # RecursionError: pyrlp decodes nested lists recursively; ~1 000 levels (2-3 KB) exhaust the stack.
     try:
         item = rlp.decode(data, strict=False)
-    except rlp.exceptions.DecodingError as exc:
+    except (rlp.exceptions.DecodingError, RecursionError) as exc:
         raise ProtocolError(f"malformed Hello: {exc}", kind="bad_hello") from None
     if not isinstance(item, list) or len(item) < 5:
         raise ProtocolError("Hello is not a list of >= 5 items", kind="bad_hello")
@@ -146,12 +147,12 @@ def decode_disconnect(data: bytes) -> DisconnectReason | int:
     """geth sends ``[reason]``; a bare byte and an RLP string wrapping a list also occur (nim)."""
     try:
         item = rlp.decode(data, strict=False)
-    except rlp.exceptions.DecodingError:
+    except (rlp.exceptions.DecodingError, RecursionError):
         return DisconnectReason.of(data[0]) if len(data) == 1 else DisconnectReason.REQUESTED
     while isinstance(item, bytes) and len(item) > 1:
         try:
             item = rlp.decode(item, strict=False)
-        except rlp.exceptions.DecodingError:
+        except (rlp.exceptions.DecodingError, RecursionError):
             break
     if isinstance(item, list):
         item = item[0] if item else b""

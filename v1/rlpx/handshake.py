@@ -143,10 +143,11 @@ def _eip8_body(static_priv: bytes, data: bytes) -> tuple[list[object], int]:
         plain = ecies_decrypt(static_priv, data[2:2 + size], shared_mac_data=data[:2])
     except CryptoError as exc:
         raise HandshakeError(f"cannot decrypt EIP-8 packet: {exc}") from None
+    # RecursionError: pyrlp decodes nested lists recursively; ~1 000 levels (2-3 KB) exhaust the stack.
     try:
         # EIP-8 forward compatibility: trailing padding after the list and extra items are allowed.
         item = rlp.decode(plain, strict=False)
-    except rlp.exceptions.DecodingError as exc:
+    except (rlp.exceptions.DecodingError, RecursionError) as exc:
         raise HandshakeError(f"malformed EIP-8 body: {exc}") from None
     if not isinstance(item, list):
         raise HandshakeError("EIP-8 body is not an RLP list")

@@ -113,9 +113,10 @@ class Envelope:
 
     @classmethod
     def decode(cls, data: bytes) -> Envelope:
+        # RecursionError: pyrlp decodes nested lists recursively; ~1 000 levels (2-3 KB) exhaust the stack.
         try:
             item = rlp.decode(data)
-        except rlp.exceptions.DecodingError as exc:
+        except (rlp.exceptions.DecodingError, RecursionError) as exc:
             raise EnvelopeError(f"malformed envelope RLP: {exc}") from None
         return decode_envelope_item(item)
 

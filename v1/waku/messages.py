@@ -49,9 +49,10 @@ def encode_messages(envelopes: list[Envelope]) -> bytes:
 
 def decode_messages(data: bytes) -> list[Envelope | EnvelopeError]:
     """Each envelope decoded separately: one bad envelope does not spoil its packet-mates."""
+    # RecursionError: pyrlp decodes nested lists recursively; ~1 000 levels (2-3 KB) exhaust the stack.
     try:
         items = rlp.decode(data)
-    except rlp.exceptions.DecodingError as exc:
+    except (rlp.exceptions.DecodingError, RecursionError) as exc:
         raise MessagesError(f"malformed Messages packet: {exc}") from None
     if not isinstance(items, list):
         raise MessagesError("Messages packet is not a list")
@@ -84,7 +85,7 @@ def decode_batch_ack(data: bytes) -> bytes:
     """Batch Ack (11): status-go sends the bare 32-byte batch hash as an RLP string."""
     try:
         item = rlp.decode(data)
-    except rlp.exceptions.DecodingError as exc:
+    except (rlp.exceptions.DecodingError, RecursionError) as exc:
         raise MessagesError(f"malformed Batch Ack: {exc}") from None
     if isinstance(item, list) and len(item) == 2 and isinstance(item[1], list) and item[1]:
         item = item[1][0]  # the spec's [version, [hash, errors]] form
@@ -102,7 +103,7 @@ def decode_message_response(data: bytes) -> MessageResponse:
     """Message Response (12): ``[1, [batch_hash, [[envelope_hash, code, description], ...]]]``."""
     try:
         item = rlp.decode(data)
-    except rlp.exceptions.DecodingError as exc:
+    except (rlp.exceptions.DecodingError, RecursionError) as exc:
         raise MessagesError(f"malformed Message Response: {exc}") from None
     try:
         _version, (batch, errors) = item
@@ -139,7 +140,7 @@ def decode_p2p_request_complete(data: bytes) -> P2PRequestComplete:
     tryCreateMailServerRequestCompletedEvent); it is not an RLP list."""
     try:
         payload = rlp.decode(data)
-    except rlp.exceptions.DecodingError as exc:
+    except (rlp.exceptions.DecodingError, RecursionError) as exc:
         raise MessagesError(f"malformed P2P Request Complete: {exc}") from None
     if not isinstance(payload, bytes):
         raise MessagesError("P2P Request Complete is not an RLP string")

@@ -108,9 +108,10 @@ def _limits(v: object) -> RateLimits:
 
 
 def decode_status(data: bytes) -> StatusOptions:
+    # RecursionError: pyrlp decodes nested lists recursively; ~1 000 levels (2-3 KB) exhaust the stack.
     try:
         items = rlp.decode(data)
-    except rlp.exceptions.DecodingError as exc:
+    except (rlp.exceptions.DecodingError, RecursionError) as exc:
         raise StatusError(f"malformed status RLP: {exc}") from None
     if not isinstance(items, list):
         raise StatusError("status must be a list")

@@ -15,7 +15,7 @@ from v2.errors import V2Error
 
 __all__ = ["ContentTopic", "PubsubTopic", "TopicError", "autoshard"]
 
-_PUBSUB = re.compile(r"^/waku/2/rs/(\d{1,5})/(\d{1,4})$")
+_PUBSUB = re.compile(r"^/waku/2/rs/(\d{1,5})/(\d{1,4})$", re.ASCII)  # \d alone matches any Unicode digit
 
 
 class TopicError(V2Error):
@@ -58,11 +58,12 @@ class ContentTopic:
         parts = s[1:].split("/")
         if len(parts) == 5:
             gen_s, *parts = parts
-            if not gen_s.isdigit():
+            # ASCII only: str.isdigit() is also true for "²" or "٣", which int() refuses or reads.
+            if not (gen_s.isascii() and gen_s.isdigit()):
                 raise TopicError(f"generation is not a number: {s!r}")
-            gen = int(gen_s)
-            if gen != 0:
-                raise TopicError(f"generation {gen} is not supported (only 0): {s!r}")
+            if gen_s.strip("0"):  # compared as text: int() refuses over 4 300 digits
+                raise TopicError(f"generation {gen_s[:20]} is not supported (only 0): {s!r}")
+            gen = 0
         elif len(parts) == 4:
             gen = 0
         else:

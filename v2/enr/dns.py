@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 
 TxtLookup = Callable[[str], Awaitable[list[str]]]
 
-_ROOT_RE = re.compile(r"^enrtree-root:v1 e=([A-Z2-7]+) l=([A-Z2-7]+) seq=(\d+) sig=([A-Za-z0-9_-]+=*)$")
+# seq: at most 20 digits, a uint64 (go-ethereum p2p/dnsdisc/tree.go reads it into a uint); int() would
+# refuse more than 4 300 digits with ValueError.
+_ROOT_RE = re.compile(r"^enrtree-root:v1 e=([A-Z2-7]+) l=([A-Z2-7]+) seq=([0-9]{1,20}) sig=([A-Za-z0-9_-]+=*)$")
 _HASH_RE = re.compile(r"^[A-Z2-7]{16,52}$")  # 10..32 bytes of hash; publishers use 16 (26 chars)
 _MIN_HASH_BYTES = 10
 _MAX_TXT = 4096  # generous: a real entry is < 512 bytes (one UDP answer)
@@ -142,8 +144,11 @@ def parse_root(txt: str) -> Root:
         sig = b64url_decode(m.group(4))
     except EnrError:
         raise DnsDiscoveryError("root signature is not base64url") from None
+    seq = int(m.group(3))
+    if seq >= 1 << 64:
+        raise DnsDiscoveryError(f"root seq {seq} is not a uint64")
     signed = txt.strip().split(" sig=", 1)[0]
-    return Root(m.group(1), m.group(2), int(m.group(3)), sig, signed)
+    return Root(m.group(1), m.group(2), seq, sig, signed)
 
 
 def parse_entry(txt: str) -> Entry:

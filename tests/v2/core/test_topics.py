@@ -50,3 +50,26 @@ def test_fuzz_parsers(s: str) -> None:
             fn(s)
         except TopicError:
             pass
+
+
+@pytest.mark.parametrize("topic", ["/" + "1" * 5000 + "/app/1/chat/proto", "/²/app/1/chat/proto",
+                                   "/٠/app/1/chat/proto"])
+def test_a_non_ascii_or_huge_generation_is_a_topic_error(topic: str) -> None:
+    """Fuzzing finding (docs/reliability.md): str.isdigit() accepts "²" and int() refuses it (and any
+    number over 4 300 digits) with ValueError, out of lightpush's autosharding of a peer's message."""
+    with pytest.raises(TopicError):
+        ContentTopic.parse(topic)
+    with pytest.raises(TopicError):
+        autoshard(topic, 1, 8)
+
+
+def test_generation_zero_may_be_written_with_leading_zeros() -> None:
+    assert ContentTopic.parse("/000/app/1/chat/proto") == ContentTopic("app", "1", "chat", "proto", 0)
+
+
+@pytest.mark.parametrize("topic", ["/waku/2/rs/1/٣", "/waku/2/rs/١/0"])
+def test_pubsub_topic_digits_are_ascii(topic: str) -> None:
+    """\\d matched Arabic-Indic digits: "/waku/2/rs/1/٣" parsed as shard 3 (and was re-written as
+    "/waku/2/rs/1/3" by lightpush)."""
+    with pytest.raises(TopicError):
+        PubsubTopic.parse(topic)

@@ -185,3 +185,12 @@ async def test_unreachable_nameserver_is_an_error() -> None:
         lookup = make_txt_lookup([LOOPBACK], port=sock.getsockname()[1], timeout=0.5)
         with pytest.raises(DnsDiscoveryError):
             await walk_tree(GOOD_URL, lookup)
+
+
+def test_root_seq_is_a_uint64() -> None:
+    """Fuzzing finding (docs/reliability.md): a seq of over 4 300 digits raised ValueError from int()."""
+    head = "enrtree-root:v1 e=JWXYDBPXYWG6FX3GMDIBFA6CJ4 l=C7HRFPF3BLGF3YR4DY5KX3SMBE seq="
+    for seq in ("9" * 5000, str(1 << 64)):
+        with pytest.raises(DnsDiscoveryError):
+            parse_root(f"{head}{seq} sig=AAAA")
+    assert parse_root(f"{head}{(1 << 64) - 1} sig=AAAA").seq == (1 << 64) - 1
