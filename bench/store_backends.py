@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -33,32 +32,13 @@ from typing import Any
 
 import trio
 
-from v2.core.message import WakuMessage, message_hash
+from bench.v2_store import BASE_NS, BATCH, PUBSUB, TOPICS, _ms, _msg, _plan
 from v2.store.archive import Archive
-from v2.store.planner import QueryPlan, plan_query
-from v2.store.rpc_codec import StoreQuery
+from v2.store.planner import QueryPlan
 
-PUBSUB = "/waku/2/rs/0/0"
-TOPICS = [f"/bench/1/topic-{i}/proto" for i in range(100)]
-BASE_NS = 1_700_000_000 * 10**9
-BATCH = 1000
+# The same messages, page plans and percentiles as bench/v2_store.py (the SQLite-only archive
+# bench), so the two benches' figures compare.
 QUERIES = 2000
-
-
-def _msg(i: int) -> tuple[str, bytes, WakuMessage, bytes]:
-    m = WakuMessage(i.to_bytes(8, "big") + b"\x5a" * 192, TOPICS[i % len(TOPICS)], timestamp=BASE_NS + i * 10**6)
-    return PUBSUB, message_hash(PUBSUB, m), m, m.encode()
-
-
-def _ms(samples: list[float]) -> dict[str, float]:
-    s = sorted(samples)
-    return {"p50_ms": round(1000 * statistics.median(s), 3), "p99_ms": round(1000 * s[int(0.99 * len(s)) - 1], 3)}
-
-
-def _plan(**kw: Any) -> QueryPlan:
-    p = plan_query(StoreQuery("bench", **kw))
-    assert isinstance(p, QueryPlan)
-    return p
 
 
 async def _bench(backend: str, url: str, rows: int, out: list[dict[str, Any]], size_of: Callable[[], int]) -> None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.fuzz import nested_rlp_lists
 from v1.errors import V1Error
 from v1.rlpx.base import Capability, DisconnectReason, ProtocolError, decode_disconnect, decode_hello
 from v1.rlpx.frame import FrameCodec
@@ -85,21 +86,12 @@ def test_session_after_handshake(data: bytes) -> None:
     _ok_or_ours(b.receive, data)
 
 
-def _nested(depth: int) -> bytes:
-    """``depth`` RLP lists inside each other: pyrlp's recursive decoder runs out of stack near 1 000."""
-    out = b"\xc0"
-    for _ in range(depth):
-        n = len(out).to_bytes((len(out).bit_length() + 7) // 8, "big")
-        out = (bytes([0xC0 + len(out)]) if len(out) < 56 else bytes([0xF7 + len(n)]) + n) + out
-    return out
-
-
 def test_deeply_nested_disconnect_is_read_as_requested() -> None:
     """Fuzzing finding (docs/reliability.md): a ~3 KB nested list raised RecursionError out of the
     lenient Disconnect reader (which answers every malformed payload with REQUESTED)."""
-    assert decode_disconnect(_nested(1100)) is DisconnectReason.REQUESTED
+    assert decode_disconnect(nested_rlp_lists(1100)) is DisconnectReason.REQUESTED
 
 
 def test_a_nested_hello_within_the_size_cap_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError):
-        decode_hello(_nested(740))
+        decode_hello(nested_rlp_lists(740))

@@ -9,6 +9,7 @@ import rlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.fuzz import nested_rlp_lists
 from v1.errors import V1Error
 from v1.waku.bloom import FULL_BLOOM, topic_to_bloom
 from v1.waku.envelope import Envelope, EnvelopeError
@@ -179,18 +180,9 @@ def test_message_response_batch_ack_and_p2p_complete() -> None:
                 pass
 
 
-def _nested(depth: int) -> bytes:
-    """``depth`` RLP lists inside each other: pyrlp's recursive decoder runs out of stack near 1 000."""
-    out = b"\xc0"
-    for _ in range(depth):
-        n = len(out).to_bytes((len(out).bit_length() + 7) // 8, "big")
-        out = (bytes([0xC0 + len(out)]) if len(out) < 56 else bytes([0xF7 + len(n)]) + n) + out
-    return out
-
-
 def test_deeply_nested_rlp_is_a_decode_error_not_a_recursion_error() -> None:
     """Fuzzing finding (docs/reliability.md): ~3 KB of nested lists raised RecursionError."""
-    data = _nested(1100)
+    data = nested_rlp_lists(1100)
     assert len(data) < 4096
     for decode, error in ((decode_messages, MessagesError), (decode_batch_ack, MessagesError),
                           (decode_message_response, MessagesError), (decode_p2p_request_complete, MessagesError),
