@@ -40,7 +40,7 @@ class Archive:
             self.backend = PostgresArchive(self.url, retention=policies, clock=clock,
                                            connect_timeout=connect_timeout, retry_deadline=retry_deadline)
         else:
-            self.backend = SqliteArchive(db_url, retention=policies, clock=clock)
+            self.backend = SqliteArchive(self.url, retention=policies, clock=clock)
 
     @property
     def retention(self) -> tuple[RetentionPolicy, ...]:

@@ -35,11 +35,10 @@ from v2.store.backend import ArchivedMessage, Item, select_sql
 from v2.store.common import (
     ArchiveError,
     CapacityRetention,
+    DbUrl,
     RetentionPolicy,
     SizeRetention,
     TimeRetention,
-    parse_db_url,
-    parse_retention_policy,
 )
 from v2.store.planner import Page, QueryPlan, cut_page
 
@@ -74,14 +73,13 @@ _AUTO_VACUUM_INCREMENTAL = 2
 
 
 class SqliteArchive:
-    """``SqliteArchive("sqlite://store.sqlite3", retention="time:172800")``; ``await open()`` before use."""
+    """The SQLite backend of :class:`v2.store.archive.Archive`, which parses the URL and the
+    retention policies; ``await open()`` before use."""
 
-    def __init__(self, db_url: str = "sqlite://store.sqlite3", *,
-                 retention: str | Sequence[RetentionPolicy] = "none",
+    def __init__(self, url: DbUrl, *, retention: Sequence[RetentionPolicy] = (),
                  clock: Callable[[], float] = time.time) -> None:
-        self.url = parse_db_url(db_url)
-        self.retention: tuple[RetentionPolicy, ...] = (
-            parse_retention_policy(retention) if isinstance(retention, str) else tuple(retention))
+        self.url = url
+        self.retention: tuple[RetentionPolicy, ...] = tuple(retention)
         self._capacity = min((p.capacity for p in self.retention if isinstance(p, CapacityRetention)), default=None)
         self._size_limit = min((p.max_bytes for p in self.retention if isinstance(p, SizeRetention)), default=None)
         self._deleted = 0
