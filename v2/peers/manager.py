@@ -245,6 +245,11 @@ class PeerManager:
                 service.add(pid)
         return topics, on_topics, relay, service
 
+    def _relay_count_of(self, on_topics: set[str], relay: set[str]) -> int:
+        """Relay peers as the bootstrap counts them: on a topic we relay when the relay's view is
+        given, else every peer whose identify lists relay."""
+        return len(on_topics) if self._relay_peers is not None else len(relay)
+
     def _step(self, nursery: trio.Nursery) -> None:
         now = self._clock()
         current = set(self._host.connected_peers())
@@ -256,7 +261,7 @@ class PeerManager:
             if self._policy.direction(pid) == "unknown":
                 self._policy.connected(pid, now, self._host.peer_direction(pid), self._host.peer_ip(pid))
         topics, on_topics, relay, service = self._classify(current)
-        self._note_relay_peers(len(on_topics) if self._relay_peers is not None else len(relay), now)
+        self._note_relay_peers(self._relay_count_of(on_topics, relay), now)
         for pid in self._policy.plan_dials(current, self._dialing, now, service=service):
             self._dialing.add(pid)
             nursery.start_soon(self._dial, pid)
@@ -313,7 +318,7 @@ class PeerManager:
             current = set(self._host.connected_peers())
             _, on_topics, relay, _ = self._classify(current)
             now = self._clock()
-            self._note_relay_peers(len(on_topics) if self._relay_peers is not None else len(relay), now)
+            self._note_relay_peers(self._relay_count_of(on_topics, relay), now)
             await trio.sleep(0.5 if now - self._started_at < 60 else 5.0)
 
     def status(self) -> dict[str, Any]:
