@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from bench.v2_store import BASE_NS, BATCH, PUBSUB, TOPICS, _ms, _msg, _plan
+from bench.v2_store import BASE_NS, PUBSUB, TOPICS, _ms, _msg, _plan, bulk_load
 from v2.store.archive import Archive
 from v2.store.planner import QueryPlan
 
@@ -45,24 +45,7 @@ async def _bench(backend: str, url: str, rows: int, out: list[dict[str, Any]], s
     archive = Archive(url)
     await archive.open()
     rng = random.Random(7)
-    sample: list[tuple[int, bytes]] = []
-    tenths: list[int] = []
-    load = gen = 0.0
-    mark, last_done = time.perf_counter(), 0
-    for start in range(0, rows, BATCH):
-        g0 = time.perf_counter()
-        batch = [_msg(i) for i in range(start, min(start + BATCH, rows))]
-        gen += time.perf_counter() - g0
-        await archive.insert_many(batch)
-        if rng.random() < 0.2:
-            sample += [(i, batch[i - start][1]) for i in rng.sample(range(start, start + len(batch)), 5)]
-        done = start + len(batch)
-        if done * 10 // rows > len(tenths):
-            now = time.perf_counter()
-            part = now - mark - gen
-            load += part
-            tenths.append(round((done - last_done) / part))
-            mark, gen, last_done = now, 0.0, done
+    load, tenths, sample = await bulk_load(archive, rows, rng)
     out.append({"backend": backend, "case": "bulk load (1 000 per transaction)", "rows": rows,
                 "rows_per_s": round(rows / load), "seconds": round(load, 1),
                 "rows_per_s_by_tenth": tenths, "db_mib": round(size_of() / 2**20)})
