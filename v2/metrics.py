@@ -3,11 +3,12 @@ v2/peers/metrics.py)."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-__all__ = ["V2Metrics"]
+__all__ = ["ServiceLimitMetrics", "V2Metrics"]
 
 
 class V2Metrics:
@@ -39,3 +40,27 @@ class V2Metrics:
         for gone in self._peer_labels - set(by_direction_protocol):
             self.connected_peers.remove(*gone)
         self._peer_labels = set(by_direction_protocol)
+
+
+_LIMIT_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, ServiceLimitMetrics] = weakref.WeakKeyDictionary()
+
+
+class ServiceLimitMetrics:
+    """nwaku's service rate-limit metrics (waku/common/rate_limit/service_metrics.nim), one set per
+    registry: every request-response service counts into it, labelled by its codec."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("waku_service_requests", "Requests to non-relay services, by service and state "
+                                "(served | rejected)", ["service", "state"], registry=registry)
+        self.rejected = Counter("waku_service_rate_limited", "Requests refused over a rate limit, by service "
+                                "and the bucket that was empty (peer | service)", ["service", "scope"],
+                                registry=registry)
+        self.limit = Gauge("waku_service_requests_limit", "Applied rate limit of a non-relay service, "
+                           "requests per second (absent: no limit)", ["service"], registry=registry)
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> ServiceLimitMetrics:
+        m = _LIMIT_METRICS.get(registry)
+        if m is None:
+            m = _LIMIT_METRICS[registry] = cls(registry)
+        return m

@@ -37,6 +37,12 @@ from v2.metadata.rpc_codec import Metadata
 from v2.metrics import V2Metrics
 from v2.peers.keepalive import KeepAlive
 from v2.protocol_ids import FILTER_PUSH, IDENTIFY, PING, RELAY, STORE_V3
+from v2.ratelimit import (
+    DEFAULT_RELAY_PEER_BYTES_PER_S,
+    DEFAULT_RELAY_PEER_MESSAGES_PER_S,
+    RateLimitedProtocol,
+    parse_rate_limits,
+)
 from v2.relay.protocol import PublishError, Relay, RelayMessage
 from v2.stream import Stream
 
@@ -89,6 +95,13 @@ class V2NodeConfig:
     relay_service_ratio: str = "60:40"  # nwaku: relay:service share of max_connections
     ip_colocation_limit: int = 5  # nwaku's default peers per IP; 0 = no limit
     max_msg_size: int = MAX_MESSAGE_SIZE
+    # nwaku's repeatable --rate-limit ("[protocol:]volume/period<unit>"), merged over the
+    # protective defaults of v2/ratelimit.py DEFAULT_RATE_LIMITS; a bad one raises
+    # RateLimitConfigError when the node is built.
+    rate_limits: tuple[str, ...] = ()
+    # What one relay peer may send us per second (v2/ratelimit.py sizes the defaults); 0 = off.
+    relay_rate_limit_messages: int = DEFAULT_RELAY_PEER_MESSAGES_PER_S
+    relay_rate_limit_bytes: int = DEFAULT_RELAY_PEER_BYTES_PER_S
     inbound_capacity: int = 4096
     extra_pubsub_topics: tuple[str, ...] = field(default=())
     data_dir: Path | None = None
@@ -177,7 +190,10 @@ class V2Node:
         self.host = Host(HostConfig(config.nodekey, config.listen_address, config.tcp_port, ws,
                                     connection_limit=max(300, 2 * config.max_connections),
                                     websocket_tls=self._wss_context()))
-        self.relay = Relay(self.host, self.registry, max_message_size=config.max_msg_size)
+        self.rate_limits = parse_rate_limits(config.rate_limits)  # every protocol's, defaults filled in
+        self.relay = Relay(self.host, self.registry, max_message_size=config.max_msg_size,
+                           peer_messages_per_s=config.relay_rate_limit_messages,
+                           peer_bytes_per_s=config.relay_rate_limit_bytes)
         self._send, self._recv = trio.open_memory_channel[ReceivedMessage](config.inbound_capacity)
         self.started = trio.Event()
         self.started_at: float | None = None  # wall clock when run() was up (the archive's gap-free since)
@@ -244,10 +260,13 @@ class V2Node:
         from v2.store.protocol import StoreService
 
         self.archive = Archive(self.config.store_db_url(), retention=self.config.store_message_retention_policy)
-        self.store = StoreService(self.archive, self.registry, request_timeout=self.config.idle_stream_timeout)
+        limits = self.rate_limits
+        self.store = StoreService(self.archive, self.registry, request_timeout=self.config.idle_stream_timeout,
+                                  rate_limit=limits[RateLimitedProtocol.STOREV3])
         # The legacy store reads the same archive (the v3 service opens and closes it).
         self.legacy_store = LegacyStoreService(self.archive, self.registry,
-                                               request_timeout=self.config.idle_stream_timeout)
+                                               request_timeout=self.config.idle_stream_timeout,
+                                               rate_limit=limits[RateLimitedProtocol.STOREV2])
         self.services += [self.store, self.legacy_store]
         self._sinks.append(self.store.on_message)
         self._runners.append(self.store)
@@ -258,7 +277,8 @@ class V2Node:
         c = self.config
         self.filter = FilterService(self.host, self.registry, request_timeout=c.idle_stream_timeout,
                                     subscription_timeout=c.filter_subscription_timeout,
-                                    max_peers=c.filter_max_peers_to_serve, max_criteria_per_peer=c.filter_max_criteria)
+                                    max_peers=c.filter_max_peers_to_serve, max_criteria_per_peer=c.filter_max_criteria,
+                                    rate_limit=self.rate_limits[RateLimitedProtocol.FILTER])
         self.services.append(self.filter)
         self._sinks.append(self.filter.on_message)
         self._runners.append(self.filter)
@@ -270,14 +290,16 @@ class V2Node:
         self.lightpush = LightpushService(self._lightpush_publish, self.registry, cluster_id=c.cluster_id,
                                           num_shards=c.num_shards_in_network, max_msg_size=c.max_msg_size,
                                           shards=c.relay_shards or c.shards, on_accepted=self._lightpush_accepted,
-                                          request_timeout=c.idle_stream_timeout)
+                                          request_timeout=c.idle_stream_timeout,
+                                          rate_limit=self.rate_limits[RateLimitedProtocol.LIGHTPUSH])
         self.services.append(self.lightpush)
 
     def _mount_peer_exchange(self) -> None:
         from v2.peer_exchange.protocol import PeerExchangeService
 
         self.peer_exchange = PeerExchangeService(self.registry, enr_source=self._known_enrs,
-                                                 read_timeout=self.config.idle_stream_timeout)
+                                                 read_timeout=self.config.idle_stream_timeout,
+                                                 rate_limit=self.rate_limits[RateLimitedProtocol.PX])
         self.services.append(self.peer_exchange)
 
     def _mount_discv5(self) -> None:

@@ -9,15 +9,20 @@ protocol, so these helpers only move bytes and raise or report; the protocols ma
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import trio
+from prometheus_client import CollectorRegistry
+
+from v2.metrics import ServiceLimitMetrics
+from v2.ratelimit import Limited, RateLimit, RequestLimiter
 from v2.stream import FrameTooLarge, Stream, StreamClosedError
 
 if TYPE_CHECKING:
     from v2.host import Host
 
-__all__ = ["UNKNOWN_REQUEST_ID", "exchange", "new_request_id", "request", "respond"]
+__all__ = ["UNKNOWN_REQUEST_ID", "RequestGate", "exchange", "new_request_id", "request", "respond"]
 
 UNKNOWN_REQUEST_ID = "N/A"  # nwaku's request_id in an answer to a request it could not read
 
@@ -64,3 +69,31 @@ async def respond(stream: Stream, frame: bytes, *, timeout: float = 10.0) -> boo
     except StreamClosedError:
         return False
     return True
+
+
+class RequestGate:
+    """A service's rate limit (v2/ratelimit.py :class:`RequestLimiter`) with its counters; checked
+    once per request, after the read (a pre-opened stream closed unused costs nothing) and before
+    any decoding.  ``limit`` None or unlimited: every request is served (still counted)."""
+
+    def __init__(self, service: str, limit: RateLimit | None, registry: CollectorRegistry, *,
+                 per_peer_only: bool = False, clock: Callable[[], float] = trio.current_time) -> None:
+        self.service = service
+        self.limiter = None if limit is None or limit.unlimited else RequestLimiter(limit, per_peer_only=per_peer_only)
+        self._clock = clock
+        self._metrics = ServiceLimitMetrics.of(registry)
+        self._served = self._metrics.requests.labels(service, "served")
+        self._rejected = self._metrics.requests.labels(service, "rejected")
+        if self.limiter is not None:
+            self._metrics.limit.labels(service).set(self.limiter.limit.per_second)
+            for scope in (Limited.PEER, Limited.SERVICE):  # at 0 from the start, for rate() alerts
+                self._metrics.rejected.labels(service, scope.label)
+
+    def admit(self, peer: str) -> bool:
+        verdict = Limited.NO if self.limiter is None else self.limiter.check(peer, self._clock())
+        if verdict is Limited.NO:
+            self._served.inc()
+            return True
+        self._rejected.inc()
+        self._metrics.rejected.labels(self.service, verdict.label).inc()
+        return False

@@ -22,6 +22,7 @@ import yaml
 from bridge.errors import ConfigError, WakuBridgeError
 from failover.errors import FailoverSetupError
 from v1.waku.ratelimit import DEFAULT_BYTES_PER_S, DEFAULT_PACKETS_PER_S
+from v2.ratelimit import DEFAULT_RELAY_PEER_BYTES_PER_S, DEFAULT_RELAY_PEER_MESSAGES_PER_S
 
 if TYPE_CHECKING:
     from failover.etcd.security import EtcdSecurity
@@ -222,6 +223,14 @@ def _relay_service_ratio(v: Any) -> str:
 
     s = _str(v).strip()
     parse_relay_service_ratio(s)  # ValueError with the reason
+    return s
+
+
+def _rate_limit(v: Any) -> str:
+    from v2.ratelimit import parse_rate_limit  # what the node will parse (nwaku's --rate-limit syntax)
+
+    s = _str(v).strip()
+    parse_rate_limit(s)  # RateLimitConfigError (a ValueError) with the reason
     return s
 
 
@@ -451,6 +460,16 @@ SETTINGS: tuple[Setting, ...] = (
             _f("--relay-service-ratio", groups=(B, V2N))),
     Setting("v2.ip_colocation_limit", _int_in(0, 10_000), 5, "peers allowed from one IP (nwaku: 5; 0 = no limit)",
             _f("--ip-colocation-limit", groups=(B, V2N))),
+    # Protective by default (v2/ratelimit.py says why each default is what it is).
+    Setting("v2.rate_limits", _list_of(_rate_limit), (),
+            "nwaku's [store|storev2|storev3|lightpush|px|filter:]<volume>/<period><ms|s|m|h>, repeatable; merged "
+            "over the defaults (store 100/1s, lightpush 50/1s, px 5/1s, filter 100/1s per peer); 0/1s = off",
+            _f("--rate-limit", groups=(B, V2N)), repeatable=True),
+    Setting("v2.relay_rate_limit_messages", _int_in(0, 10_000_000), DEFAULT_RELAY_PEER_MESSAGES_PER_S,
+            "relay messages/s one peer may send us (0 = unlimited)",
+            _f("--relay-rate-limit-messages", groups=(B, V2N))),
+    Setting("v2.relay_rate_limit_bytes", _int_in(0, 1 << 40), DEFAULT_RELAY_PEER_BYTES_PER_S,
+            "relay bytes/s one peer may send us (0 = unlimited)", _f("--relay-rate-limit-bytes", groups=(B, V2N))),
     Setting("v2.max_msg_size", _msg_size, 153_600, "largest WakuMessage relayed or accepted (nwaku: 150KiB)",
             _f("--max-msg-size", groups=(B, V2N))),
     Setting("v2.nat", _nat, None, "address announced in the ENR: any | none | extip:<IPv4>",
@@ -577,6 +596,9 @@ class V2Section:
     relay_service_ratio: str
     ip_colocation_limit: int
     max_msg_size: int
+    rate_limits: tuple[str, ...]
+    relay_rate_limit_messages: int
+    relay_rate_limit_bytes: int
     nat: str | None
     rest: bool
     rest_address: str

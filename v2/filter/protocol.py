@@ -61,12 +61,15 @@ from v2.filter.subscriptions import (
 )
 from v2.host import DialError, Host
 from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE
-from v2.rpc import UNKNOWN_REQUEST_ID, respond
+from v2.ratelimit import RateLimit
+from v2.rpc import UNKNOWN_REQUEST_ID, RequestGate, respond
 from v2.stream import FrameTooLarge, Stream, StreamClosedError, StreamTimeout
 
-__all__ = ["FilterService"]
+__all__ = ["TOO_MANY_REQUESTS", "FilterService"]
 
 log = logging.getLogger(__name__)
+
+TOO_MANY_REQUESTS = "filter request rejected due rate limit exceeded"  # nwaku's status_desc, word for word
 
 
 @dataclass(slots=True)
@@ -82,9 +85,14 @@ class FilterService:
     def __init__(self, host: Host, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time,
                  max_peers: int = 1000, max_criteria_per_peer: int = 1000, subscription_timeout: float = 300.0,
                  push_timeout: float = 20.0, push_queue_size: int = 256, request_timeout: float = 300.0,
-                 maintenance_interval: float = 60.0, dedup_ttl: float = 120.0, push_backoff: float = 10.0) -> None:
+                 maintenance_interval: float = 60.0, dedup_ttl: float = 120.0, push_backoff: float = 10.0,
+                 rate_limit: RateLimit | None = None) -> None:
+        """``rate_limit``: nwaku's ``--rate-limit=filter:…``, per peer only as nwaku's
+        PerPeerRateLimiter (v2/ratelimit.py): a subscribe-codec request over it (subscribe, ping,
+        unsubscribe alike) is answered 429 with request_id "N/A" undecoded; None: unlimited."""
         self.host = host
         self.metrics = FilterMetrics(registry)
+        self.gate = RequestGate("filter", rate_limit, registry, per_peer_only=True)
         self._clock = clock
         self.table = SubscriptionTable(max_peers=max_peers, max_criteria_per_peer=max_criteria_per_peer,
                                        ttl=subscription_timeout)
@@ -119,6 +127,12 @@ class FilterService:
             return
         if data is None:  # opened and closed unused (js-waku's StreamManager, §2): not an error
             await stream.close_write()
+            return
+        if not self.gate.admit(stream.remote_peer):
+            # nwaku waku_filter_v2/protocol.nim: answered without decoding the request.
+            self.metrics.requests.labels("rate_limited", str(int(FilterStatus.TOO_MANY_REQUESTS))).inc()
+            await self._respond(stream, FilterSubscribeResponse(UNKNOWN_REQUEST_ID, FilterStatus.TOO_MANY_REQUESTS,
+                                                                TOO_MANY_REQUESTS))
             return
         started = time.perf_counter()
         try:

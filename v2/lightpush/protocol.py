@@ -38,7 +38,6 @@ from v2.core.message import WakuMessage, message_hash
 from v2.core.topics import PubsubTopic, TopicError, autoshard
 from v2.errors import V2Error
 from v2.lightpush.metrics import LightpushMetrics
-from v2.lightpush.ratelimit import TokenBucket
 from v2.lightpush.rpc_codec import (
     LightpushDecodeError,
     LightpushRequest,
@@ -48,10 +47,12 @@ from v2.lightpush.rpc_codec import (
     PushRPC,
 )
 from v2.protocol_ids import LIGHTPUSH_V2, LIGHTPUSH_V3
-from v2.rpc import UNKNOWN_REQUEST_ID, respond
+from v2.ratelimit import RateLimit
+from v2.rpc import UNKNOWN_REQUEST_ID, RequestGate, respond
 from v2.stream import FrameTooLarge, Stream, StreamClosedError, StreamTimeout
 
-__all__ = ["AcceptedFn", "LightpushAccepted", "LightpushOutcome", "LightpushRejected", "LightpushService",
+__all__ = ["TOO_MANY_REQUESTS_LEGACY", "TOO_MANY_REQUESTS_V3", "AcceptedFn", "LightpushAccepted", "LightpushOutcome",
+           "LightpushRejected", "LightpushService",
            "PublishFn"]
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ PublishFn = Callable[[str, WakuMessage, bytes], Awaitable[int]]
 
 _RPC_OVERHEAD = 64 * 1024  # request framing around the message (nwaku reads lightpush unbounded)
 _NOT_PUBLISHED = "not_published_to_any_peer"
+# nwaku's TooManyRequestsMessage: waku_lightpush/common.nim (v3), waku_lightpush_legacy/common.nim.
+TOO_MANY_REQUESTS_V3 = "Request rejected due to too many requests"
+TOO_MANY_REQUESTS_LEGACY = "TOO_MANY_REQUESTS"
 
 
 class LightpushRejected(V2Error):
@@ -112,11 +116,12 @@ class LightpushService:
                  max_msg_size: int, static_shards: bool = False, shards: Iterable[int] | None = None,
                  on_accepted: AcceptedFn | None = None, request_timeout: float = 300.0,
                  write_timeout: float = 10.0, publish_timeout: float = 30.0,
-                 rate_limit: tuple[int, float] | None = None) -> None:
+                 rate_limit: RateLimit | None = None) -> None:
         """``shards``: the shards we relay (default: all ``num_shards`` under autosharding, any
         shard of ``cluster_id`` under static sharding).  ``num_shards <= 0`` means static
-        sharding, as nwaku's ``--num-shards-in-network=0``.  ``rate_limit=(volume, period_s)``:
-        requests over it (both protocols together) answer 429; default unlimited, as nwaku."""
+        sharding, as nwaku's ``--num-shards-in-network=0``.  ``rate_limit`` (nwaku's
+        ``--rate-limit=lightpush:…``, both protocols together, v2/ratelimit.py): a request over it
+        is answered 429 with request_id "N/A" without being decoded; None: unlimited."""
         self._publish = publish
         self.metrics = LightpushMetrics(registry)
         self.cluster_id = cluster_id
@@ -134,7 +139,7 @@ class LightpushService:
         self.request_timeout = request_timeout
         self.write_timeout = write_timeout
         self.publish_timeout = publish_timeout
-        self._bucket = TokenBucket(*rate_limit) if rate_limit is not None else None
+        self.gate = RequestGate("lightpush", rate_limit, registry)
 
     # -- the shared pipeline ------------------------------------------------------------------
 
@@ -213,8 +218,9 @@ class LightpushService:
         if data is None:  # opened and closed unused (js-waku's StreamManager, §2): not an error
             await stream.close_write()
             return
-        if self._bucket is not None and not self._bucket.take(trio.current_time()):
-            limited = LightpushOutcome(LightpushStatus.TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS")
+        if not self.gate.admit(stream.remote_peer):
+            limited = LightpushOutcome(LightpushStatus.TOO_MANY_REQUESTS,
+                                       TOO_MANY_REQUESTS_LEGACY if legacy else TOO_MANY_REQUESTS_V3)
             await self._answer(stream, legacy, UNKNOWN_REQUEST_ID, limited)
             return
         if legacy:

@@ -11,15 +11,14 @@ import logging
 import random
 from collections.abc import Callable
 
-import trio
 from prometheus_client import CollectorRegistry
 
 from v2.enr.enr import Enr
-from v2.lightpush.ratelimit import TokenBucket
 from v2.peer_exchange.rpc_codec import MAX_RPC_SIZE, PxCodecError, PxStatus, decode_request, encode_response
 from v2.peers.metrics import PeerMetrics
 from v2.protocol_ids import PEER_EXCHANGE
-from v2.rpc import respond
+from v2.ratelimit import RateLimit
+from v2.rpc import RequestGate, respond
 from v2.stream import FrameTooLarge, Stream, StreamClosedError
 
 __all__ = ["PeerExchangeService"]
@@ -35,15 +34,15 @@ class PeerExchangeService:
 
     def __init__(self, registry: CollectorRegistry, *, enr_source: Callable[[], list[Enr]],
                  max_peers: int = DEFAULT_MAX_PEERS, rng: random.Random | None = None,
-                 read_timeout: float = 60.0, rate_limit: tuple[int, float] | None = None) -> None:
-        """``rate_limit=(volume, period_s)`` as nwaku's ``--rate-limit=px:<volume>/<period>``: over it, 429."""
+                 read_timeout: float = 60.0, rate_limit: RateLimit | None = None) -> None:
+        """``rate_limit``: nwaku's ``--rate-limit=px:…`` (v2/ratelimit.py); over it, 429 (None: unlimited)."""
         self._metrics = PeerMetrics.of(registry)
         self._enr_source = enr_source
         self._max_peers = max_peers
         self._rng = rng if rng is not None else random.Random()
         # js-waku pre-opens streams and may write late (waku-v2.md §2): a patient first read.
         self._read_timeout = read_timeout
-        self._bucket = TokenBucket(*rate_limit) if rate_limit is not None else None
+        self.gate = RequestGate("px", rate_limit, registry)
 
     def select(self, num_peers: int) -> list[Enr]:
         """A uniform random sample, as nwaku's shuffled cache (pure given the rng)."""
@@ -63,7 +62,8 @@ class PeerExchangeService:
         if data is None:  # a pre-opened stream closed unused
             return
         # Counted after the read so that idle pre-opened streams cost no tokens.
-        if self._bucket is not None and not self._bucket.take(trio.current_time()):
+        if not self.gate.admit(stream.remote_peer):
+            # nwaku waku_peer_exchange/protocol.nim: status 429, no description, no peers.
             self._metrics.px_errors.labels("rate_limited").inc()
             await self._respond(stream, [], PxStatus.TOO_MANY_REQUESTS, None, 0)
             return

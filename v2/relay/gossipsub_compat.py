@@ -17,6 +17,10 @@ when upgrading (tests/v2/relay exercises each one).
   Fix: disabled (dedup by message id suffices).
 - spam limiter: 10 msg/s per peer per topic, our own publishes included.
   Fix: ``spam_protection_enabled=False``; our limits are explicit in relay.
+- per-peer relay limit: py-libp2p has no hook between reading a peer's message and validating it.
+  Fix: :meth:`WakuPubsub.push_msg` asks ``admit(forwarder, msg)`` first (the relay's
+  v2/ratelimit.py limits); a refused message is dropped before the seen-cache, validation and
+  forwarding, as a graylisted peer's is.
 - Q1: ``publish`` only enqueues; a full 32-RPC per-peer queue drops with a debug log.
   Fix: :meth:`WakuPubsub.publish` waits while any peer queue is more than half full.
 - Q2: the 32-slot subscription channel drops with a warning.
@@ -378,6 +382,9 @@ class WakuPubsub(Pubsub):
         # Fault 9: every failed validation of a peer's message (fresh or from the validation
         # cache), with the forwarder, so the relay can count it and score Reject verdicts.
         self.on_rejected: Callable[[ID, rpc_pb2.Message], None] | None = None
+        # Per-peer relay limit: False drops a peer's message before any work on it (the relay counts
+        # and scores it).
+        self.admit: Callable[[ID, rpc_pb2.Message], bool] | None = None
 
     async def continuously_read_stream(self, stream: Any) -> None:
         """Fault 11: mark this task as our read loop for the frame-reader hook."""
@@ -385,9 +392,13 @@ class WakuPubsub(Pubsub):
         await super().continuously_read_stream(stream)
 
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
-        """Fault 9: a graylisted peer's messages are ignored before any work is done on them."""
-        if msg_forwarder != self.my_id and self._router.graylisted(msg_forwarder, "message"):
-            return
+        """Fault 9: a graylisted peer's messages are ignored before any work is done on them; so are
+        those over the peer's rate limit (``admit``)."""
+        if msg_forwarder != self.my_id:
+            if self._router.graylisted(msg_forwarder, "message"):
+                return
+            if self.admit is not None and not self.admit(msg_forwarder, msg):
+                return
         await super().push_msg(msg_forwarder, msg)
 
     def handle_subscription(self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts) -> None:

@@ -11,6 +11,17 @@ is a Reject and costs its forwarder P4 on that topic; an empty payload (js-waku 
 relays it, so an honest nwaku peer may forward one) is an Ignore: dropped, counted, not scored.
 A peer below the graylist threshold has its RPCs ignored and, as nwaku's disconnectBadPeers
 does, is disconnected; it is cut again on sight while it is remembered (``retain_score``).
+
+Each peer may send us ``peer_messages_per_s`` messages and ``peer_bytes_per_s`` bytes per second
+(v2/ratelimit.py :class:`RelayPeerLimiter`; 0 = that one off), checked before the message is
+decoded or validated.  A message over the limit is ignored, as gossipsub v1.1 ignores a message it
+will not validate: not delivered, not forwarded, counted in ``waku_relay_rate_limited{kind}``.
+Flooding is a misbehaviour the other score terms do not see, which is what the behaviour penalty
+P7 is for (gossipsub-v1.1.md, "P7: Behavioural Penalty"): each refused message adds the fraction
+of a second's allowance it is, so a peer that keeps sending at k times its limit gains about
+k - 1 penalties a second, is below the gossip threshold (-100) after 3-4 penalties and graylisted,
+hence disconnected, after 32 (-10 x n^2); a legitimate peer's rare burst past the limit costs it
+a fraction of one.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from v2.core.message import MAX_MESSAGE_SIZE, MessageDecodeError, WakuMessage, message_hash
 from v2.errors import V2Error
 from v2.host import Host
+from v2.ratelimit import DEFAULT_RELAY_PEER_BYTES_PER_S, DEFAULT_RELAY_PEER_MESSAGES_PER_S, RelayPeerLimiter
 from v2.relay.gossipsub_compat import WAKU_RELAY_CODEC, RpcMessage, WakuGossipSub, WakuPubsub, running
 from v2.relay.scoring import NWAKU_PEER_SCORE, NWAKU_THRESHOLDS, PeerScoreParams, PeerScores, ScoreThresholds
 
@@ -102,13 +114,20 @@ class RelayMetrics:
         self.graylist_disconnects = Counter("waku_relay_graylist_disconnects",
                                             "Peers disconnected for a score below the graylist threshold",
                                             registry=registry)
+        self.rate_limited = Counter("waku_relay_rate_limited",
+                                    "Relay messages ignored over the sending peer's rate limit, by the limit "
+                                    "exceeded (messages | bytes)", ["kind"], registry=registry)
+        for kind in ("messages", "bytes"):
+            self.rate_limited.labels(kind)
 
 
 class Relay:
     def __init__(self, host: Host, registry: CollectorRegistry, *, params: GossipParams = GossipParams(),
                  max_message_size: int = MAX_MESSAGE_SIZE, inbound_capacity: int = 4096,
                  score_params: PeerScoreParams = NWAKU_PEER_SCORE, thresholds: ScoreThresholds = NWAKU_THRESHOLDS,
-                 disconnect_graylisted: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+                 disconnect_graylisted: bool = True, clock: Callable[[], float] = time.monotonic,
+                 peer_messages_per_s: float = DEFAULT_RELAY_PEER_MESSAGES_PER_S,
+                 peer_bytes_per_s: float = DEFAULT_RELAY_PEER_BYTES_PER_S) -> None:
         """``disconnect_graylisted`` is nwaku's disconnectBadPeers (on there too)."""
         self.host = host
         self.params = params
@@ -117,6 +136,8 @@ class Relay:
         self.scores = PeerScores(score_params, thresholds, now=clock())
         self.disconnect_graylisted = disconnect_graylisted
         self._clock = clock
+        self.peer_limiter = RelayPeerLimiter(peer_messages_per_s, peer_bytes_per_s,
+                                             max_message=max_message_size + 1024)
         self._blocked: dict[str, float] = {}  # graylisted peers we disconnected -> until when we cut them again
         self._send, self._recv = trio.open_memory_channel[RelayMessage](inbound_capacity)
         self._topics: set[str] = set()
@@ -139,6 +160,16 @@ class Relay:
         if verdict is ValidationResult.REJECT and peer != self.host.peer_id:
             for topic in msg.topicIDs:
                 self.scores.reject(peer, topic)
+
+    def _admit(self, forwarder: object, msg: RpcMessage) -> bool:
+        """The per-peer limit, before anything else is done with the message (module docstring)."""
+        peer, size = str(forwarder), len(msg.data)
+        kind = self.peer_limiter.check(peer, size, self._clock())
+        if kind is None:
+            return True
+        self.metrics.rate_limited.labels(kind).inc()
+        self.scores.penalize(peer, self.peer_limiter.penalty(kind, size))
+        return False
 
     def _on_oversize_rpc(self, peer: object) -> None:
         """An RPC frame above our limit: py-libp2p resets the stream.  nim-libp2p just closes it;
@@ -212,6 +243,8 @@ class Relay:
         pubsub.on_malformed_rpc = self.metrics.rejected.labels("malformed_rpc").inc
         pubsub.on_rejected = self._on_rejected
         pubsub.on_oversize_rpc = self._on_oversize_rpc
+        if self.peer_limiter.enabled:
+            pubsub.admit = self._admit
         self._router, self._pubsub = router, pubsub
         async with running(pubsub, router):
             await pubsub.wait_until_ready()

@@ -11,7 +11,8 @@ Refusals, each counted in ``waku_legacy_store_errors{type}``:
 - a query that asks too much (over 10 content filters, an empty content topic, a cursor digest
   that is not 32 bytes): an answer with ``error = INVALID_CURSOR``, nwaku's mapping of every
   BAD_REQUEST (waku_store_legacy/rpc.nim ``toRPC``);
-- archive not open / too busy: ``SERVICE_UNAVAILABLE`` / ``TOO_MANY_REQUESTS``.
+- over the rate limit (``--rate-limit=storev2:…``), archive not open, too busy:
+  ``TOO_MANY_REQUESTS`` / ``SERVICE_UNAVAILABLE`` / ``TOO_MANY_REQUESTS``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from prometheus_client import CollectorRegistry
 
 from v2.core.message import WakuMessage
 from v2.protocol_ids import STORE_LEGACY
+from v2.ratelimit import RateLimit
+from v2.rpc import RequestGate
 from v2.store.archive import Archive
 from v2.store.common import HASH_SIZE, ArchiveError
 from v2.store.legacy_codec import (
@@ -49,9 +52,12 @@ class LegacyStoreService:
     protocol_ids: tuple[str, ...] = (STORE_LEGACY,)
 
     def __init__(self, archive: Archive, registry: CollectorRegistry, *, request_timeout: float = 300.0,
-                 write_timeout: float = 30.0, max_pending_queries: int = 64) -> None:
+                 write_timeout: float = 30.0, max_pending_queries: int = 64,
+                 rate_limit: RateLimit | None = None) -> None:
+        """``rate_limit``: nwaku's ``--rate-limit=storev2:…`` (v2/ratelimit.py); None: unlimited."""
         self.archive = archive
         self.metrics = LegacyStoreMetrics(registry)
+        self.gate = RequestGate("storev2", rate_limit, registry)
         self.request_timeout = request_timeout
         self.write_timeout = write_timeout
         self.max_pending_queries = max_pending_queries
@@ -84,15 +90,16 @@ class LegacyStoreService:
         if raw is None:  # opened and closed unused
             await stream.close_write()
             return
-        answer = await self.answer(raw)
+        answer = await self.answer(raw, stream.remote_peer)
         if answer is None:
             await stream.reset()
             return
         await stream.write_lp(answer, timeout=self.write_timeout)
         await stream.close_write()
 
-    async def answer(self, raw: bytes) -> bytes | None:
-        """The encoded answer to one request, or None when the stream is to be reset (counted)."""
+    async def answer(self, raw: bytes, peer: str | None = None) -> bytes | None:
+        """The encoded answer to one request of ``peer`` (None: not rate limited), or None when the
+        stream is to be reset (counted)."""
         try:
             q = decode_query(raw)
         except LegacyQueryInvalid as exc:
@@ -102,13 +109,18 @@ class LegacyStoreService:
             self.metrics.errors.labels("decode_rpc_failure").inc()
             log.debug("legacy store: undecodable request: %s", exc)
             return None
-        self.metrics.queries.inc()
         direction = Direction.FORWARD if q.forward else Direction.BACKWARD
 
         def refuse(error: HistoryError, label: str) -> bytes:
             self.metrics.errors.labels(label).inc()
             return encode_response(HistoryResponse(q.request_id, (), None, error), direction=direction)
 
+        # Over the rate limit: nwaku's legacy store decodes first and answers TOO_MANY_REQUESTS with
+        # the request's id (waku_store_legacy/protocol.nim); go-waku's client refuses any other id
+        # (legacy_store/pb/validation.go ValidateResponse), "N/A" included.
+        if peer is not None and not self.gate.admit(peer):
+            return refuse(HistoryError.TOO_MANY_REQUESTS, "rate_limited")
+        self.metrics.queries.inc()
         if q.cursor is not None and len(q.cursor.digest) != HASH_SIZE:
             return refuse(HistoryError.INVALID_CURSOR, "invalid_cursor")
         if not self.archive.is_open:

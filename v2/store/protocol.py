@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry
 from common.sqlite import is_corruption
 from v2.core.message import MAX_MESSAGE_SIZE, WakuMessage
 from v2.protocol_ids import STORE_V3
-from v2.rpc import UNKNOWN_REQUEST_ID
+from v2.ratelimit import RateLimit
+from v2.rpc import UNKNOWN_REQUEST_ID, RequestGate
 from v2.store.archive import Archive
 from v2.store.common import ArchiveError, StatusCode, ineligibility
 from v2.store.metrics import StoreMetrics
@@ -51,9 +52,13 @@ class StoreService:
 
     def __init__(self, archive: Archive, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time,
                  request_timeout: float = 300.0, write_timeout: float = 30.0,
-                 retention_interval: float = 30 * 60.0, max_pending_queries: int = 64) -> None:
+                 retention_interval: float = 30 * 60.0, max_pending_queries: int = 64,
+                 rate_limit: RateLimit | None = None) -> None:
+        """``rate_limit``: nwaku's ``--rate-limit=storev3:…`` (v2/ratelimit.py); a query over it is
+        answered 429 with request_id "N/A" without being decoded; None: unlimited."""
         self.archive = archive
         self.metrics = StoreMetrics(registry)
+        self.gate = RequestGate("storev3", rate_limit, registry)
         self._clock = clock
         self.request_timeout = request_timeout
         self.write_timeout = write_timeout
@@ -182,6 +187,11 @@ class StoreService:
             return
         if raw is None:  # opened ahead of time and closed unused (js-waku), not an error
             await stream.close_write()
+            return
+        if not self.gate.admit(stream.remote_peer):  # nwaku waku_store/protocol.nim rejectResponse
+            self.metrics.errors.labels("rate_limited").inc()
+            await self._respond(stream, StoreResponse(UNKNOWN_REQUEST_ID, StatusCode.TOO_MANY_REQUESTS,
+                                                      StatusCode.TOO_MANY_REQUESTS.name))
             return
         await self._respond(stream, await self.answer(raw))
 

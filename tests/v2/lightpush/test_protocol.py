@@ -18,6 +18,7 @@ from v2.lightpush.client import LightpushClient
 from v2.lightpush.protocol import LightpushAccepted, LightpushRejected, LightpushService
 from v2.lightpush.rpc_codec import LightpushResponse, LightpushStatus, PushRPC
 from v2.protocol_ids import LIGHTPUSH_V2, LIGHTPUSH_V3
+from v2.ratelimit import RateLimit
 from v2.stream import encode_uvarint
 
 CT = "/test/1/lightpush/proto"
@@ -191,15 +192,35 @@ async def test_garbage_oversize_and_silent_streams(s: Setup) -> None:
 
 
 async def test_rate_limit_answers_429_on_both_protocols(nursery: trio.Nursery) -> None:
-    rl = await make(nursery, rate_limit=(2, 3600.0))
+    rl = await make(nursery, rate_limit=RateLimit(2, 3600.0))
     peer = rl.server.peer_id
     assert (await rl.client.push(peer, None, msg())).ok
     assert (await rl.client.push(peer, None, msg())).ok
     r = await rl.client.push(peer, None, msg())
-    assert (r.status_code, r.status_desc) == (429, "TOO_MANY_REQUESTS")
-    legacy = await make(nursery, protocols=(LIGHTPUSH_V2,), rate_limit=(1, 3600.0))
+    # nwaku's v3 answer: 429, its TooManyRequestsMessage, request_id "N/A" (the request is not decoded)
+    assert (r.status_code, r.status_desc) == (429, "Request rejected due to too many requests")
+    legacy = await make(nursery, protocols=(LIGHTPUSH_V2,), rate_limit=RateLimit(1, 3600.0))
     assert (await legacy.client.push(legacy.server.peer_id, None, msg())).ok
     r = await legacy.client.push(legacy.server.peer_id, None, msg())
     assert (r.protocol, r.status_code, r.status_desc) == (LIGHTPUSH_V2, 429, "TOO_MANY_REQUESTS")
     assert len(rl.relay.published) == 2 and len(legacy.relay.published) == 1
     assert rl.metric("waku_lightpush_v3_errors_total", type="too_many_requests") == 1
+    assert legacy.metric("waku_lightpush_errors_total", type="too_many_requests") == 1
+    # nwaku's service counters (waku_service_requests{service,state}) and which bucket was empty
+    assert rl.metric("waku_service_requests_total", service="lightpush", state="served") == 2
+    assert rl.metric("waku_service_requests_total", service="lightpush", state="rejected") == 1
+    assert rl.metric("waku_service_rate_limited_total", service="lightpush", scope="service") == 1
+    assert rl.metric("waku_service_requests_limit", service="lightpush") == 2 / 3600
+
+
+async def test_rate_limit_raw_v3_answer_is_nwakus(nursery: trio.Nursery) -> None:
+    """On the wire: request_id "N/A", status 429, nwaku's description, no relay_peer_count."""
+    rl = await make(nursery, rate_limit=RateLimit(1, 3600.0))
+    assert (await rl.client.push(rl.server.peer_id, None, msg())).ok
+    stream = await rl.client_host.new_stream(rl.server.peer_id, [LIGHTPUSH_V3], timeout=5)
+    await stream.write_lp(b"\x0a\x01x")  # not even a whole request: it is never decoded
+    await stream.close_write()
+    raw = await stream.read_lp(4096, timeout=5)
+    assert raw is not None
+    assert LightpushResponse.decode(raw) == LightpushResponse("N/A", 429, "Request rejected due to too many requests",
+                                                              None)

@@ -25,6 +25,7 @@ from v2.peer_exchange.rpc_codec import (
     encode_response,
 )
 from v2.protocol_ids import PEER_EXCHANGE
+from v2.ratelimit import RateLimit
 
 ENR_VECTOR = load_vectors("eip778_enr.json")["vectors"][0]
 
@@ -165,7 +166,7 @@ async def test_client_against_peer_without_px(nursery: trio.Nursery) -> None:
 
 async def test_rate_limit_answers_429(nursery: trio.Nursery) -> None:
     reg = CollectorRegistry()
-    service = PeerExchangeService(reg, enr_source=lambda: enrs(2), rate_limit=(2, 3600.0))
+    service = PeerExchangeService(reg, enr_source=lambda: enrs(2), rate_limit=RateLimit(2, 3600.0))
     a, b = await start_host(nursery), await start_host(nursery)
     a.set_stream_handler(PEER_EXCHANGE, service.handle)
     await b.connect(a.listen_addrs[0])
@@ -176,3 +177,5 @@ async def test_rate_limit_answers_429(nursery: trio.Nursery) -> None:
         await client.request(a.peer_id, 5)
     assert limited.value.status == PxStatus.TOO_MANY_REQUESTS
     assert reg.get_sample_value("waku_px_errors_total", {"type": "rate_limited"}) == 1
+    assert reg.get_sample_value("waku_service_requests_total", {"service": "px", "state": "rejected"}) == 1
+    assert reg.get_sample_value("waku_service_requests_total", {"service": "px", "state": "served"}) == 2
