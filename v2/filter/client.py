@@ -31,7 +31,7 @@ from v2.filter.rpc_codec import (
 )
 from v2.host import DialError, Host
 from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE
-from v2.rpc import new_request_id, request
+from v2.rpc import UNKNOWN_REQUEST_ID, new_request_id, request
 from v2.stream import FrameTooLarge, Stream, StreamClosedError
 
 __all__ = ["FilterClient", "FilterClientError", "FilterPush"]
@@ -93,7 +93,8 @@ class FilterClient:
             resp = FilterSubscribeResponse.decode(data)
         except FilterDecodeError as exc:
             raise FilterClientError(f"filter {kind.name} to {peer}: {exc}") from None
-        if resp.request_id != req.request_id:
+        # "N/A": a refusal of a request the service did not decode (nwaku's 429), as go-waku accepts.
+        if resp.request_id not in (req.request_id, UNKNOWN_REQUEST_ID):
             raise FilterClientError(f"filter {kind.name} to {peer}: answer for request {resp.request_id!r}")
         return resp
 

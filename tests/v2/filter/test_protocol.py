@@ -23,6 +23,7 @@ from v2.filter.rpc_codec import (
 )
 from v2.host import Host
 from v2.protocol_ids import FILTER_PUSH, FILTER_SUBSCRIBE
+from v2.ratelimit import RateLimit
 from v2.rpc import request
 from v2.stream import Stream, encode_uvarint
 
@@ -321,3 +322,37 @@ async def test_maintenance_removes_them_on_its_own(nursery: trio.Nursery) -> Non
     assert service.table.peers() == [good_host.peer_id]
     assert (await good.ping(server.peer_id)).status_code == 200
     assert registry.get_sample_value("waku_filter_subscriptions") == 1
+
+
+async def test_rate_limit_is_per_peer_and_answers_429(nursery: trio.Nursery) -> None:
+    """nwaku's --rate-limit=filter: per peer only (PerPeerRateLimiter); every subscribe-codec request
+    counts; over it, 429 with request_id "N/A" and nwaku's description, undecoded, counted."""
+    registry = CollectorRegistry()
+    server = await start_host(nursery)
+    service = FilterService(server, registry, request_timeout=0.5, rate_limit=RateLimit(3, 3600.0))
+    mount(server, service)
+    await nursery.start(service.run)
+    clients = []
+    for _ in range(2):
+        h = await start_host(nursery)
+        await h.connect(server.listen_addrs[0])
+        clients.append(FilterClient(h))
+    a, b = clients
+    peer = server.peer_id
+    assert (await a.subscribe(peer, PS, [CT])).status_code == 200
+    assert (await a.ping(peer)).status_code == 200
+    assert (await a.unsubscribe(peer, PS, [CT])).status_code == 200
+    r = await a.subscribe(peer, PS, [CT])
+    assert (r.request_id, r.status_code, r.status_desc) == (
+        "N/A", 429, "filter request rejected due rate limit exceeded")
+    assert (await b.subscribe(peer, PS, [CT])).status_code == 200  # the other peer has its own bucket
+    assert service.table.peers() == [b.host.peer_id]  # a unsubscribed, and its resubscribe was refused
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    assert value("waku_filter_requests_total", type="rate_limited", status="429") == 1
+    assert value("waku_service_requests_total", service="filter", state="served") == 4
+    assert value("waku_service_requests_total", service="filter", state="rejected") == 1
+    assert value("waku_service_rate_limited_total", service="filter", scope="peer") == 1
+    assert value("waku_service_rate_limited_total", service="filter", scope="service") == 0

@@ -317,3 +317,46 @@ async def test_oversize_rpc_frames_are_counted_and_scored(nursery: trio.Nursery)
     await wait_until(lambda: hub.metric("waku_relay_rejected_total", reason="rpc_too_large") == 1)
     assert hub.relay.peer_scores()[bad.host.peer_id] <= -10 + 10.1  # P7 -10; at most P1 + P2 on top
     assert hub.metric("waku_relay_rejected_total", reason="too_large") == 0  # never parsed
+
+
+async def test_rate_limited_flooder_is_cut_off_while_a_normal_peer_flows(nursery: trio.Nursery) -> None:
+    """A peer sending valid messages far above its per-peer limit: the excess is ignored before
+    validation (neither delivered nor forwarded), counted, and scored as behaviour penalties (P7)
+    until the peer is graylisted and disconnected; a normal peer's messages all arrive."""
+    hub = await Node(peer_messages_per_s=20).start(nursery)  # 40 at once (2 s burst), then 20/s
+    g1, g2, bad = await Node().start(nursery), await Node().start(nursery), await Flooder().start(nursery)
+    for n in (g1, g2, bad):
+        await n.host.connect(tcp(hub))
+    await wait_mesh([g1, g2, bad])
+    await wait_until(lambda: len(hub.relay.mesh_peers(TOPIC)) == 3)
+
+    def limited() -> float:
+        return hub.metric("waku_relay_rate_limited_total", kind="messages")
+
+    flood = [good(i, "flood-").encode() for i in range(2000)]
+    with trio.move_on_after(30):
+        try:
+            for i in range(0, len(flood), 100):
+                await bad.send_raw(hub, *flood[i:i + 100])
+                if bad.host.peer_id not in hub.host.connected_peers():
+                    break
+        except Exception:  # the hub hung up on us mid-flood: what the test wants
+            pass
+    await wait_until(lambda: bad.host.peer_id not in hub.host.connected_peers())
+    assert hub.relay.graylisted(bad.host.peer_id)
+    assert hub.metric("waku_relay_graylist_disconnects_total") >= 1
+    # about 32 behaviour penalties graylist (-10 x n^2 below -10000 plus its P1 + P2 of up to 10.1);
+    # each refused message is 1/20 of one
+    assert limited() >= 31.6 * 20
+    assert hub.metric("waku_relay_rate_limited_total", kind="bytes") == 0
+    assert hub.metric("waku_relay_rejected_total", reason="malformed") == 0  # nothing was invalid
+    # What passed the limit was delivered and forwarded as usual; nothing refused was.
+    passed = len([h for h in hub.got if h in set(g2.got)])
+    assert 40 <= len(hub.got) < len(flood) - limited() + 1 and passed == len(hub.got)
+
+    before = len(hub.got)
+    sent = [await g1.relay.publish(TOPIC, good(i, "g1-")) for i in range(20)]
+    await wait_until(lambda: len(hub.got) >= before + 20 and set(sent) <= set(g2.got))
+    assert set(sent) <= set(hub.got)
+    scores = hub.relay.peer_scores()
+    assert scores[g1.host.peer_id] >= 0 and scores[g2.host.peer_id] >= 0

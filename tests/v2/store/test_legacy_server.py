@@ -13,11 +13,14 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from tests.helpers.fuzz import FLIPS, mutate
+from tests.helpers.v2host import start_host
 from tests.v2.store.conftest import DbFactory
 from v2.core.message import WakuMessage, message_hash
+from v2.ratelimit import RateLimit
 from v2.store import legacy_rpc_pb2
 from v2.store.archive import Archive
 from v2.store.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from v2.store.legacy_client import LegacyStoreClient, LegacyStoreQueryFailed
 from v2.store.legacy_codec import (
     Direction,
     HistoryError,
@@ -225,3 +228,37 @@ def test_fuzz_service_answer(data: bytes) -> None:
                 decode_response(raw)
 
     trio.run(main)
+
+
+async def test_rate_limit_over_real_streams(nursery: trio.Nursery, store_db: DbFactory) -> None:
+    """nwaku's --rate-limit=storev2: over it the answer is error TOO_MANY_REQUESTS (429 on the wire)
+    with the request's own id (go-waku's client refuses any other), and it is counted."""
+    archive = Archive(store_db())
+    await archive.open()
+    m = msg(1)
+    await archive.insert_many([(TOPIC, message_hash(TOPIC, m), m, m.encode())])
+    registry = CollectorRegistry()
+    svc = LegacyStoreService(archive, registry, rate_limit=RateLimit(1, 3600.0))
+    server = await start_host(nursery, services=[svc])
+    client_host = await start_host(nursery)
+    await client_host.connect(server.listen_addrs[0])
+    client = LegacyStoreClient(client_host)
+    try:
+        ok = await client.query(server.peer_id, HistoryQuery("first", TOPIC, (CT,)))
+        assert (ok.error, len(ok.messages)) == (HistoryError.NONE, 1)
+        limited = await client.query(server.peer_id, HistoryQuery("second", TOPIC, (CT,)))
+        assert (limited.request_id, limited.error, limited.messages) == ("second", HistoryError.TOO_MANY_REQUESTS, ())
+        assert int(limited.error) == 429
+        with pytest.raises(LegacyStoreQueryFailed):
+            async for _ in client.pages(server.peer_id, HistoryQuery("", TOPIC, (CT,))):
+                pass
+
+        def value(name: str, **labels: str) -> float:
+            return registry.get_sample_value(name, labels) or 0.0
+
+        assert value("waku_legacy_store_errors_total", type="rate_limited") == 2
+        assert value("waku_legacy_store_queries_total") == 1
+        assert value("waku_service_requests_total", service="storev2", state="rejected") == 2
+        assert value("waku_service_requests_total", service="storev2", state="served") == 1
+    finally:
+        await archive.aclose()

@@ -12,6 +12,7 @@ from tests.helpers.v2host import start_host
 from tests.v2.store.conftest import DbFactory
 from v2.core.message import WakuMessage, message_hash
 from v2.protocol_ids import STORE_V3
+from v2.ratelimit import RateLimit
 from v2.store.archive import Archive
 from v2.store.client import StoreClient, StoreClientError, StoreQueryFailed
 from v2.store.common import StatusCode
@@ -209,3 +210,23 @@ async def test_retention_deletes_are_counted(store_db: DbFactory) -> None:
         deleted = value(registry, "waku_archive_retention_deleted_total")
         assert deleted > 0 and deleted == archive.retention_deleted == 300 - archive.message_count
         assert value(registry, "waku_archive_messages", type="stored") == archive.message_count
+
+
+async def test_rate_limit_answers_429_undecoded_and_counts(nursery: trio.Nursery, store_db: DbFactory) -> None:
+    """nwaku's --rate-limit=storev3: over it, 429 "TOO_MANY_REQUESTS" with request_id "N/A", without
+    decoding the request or touching the archive; counted as nwaku counts it."""
+    _, registry, client, peer = await setup(nursery, store_db, rate_limit=RateLimit(2, 3600.0))
+    q = StoreQuery("q", pubsub_topic=PUBSUB, content_topics=(TOPIC,))
+    assert [(await client.query(peer, q)).status_code for _ in range(2)] == [200, 200]
+    limited = await client.query(peer, q)
+    assert (limited.request_id, limited.status_code, limited.status_desc) == ("N/A", 429, "TOO_MANY_REQUESTS")
+    assert limited.messages == ()
+    assert value(registry, "waku_store_queries_total") == 2  # the third never reached the planner
+    assert value(registry, "waku_store_errors_total", type="rate_limited") == 1
+    assert value(registry, "waku_service_requests_total", service="storev3", state="served") == 2
+    assert value(registry, "waku_service_requests_total", service="storev3", state="rejected") == 1
+    assert value(registry, "waku_service_rate_limited_total", service="storev3", scope="service") == 1
+    with pytest.raises(StoreQueryFailed) as exc:  # the paging client stops on it
+        async for _ in client.pages(peer, q):
+            pass
+    assert exc.value.response.status_code == StatusCode.TOO_MANY_REQUESTS
