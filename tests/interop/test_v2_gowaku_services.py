@@ -346,3 +346,52 @@ async def test_metadata_go_waku_check_disconnects_us_on_another_cluster(nursery:
         assert registry.get_sample_value("waku_metadata_requests_total", {"type": "served"}) >= 1
     finally:
         await go.aclose()
+
+
+async def test_go_waku_clients_parse_our_rate_limit_answers(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """nwaku's --rate-limit on our node: go-waku's store v3, lightpush and filter clients get our
+    over-limit answers (429 / "TOO_MANY_REQUESTS", request_id "N/A") and surface them as the errors
+    they make of nwaku's; their requests within the limit are served."""
+    ours = our_node(16, (32,), store=True, lightpush=True, filter=True, data_dir=tmp_path,
+                    store_message_db_url="sqlite://store.sqlite3",
+                    rate_limits=("storev3:2/1h", "lightpush:2/1h", "filter:2/1h"))
+    await start(nursery, ours)
+    relay_go, relay_ready = await go_node(nursery, "-cluster-id", "16", "-shards", "32")
+    light, _ = await go_node(nursery, "-cluster-id", "16", "-shards", "32", "-relay=false")
+    try:
+        await ours.host.connect(tcp_addr(relay_ready))  # a lightpush needs >= 1 relay peer on the shard
+        await wait_mesh(ours, STATUS_TOPIC, relay_ready["peer_id"])
+        peer = ours_addr(ours)
+        q = {"peer": peer, "pubsub_topic": STATUS_TOPIC, "content_topics": [A], "max_pages": 1}
+
+        for _ in range(2):
+            pages = (await light.request("store_query", **q))["pages"]
+            assert pages[0]["status_code"] == 200
+        with pytest.raises(AssertionError) as store_exc:
+            await light.request("store_query", **q)
+        assert "store error 429" in str(store_exc.value) and "TOO_MANY_REQUESTS" in str(store_exc.value)
+
+        def push(i: int) -> dict[str, Any]:
+            return {"peer": peer, "pubsub_topic": STATUS_TOPIC, "content_topic": A, "payload": os.urandom(8).hex(),
+                    "timestamp": time.time_ns(), "meta": (b"rl%d" % i).hex()}
+
+        for i in range(2):
+            await light.request("lightpush", **push(i))
+        with pytest.raises(AssertionError) as lp_exc:  # go-waku accepts request_id "N/A" (pb.REQUESTID_RATE_LIMITED)
+            await light.request("lightpush", **push(2))
+        assert "TOO_MANY_REQUESTS" in str(lp_exc.value)
+        await relay_go.wait_event("message", count=2, timeout=30, via="relay")
+
+        await light.request("filter_subscribe", peer=peer, pubsub_topic=STATUS_TOPIC, content_topics=[A])
+        await light.request("filter_ping", peer=peer)
+        with pytest.raises(AssertionError) as filter_exc:
+            await light.request("filter_ping", peer=peer)
+        assert "429" in str(filter_exc.value)
+
+        for service in ("storev3", "lightpush", "filter"):
+            assert metric(ours, "waku_service_requests_total", service=service, state="served") == 2, service
+            assert metric(ours, "waku_service_requests_total", service=service, state="rejected") == 1, service
+        assert metric(ours, "waku_lightpush_messages_total", type="PushRequest", status="success") == 2
+    finally:
+        await light.aclose()
+        await relay_go.aclose()
