@@ -25,10 +25,13 @@ CONTENT = "/waku-bridge/1/gowaku-relay/proto"
 
 def assert_scored_well(ours: V2Node, *go_peers: str) -> None:
     """Scoring is on (nwaku's parameters, v2/relay/scoring.py): go-waku's score is not negative
-    (first deliveries and time in mesh only add), nothing of it is rejected, nobody is graylisted."""
+    (first deliveries and time in mesh only add), nothing of it is rejected, nobody is graylisted,
+    and the default per-peer relay limits (v2/ratelimit.py) never refused a message of it."""
     scores = ours.relay.peer_scores()
     assert all(scores[p] >= 0 and not ours.relay.graylisted(p) for p in go_peers), scores
     assert ours.registry.get_sample_value("waku_relay_graylist_disconnects_total") == 0
+    assert sum(ours.registry.get_sample_value("waku_relay_rate_limited_total", {"kind": k}) or 0
+               for k in ("messages", "bytes")) == 0
     assert not [s for m in ours.registry.collect() if m.name == "waku_relay_rejected"
                 for s in m.samples if s.name.endswith("_total") and s.value]
 
