@@ -204,6 +204,11 @@ class TokenBucket:
             self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
             self.stamp = now
 
+    def available(self, now: float) -> float:
+        """The tokens there are at ``now`` (refilled, nothing spent)."""
+        self._refill(now)
+        return self.tokens
+
     def take(self, now: float, n: float = 1.0) -> bool:
         """Spend ``n`` tokens if there are that many."""
         self._refill(now)
@@ -372,17 +377,14 @@ class RelayPeerLimiter:
         if not self.enabled:
             return None
         buckets = self._buckets(peer, now)
-        i = 0
-        if self.messages_per_s > 0:
-            count = buckets[0]
-            count._refill(now)
-            if count.tokens < 1.0:
-                return "messages"
-            i = 1
-        if self.bytes_per_s > 0 and not buckets[i].take(now, float(size)):
+        count = buckets[0] if self.messages_per_s > 0 else None
+        size_bucket = buckets[-1] if self.bytes_per_s > 0 else None
+        if count is not None and count.available(now) < 1.0:
+            return "messages"
+        if size_bucket is not None and not size_bucket.take(now, float(size)):
             return "bytes"
-        if self.messages_per_s > 0:
-            buckets[0].tokens -= 1.0
+        if count is not None:
+            count.take(now)
         return None
 
     def penalty(self, kind: str, size: int) -> float:

@@ -2,7 +2,8 @@
 
 First the pure core (v2/relay/scoring.py, time passed in), then real nodes on loopback: a peer
 flooding invalid and oversize messages over raw gossipsub RPC frames is graylisted, its RPCs are
-ignored, it is disconnected and kept out, and the good peers' messages keep flowing.
+ignored, it is disconnected and kept out, and the good peers' messages keep flowing; so is a peer
+flooding valid messages above its per-peer relay limit (v2/ratelimit.py).
 """
 
 from __future__ import annotations
