@@ -28,6 +28,7 @@ proportion: :meth:`RelayPeerLimiter.penalty` is one penalty per second's worth o
 Per-peer state is bounded: a peer idle for longer than its bucket needs to refill completely is
 forgotten (its bucket would be full again anyway), and beyond ``max_peers`` the least recently
 seen peer is forgotten first (it starts again from a full bucket; the service bucket still holds).
+A disconnect forgets nothing: reconnecting must not refill a peer's bucket.
 """
 
 from __future__ import annotations
@@ -233,7 +234,6 @@ class _PeerTable:
         self.idle_after = idle_after
         self.max_peers = max(1, max_peers)
         self._peers: OrderedDict[str, tuple[float, list[TokenBucket]]] = OrderedDict()
-        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -255,7 +255,6 @@ class _PeerTable:
         self._peers.move_to_end(peer)
         while len(self._peers) > self.max_peers:
             self._peers.popitem(last=False)
-            self.evicted += 1
 
     def _expire(self, now: float) -> None:
         while self._peers:
