@@ -73,6 +73,12 @@ class DelayProxy:
         self._rng = random.Random(seed)
         self.port = 0
         self.stats = ProxyStats()
+        self._live: set[trio.CancelScope] = set()
+
+    def reset_all(self) -> None:
+        """End every connection open now with an RST (as its lifetime running out does)."""
+        for life in self._live:
+            life.cancel()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host=self.listen_host)
@@ -92,9 +98,14 @@ class DelayProxy:
             return
         reset = False
         with trio.move_on_after(self.plan.lifetime(rng)) as life:
-            async with trio.open_nursery() as n:
-                n.start_soon(self._direction, down, up, "up", random.Random(rng.getrandbits(64)), n.cancel_scope)
-                n.start_soon(self._direction, up, down, "down", random.Random(rng.getrandbits(64)), n.cancel_scope)
+            self._live.add(life)
+            try:
+                async with trio.open_nursery() as n:
+                    n.start_soon(self._direction, down, up, "up", random.Random(rng.getrandbits(64)), n.cancel_scope)
+                    n.start_soon(self._direction, up, down, "down", random.Random(rng.getrandbits(64)),
+                                 n.cancel_scope)
+            finally:
+                self._live.discard(life)
         if life.cancelled_caught:
             reset = True
             self.stats.resets += 1
