@@ -370,7 +370,7 @@ class _Sink:
     def peers(self) -> list[Any]:
         return []
 
-    def relay_peers(self, topic: str) -> list[str]:
+    def publish_peers(self, topic: str) -> list[str]:
         return ["sink"]  # a publish always has somewhere to go
 
 

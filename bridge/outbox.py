@@ -6,8 +6,10 @@ Pure: no trio, no I/O, no clock of its own (every call takes ``now``, the pipeli
 A v2 publish with no peer subscribed to the pubsub topic does not fail: gossipsub keeps the
 message in its cache and hands it to nobody (nwaku's ``publish`` answers with the number of
 peers it reached, js-waku's throws ``NoPeersSubscribedToTopic``).  It happens for seconds at a
-time whenever the connections to every relay peer were reset together, and a bridge must never
-lose a message silently.  So the pipeline asks first, and a message with nobody to go to waits
+time whenever the connections to every relay peer were reset together (and for the moment after
+a reconnect when the peer's subscription has arrived but our own stream to it is not negotiated
+yet), and a bridge must never lose a message silently.  So the pipeline asks the relay whom a
+publish would reach (``V2Node.publish_peers``) first, and a message with nobody to go to waits
 here, in arrival order, until a relay peer is back, while its envelope lives (the v1 TTL: a
 translation published after it would be a message its sender no longer vouches for).  Bounded:
 beyond ``capacity`` the oldest go, each a counted drop, as an expiry is.  The dedup key is

@@ -182,7 +182,7 @@ class Pipeline:
                           received_at: float | None = None) -> None:
         if self._test_only_drop(V1_TO_V2):
             return
-        if not self.v2.relay_peers(out.pubsub_topic):  # gossipsub would hand it to nobody (bridge/outbox.py)
+        if not self.v2.publish_peers(out.pubsub_topic):  # gossipsub would hand it to nobody (bridge/outbox.py)
             return self._hold_for_peers(out, expires, sent_at, received_at)
         try:
             await self.v2.publish(out.pubsub_topic, out.message)
@@ -213,7 +213,7 @@ class Pipeline:
                     self._hold(h.item.key, h.item, h.expires, h.sent_at)
                 self.metrics.outbox.set(0)
                 continue
-            ready, expired = self.outbox.take({t for t in self.outbox.topics() if self.v2.relay_peers(t)},
+            ready, expired = self.outbox.take({t for t in self.outbox.topics() if self.v2.publish_peers(t)},
                                               self.clock())
             for _ in range(expired):
                 self._drop(DropReason.NO_PEERS, "expired while no v2 relay peer was connected")

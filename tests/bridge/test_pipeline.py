@@ -63,7 +63,7 @@ class V2Port:
     def peers(self) -> list[str]:
         return []
 
-    def relay_peers(self, topic: str) -> list[str]:
+    def publish_peers(self, topic: str) -> list[str]:
         return self.relay
 
 

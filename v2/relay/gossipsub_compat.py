@@ -374,10 +374,18 @@ class WakuGossipSub(GossipSub):
         peers = set(super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id))
         if self.pubsub is not None and msg_forwarder == self.pubsub.my_id:
             for topic in topics:
-                peers.update(p for p in self.pubsub.peer_topics.get(topic, ())
-                             if p in self.peer_protocol and p != origin
-                             and self.scores.score(str(p)) >= self.scores.thresholds.publish)
+                peers.update(p for p in self.flood_peers(topic) if p != origin)
         return iter(peers)
+
+    def flood_peers(self, topic: str) -> list[ID]:
+        """The peers our own message on ``topic`` goes to now: subscribed, known to the router
+        (our stream to them is up: a peer's subscription can arrive over its stream before ours
+        to it is negotiated, and until then nothing is sent to it) and scoring at least the
+        publish threshold."""
+        if self.pubsub is None:
+            return []
+        return [p for p in self.pubsub.peer_topics.get(topic, ())
+                if p in self.peer_protocol and self.scores.score(str(p)) >= self.scores.thresholds.publish]
 
     async def _maintain_mesh_quality(self, topic: str) -> None:
         """Fault 10: no score-driven mesh swaps every heartbeat."""

@@ -105,6 +105,7 @@ async def test_own_messages_are_flood_published(nursery: trio.Nursery) -> None:
     router.mesh[TOPIC].discard(them)  # no checkpoint until the selections below: no heartbeat regrafts
     assert set(router._get_peers_to_send([TOPIC], me, ID(b""))) == {them}
     assert set(router._get_peers_to_send([TOPIC], ID(b"a forwarder"), ID(b""))) == set()
+    assert a.relay.publish_peers(TOPIC) == [b.host.peer_id]  # what the bridge asks before it publishes
     h = await a.relay.publish(TOPIC, msg(1, "flood"))
     with trio.fail_after(20):
         while h not in b.got:
