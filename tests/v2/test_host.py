@@ -174,7 +174,7 @@ async def test_security_is_noise_only(nursery: trio.Nursery, offer: str) -> None
 async def test_redial_after_a_reset_uses_the_dialled_address(nursery: trio.Nursery) -> None:
     """A peer reached through a proxy (or a NAT, another interface) is redialled there after an
     RST: py-libp2p dials whatever its peerstore holds for the peer, which identify has replaced
-    with the peer's own listen addresses (v2/host.py ``_dial_only``)."""
+    with the peer's own listen addresses (v2/host.py ``_dial_first``)."""
     a, b = await start(nursery, ws=False), await start(nursery, ws=False)
     proxy = DelayProxy("127.0.0.1", ("127.0.0.1", b.config.tcp_port), Plan(delay=0.0), seed=1)
     await nursery.start(proxy.run)
