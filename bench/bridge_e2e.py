@@ -370,6 +370,9 @@ class _Sink:
     def peers(self) -> list[Any]:
         return []
 
+    def publish_peers(self, topic: str) -> list[str]:
+        return ["sink"]  # a publish always has somewhere to go
+
 
 async def _core(n: int, db: Path) -> dict[str, Any]:
     rss0 = _rss_kib()

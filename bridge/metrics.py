@@ -169,6 +169,10 @@ class BridgeMetrics:
         self.pending = Gauge("waku_bridge_pending", "Messages seen on one side, translation not yet seen (standby)",
                              registry=r)
         self.dedup_entries = Gauge("waku_bridge_dedup_entries", "Keys in the dedup ledger", registry=r)
+        self.outbox = Gauge("waku_bridge_outbox", "v1->v2 messages held while the v2 side has no relay peer on "
+                            "their topic (active)", registry=r)
+        self.held_no_peers = Counter("waku_bridge_held_no_peers", "v1->v2 messages held for want of a v2 relay "
+                                     "peer on their topic", registry=r)
         self.takeover_skipped = Counter("waku_bridge_takeover_skipped",
                                         "Pending messages not bridged on takeover, by reason", ["reason"], registry=r)
         self.takeover_history_queries = Counter("waku_bridge_takeover_history_queries",

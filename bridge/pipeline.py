@@ -32,6 +32,7 @@ from bridge.audit import Audit, AuditConfig
 from bridge.dedup import DedupStore
 from bridge.history import SinkHistory, find_in_history
 from bridge.metrics import V1_TO_V2, V2_TO_V1, BridgeMetrics
+from bridge.outbox import Outbox
 from bridge.policy import Policy
 from bridge.ports import AlwaysActive, Gate, V1Port, V2Port
 from bridge.standby import Action, Batch, Pending, Standby, StandbyConfig, looks_bridged_from_v1
@@ -57,6 +58,7 @@ class PipelineConfig:
     pow_budget_s: float = 2.0
     hashes_per_s: float = 1_000_000.0  # measured (docs/performance.md): turns the budget into a nonce cap
     max_pending: int = 100_000
+    max_held: int = 10_000  # v1->v2 messages held while the v2 side has no relay peer (bridge/outbox.py)
     # The standby rules' parameters (bridge/standby.py): the echo grace of v2 messages that look
     # bridged from v1, of v1->v2 items pending at takeover and of the takeover window; the warm-up
     # after run() until which our v2 node may have missed originals.
@@ -96,6 +98,7 @@ class Pipeline:
         self.audit = Audit(AuditConfig(deadline_s=config.audit_deadline_s), (V1_TO_V2, V2_TO_V1))
         self._auditing = auditing
         self._test_drops = {V1_TO_V2: 0, V2_TO_V1: 0}
+        self.outbox = Outbox(config.max_held)
 
     @property
     def pending(self) -> Mapping[bytes, Pending]:
@@ -173,11 +176,14 @@ class Pipeline:
                                     now=self.clock())
         if action is Action.HOLD:
             return self._hold(out.key, out, float(env.expiry), float(env.sent))
-        await self._publish_v2(out, received_at)
+        await self._publish_v2(out, float(env.expiry), float(env.sent), received_at)
 
-    async def _publish_v2(self, out: V1ToV2, received_at: float | None = None) -> None:
+    async def _publish_v2(self, out: V1ToV2, expires: float, sent_at: float,
+                          received_at: float | None = None) -> None:
         if self._test_only_drop(V1_TO_V2):
             return
+        if not self.v2.publish_peers(out.pubsub_topic):  # gossipsub would hand it to nobody (bridge/outbox.py)
+            return self._hold_for_peers(out, expires, sent_at, received_at)
         try:
             await self.v2.publish(out.pubsub_topic, out.message)
         except Exception as exc:  # a failed publish is a counted drop, never a crash of the loop
@@ -185,6 +191,37 @@ class Pipeline:
         now = self.clock()
         latency = None if received_at is None else now - received_at  # receive -> publish
         self.metrics.transfer(V1_TO_V2, out.message.content_topic, len(out.message.payload), latency, now)
+
+    def _hold_for_peers(self, out: V1ToV2, expires: float, sent_at: float, received_at: float | None) -> None:
+        if not self.outbox:
+            log.info("no v2 relay peer on %s: holding v1->v2 messages until one is back", out.pubsub_topic)
+        self.metrics.held_no_peers.inc()
+        for _ in range(self.outbox.hold(out, expires=expires, sent_at=sent_at, received_at=received_at)):
+            self._drop(DropReason.NO_PEERS, "outbox full")
+        self.metrics.outbox.set(len(self.outbox))
+
+    async def _outbox_loop(self) -> None:
+        """Publish what the outbox holds once its topic has a relay peer again, oldest first, while
+        active; leadership gone, the items join the standby's pending set (the new active bridges
+        them unless their translation shows up)."""
+        while True:
+            await trio.sleep(0.2)
+            if not self.outbox:
+                continue
+            if not self.gate.is_active():
+                for h in self.outbox.drain():
+                    self._hold(h.item.key, h.item, h.expires, h.sent_at)
+                self.metrics.outbox.set(0)
+                continue
+            ready, expired = self.outbox.take({t for t in self.outbox.topics() if self.v2.publish_peers(t)},
+                                              self.clock())
+            for _ in range(expired):
+                self._drop(DropReason.NO_PEERS, "expired while no v2 relay peer was connected")
+            self.metrics.outbox.set(len(self.outbox))
+            if ready:
+                log.info("a v2 relay peer is back: publishing %d held v1->v2 messages", len(ready))
+            for h in ready:
+                await self._publish_v2(h.item, h.expires, h.sent_at, h.received_at)
 
     # --- v2 -> v1 ---
 
@@ -307,7 +344,7 @@ class Pipeline:
                 self._pending_changed()
                 continue
             if isinstance(p.item, V1ToV2):
-                await self._publish_v2(p.item)
+                await self._publish_v2(p.item, p.expires, p.sent_at)
             else:
                 await self._post_v1(p.item)
             done += 1
@@ -326,6 +363,7 @@ class Pipeline:
             nursery.start_soon(self._release_loop)
             nursery.start_soon(self._v2_loop)
             nursery.start_soon(self._echo_loop)
+            nursery.start_soon(self._outbox_loop)
             nursery.start_soon(self._housekeeping)
             task_status.started()
 

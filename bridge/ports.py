@@ -62,6 +62,7 @@ class V2Port(Protocol):
     def messages(self) -> AsyncIterable[MessageIn]: ...
     async def publish(self, pubsub_topic: str, msg: WakuMessage) -> object: ...  # raises if not published
     def peers(self) -> Sequence[str]: ...
+    def publish_peers(self, pubsub_topic: str) -> Sequence[str]: ...  # whom a publish on the topic reaches now
 
 
 class Gate(Protocol):

@@ -49,6 +49,7 @@ class DropReason(Enum):
     PUBLISH_FAILED = "publish_failed"
     INVALID_MESSAGE = "invalid_message"
     STANDBY_EXPIRED = "standby_expired"
+    NO_PEERS = "no_peers"  # held for want of a v2 relay peer until it expired or the outbox was full
 
 
 @dataclass(frozen=True, slots=True)

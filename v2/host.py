@@ -265,6 +265,34 @@ async def _resolve(addr: str) -> list[str]:
     return ["/".join(["", proto, ip, *parts[3:]]) for ip in dict.fromkeys(str(i[4][0]) for i in infos)]
 
 
+def _dial_first(peerstore: Any, peer_id: Any, addrs: Sequence[Any]) -> None:
+    """py-libp2p 0.8.1 workaround: ``host.connect(info)`` dials the *peer*, not the address it
+    is given: it appends ``info.addrs`` to the peerstore and ``Swarm.dial_peer`` then picks at most
+    one address per transport class (TCP, then ws 250 ms later) from everything stored for the
+    peer, in storage order.  Identify has by then replaced what we dialled with the peer's own
+    listen addresses (``update_peerstore_from_identify`` clears them first, 2 h TTL), so every
+    redial after a lost connection went to the addresses the peer advertises, never to the one
+    configured: through a proxy, a NAT or another interface those fail ("no addresses
+    established a successful connection") for as long as the advertised ones are unreachable.
+    nim-libp2p's ``switch.connect(peerId, addrs)``, which nwaku's peer manager calls, dials the
+    addresses it is given.  So the address we dial goes first, and the advertised ones after it
+    stay as the other transport class's fallback (a peer that refuses one transport for a while
+    after cutting us, as py-libp2p does, is still reached over the other).  Not done while a
+    connection exists: then no dial happens."""
+    try:
+        known = list(peerstore.addrs(peer_id))
+    except Exception:  # a peer the peerstore never saw
+        known = []
+    try:
+        peerstore.clear_addrs(peer_id)
+        peerstore.add_addrs(peer_id, list(addrs), 120)  # host.connect's own TTL for what it dials
+        rest = [a for a in known if a not in addrs]
+        if rest:
+            peerstore.add_addrs(peer_id, rest, 7200)  # identify's TTL
+    except Exception as exc:
+        log.debug("ordering the addresses of %s: %s", peer_id, exc)
+
+
 def _noise_only(key_pair: Any) -> dict[TProtocol, Any]:
     """py-libp2p quirk: ``new_host``'s default security accepts noise, TLS, secio AND plaintext
     (libp2p/__init__.py new_swarm), i.e. an unauthenticated, unencrypted peer too.  Waku speaks
@@ -431,6 +459,8 @@ class Host:
         # override the peer manager's backoff (a restarted static peer would stay unreachable
         # for a minute).  When to redial is the manager's decision: clear it before and after.
         swarm.unblock_peer(info.peer_id)
+        if not swarm.connections.get(info.peer_id):
+            _dial_first(self._h.get_peerstore(), info.peer_id, info.addrs)
         try:
             await self._h.connect(info)
         except trio.Cancelled:

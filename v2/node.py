@@ -426,6 +426,10 @@ class V2Node:
     def relay_peers(self, pubsub_topic: str) -> list[str]:
         return self.relay.topic_peers(pubsub_topic)
 
+    def publish_peers(self, pubsub_topic: str) -> list[str]:
+        """The relay peers our own message on ``pubsub_topic`` reaches now (none: it reaches nobody)."""
+        return self.relay.publish_peers(pubsub_topic) if self.config.relay else []
+
     async def publish(self, pubsub_topic: str, msg: WakuMessage) -> PublishResult:
         """Relay our own message; it is archived and pushed to filter subscribers, never
         delivered back to ``messages()``."""

@@ -55,11 +55,16 @@ class V2Port:
     def messages(self) -> Any:
         raise NotImplementedError
 
+    relay: list[str] = field(default_factory=lambda: ["relay-peer"])  # subscribed to every topic
+
     async def publish(self, topic: str, msg: WakuMessage) -> Any:
         self.published.append((topic, msg))
 
     def peers(self) -> list[str]:
         return []
+
+    def publish_peers(self, topic: str) -> list[str]:
+        return self.relay
 
 
 @dataclass(frozen=True)
@@ -507,3 +512,32 @@ async def test_no_local_progress_rule_a_message_only_the_standby_got_is_bridged(
     gate.active = True
     assert await s.take_over() == 1
     assert [x.payload for _, x in s2.published] == [b"reached the standby only"]
+
+
+async def test_v1_messages_wait_for_a_v2_relay_peer(autojump_clock: trio.abc.Clock) -> None:
+    """No relay peer on the topic (every v2 connection just reset): a publish would reach nobody
+    and look sent.  The active holds the message (counted) and publishes it once a peer is back;
+    one that expires meanwhile is a counted ``no_peers`` drop, never a silent one; leadership
+    gone, what is held joins the pending set."""
+    p, _, p2, gate = await make(None, "out", clock=trio_wall_clock())
+    p2.relay = []
+    p.v1.inbound = lambda: trio.open_memory_channel[Any](1)[1]  # type: ignore[method-assign]
+    p.v2.messages = lambda: trio.open_memory_channel[Any](1)[1]  # type: ignore[method-assign]
+    async with trio.open_nursery() as n:
+        await n.start(p.run)
+        await p.on_envelope(env(b"while no peer"))
+        short = env(b"expires first", p.clock() - 9)  # 1 s of its TTL left
+        await p.on_envelope(short)
+        assert not p2.published and len(p.outbox) == 2
+        assert metric_value(p.metrics.held_no_peers) == 2
+        await trio.sleep(short.expiry - p.clock() + 0.5)
+        assert dropped(p, "no_peers") == 1 and len(p.outbox) == 1
+        p2.relay = ["back"]
+        await wait_until(lambda: bool(p2.published), interval=0.01)
+        assert [m.payload for _, m in p2.published] == [b"while no peer"] and not p.outbox
+        p2.relay = []
+        await p.on_envelope(env(b"held, then leadership went"))
+        gate.active = False
+        await wait_until(lambda: not p.outbox, interval=0.01)
+        assert len(p.pending) == 1 and len(p2.published) == 1
+        n.cancel_scope.cancel()

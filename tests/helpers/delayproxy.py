@@ -52,6 +52,8 @@ class ProxyStats:
     connections: int = 0
     resets: int = 0
     stalls: int = 0
+    # which side ended a connection the proxy did not reset: "up", the dialler; "down", the upstream
+    ended_by: dict[str, int] = field(default_factory=lambda: {"up": 0, "down": 0})
     bytes: dict[str, int] = field(default_factory=lambda: {"up": 0, "down": 0})
 
 
@@ -73,6 +75,19 @@ class DelayProxy:
         self._rng = random.Random(seed)
         self.port = 0
         self.stats = ProxyStats()
+        self._live: set[trio.CancelScope] = set()
+
+    def reset_all(self) -> None:
+        """End every connection open now with an RST (as its lifetime running out does)."""
+        for life in self._live:
+            life.cancel()
+
+    def set_plan(self, plan: Plan) -> None:
+        """Use ``plan`` from now on: new connections get it, and each open one a lifetime of it
+        counted from now (a drill settles its network on a calm path, then turns resets on)."""
+        self.plan = plan
+        for life in self._live:
+            life.deadline = trio.current_time() + plan.lifetime(self._rng)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host=self.listen_host)
@@ -92,9 +107,16 @@ class DelayProxy:
             return
         reset = False
         with trio.move_on_after(self.plan.lifetime(rng)) as life:
-            async with trio.open_nursery() as n:
-                n.start_soon(self._direction, down, up, "up", random.Random(rng.getrandbits(64)), n.cancel_scope)
-                n.start_soon(self._direction, up, down, "down", random.Random(rng.getrandbits(64)), n.cancel_scope)
+            self._live.add(life)
+            try:
+                async with trio.open_nursery() as n:
+                    ended: list[str] = []  # the direction whose source closed first
+                    n.start_soon(self._direction, down, up, "up", random.Random(rng.getrandbits(64)), n.cancel_scope,
+                                 ended)
+                    n.start_soon(self._direction, up, down, "down", random.Random(rng.getrandbits(64)),
+                                 n.cancel_scope, ended)
+            finally:
+                self._live.discard(life)
         if life.cancelled_caught:
             reset = True
             self.stats.resets += 1
@@ -105,7 +127,7 @@ class DelayProxy:
                 await s.aclose()
 
     async def _direction(self, src: trio.SocketStream, dst: trio.SocketStream, name: str, rng: random.Random,
-                         done: trio.CancelScope) -> None:
+                         done: trio.CancelScope, ended: list[str]) -> None:
         send, recv = trio.open_memory_channel[tuple[float, bytes]](float("inf"))
 
         async def reader() -> None:
@@ -116,6 +138,9 @@ class DelayProxy:
                     send.send_nowait((previous, data))
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
+            if not ended and not done.cancel_called:  # "up": the dialling side closed first
+                ended.append(name)
+                self.stats.ended_by[name] += 1
             send.close()
 
         async def writer() -> None:

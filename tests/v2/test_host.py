@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from bridge.app.keys import describe_key
+from tests.helpers.delayproxy import DelayProxy, Plan
 from tests.helpers.net import free_ports
 from tests.helpers.wait import wait_until
 from v2.host import DialError, Host, HostConfig
@@ -168,3 +169,22 @@ async def test_security_is_noise_only(nursery: trio.Nursery, offer: str) -> None
             with trio.fail_after(10), pytest.raises(Exception):  # noqa: B017  # py-libp2p raises several types
                 await other.connect(info)
             assert not other.get_network().get_connections(info.peer_id)
+
+
+async def test_redial_after_a_reset_uses_the_dialled_address(nursery: trio.Nursery) -> None:
+    """A peer reached through a proxy (or a NAT, another interface) is redialled there after an
+    RST: py-libp2p dials whatever its peerstore holds for the peer, which identify has replaced
+    with the peer's own listen addresses (v2/host.py ``_dial_first``)."""
+    a, b = await start(nursery, ws=False), await start(nursery, ws=False)
+    proxy = DelayProxy("127.0.0.1", ("127.0.0.1", b.config.tcp_port), Plan(delay=0.0), seed=1)
+    await nursery.start(proxy.run)
+    via = f"/ip4/127.0.0.1/tcp/{proxy.port}/p2p/{b.peer_id}"
+    assert await a.connect(via) == b.peer_id
+    await wait_until(lambda: a.peer_protocols(b.peer_id), what="identify")
+    assert a.peer_addrs(b.peer_id) == [b.listen_addrs[0]]  # identify replaced the address we dialled
+    proxy.reset_all()
+    await wait_until(lambda: b.peer_id not in a.connected_peers(), what="the RST noticed")
+    assert proxy.stats.resets == 1
+    assert await a.connect(via, timeout=10) == b.peer_id
+    assert proxy.stats.connections == 2  # through the proxy again, not to b's own address
+    assert b.peer_id in a.connected_peers()

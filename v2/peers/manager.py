@@ -224,6 +224,8 @@ class PeerManager:
         self._policy.connected(pid, now, direction, self._host.peer_ip(pid))
         self._churn["connected"] += 1
         self._metrics.churn.labels("connected", self._policy.direction(pid)).inc()
+        if self._is_static(pid):  # a handful at most, and what an operator asks about first
+            log.info("static peer %s connected (%s)", pid, self._policy.direction(pid))
 
     def _left(self, pid: str, now: float) -> None:
         direction = self._policy.direction(pid)
@@ -231,6 +233,12 @@ class PeerManager:
         self._policy.disconnected(pid, now)
         self._churn["disconnected"] += 1
         self._metrics.churn.labels("disconnected", direction).inc()
+        if self._is_static(pid):
+            log.info("static peer %s lost (%s); redialling", pid, direction)
+
+    def _is_static(self, pid: str) -> bool:
+        p = self._policy.get(pid)
+        return p is not None and p.static
 
     def _classify(self, current: set[str]) -> tuple[Mapping[str, Collection[str]], set[str], set[str], set[str]]:
         """(topic -> relay peers, peers on our topics, relay peers, service-only peers)."""

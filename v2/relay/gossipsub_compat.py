@@ -69,6 +69,16 @@ when upgrading (tests/v2/relay exercises each one).
   Fix: :func:`install_oversize_rpc_hook` (through :func:`install`) tells the reading
   :class:`WakuPubsub` (``on_oversize_rpc``), which the relay counts and scores.
 
+- fault 12, no flood publishing: our own messages go to the mesh peers only (the fanout when not
+  subscribed), so one published while the mesh is empty (a peer's connection was just reset and
+  the peer is back, but the next heartbeat has not grafted it yet; or every mesh peer is gone
+  and others are still subscribed) reaches nobody, and ``publish`` returns as if it was sent.
+  gossipsub v1.1 ("Flood Publishing") sends one's own messages to every topic peer scoring at
+  least ``publishThreshold``, the default in go-libp2p-pubsub, js-libp2p-gossipsub and
+  nim-libp2p (nwaku).  It is also the redundancy a bridge needs: a message then travels on
+  every link at once, so the reset of one does not lose it.
+  Fix: :meth:`WakuGossipSub._get_peers_to_send` adds those peers for our own messages.
+
 Importing this module changes nothing in py-libp2p: the module-level patches (faults 8, 11) are applied by
 :func:`install`, which v2/host.py calls before it creates a py-libp2p host (idempotent).  With
 v2/host.py this is the only module that imports libp2p (an import-linter contract):
@@ -359,6 +369,27 @@ class WakuGossipSub(GossipSub):
             if topic not in self.mesh:  # left: nobody is in its mesh any more
                 self.scores.sync_mesh(topic, (), now)
         return peers_to_graft, peers_to_prune
+
+    def _get_peers_to_send(self, topic_ids: Any, msg_forwarder: ID, origin: ID,
+                           msg_id: bytes | None = None) -> Any:
+        """Fault 12: our own messages go to every peer on the topic scoring at least the publish
+        threshold, not only to the mesh (gossipsub v1.1 "Flood Publishing")."""
+        topics = list(topic_ids)
+        peers = set(super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id))
+        if self.pubsub is not None and msg_forwarder == self.pubsub.my_id:
+            for topic in topics:
+                peers.update(p for p in self.flood_peers(topic) if p != origin)
+        return iter(peers)
+
+    def flood_peers(self, topic: str) -> list[ID]:
+        """The peers our own message on ``topic`` goes to now: subscribed, known to the router
+        (our stream to them is up: a peer's subscription can arrive over its stream before ours
+        to it is negotiated, and until then nothing is sent to it) and scoring at least the
+        publish threshold."""
+        if self.pubsub is None:
+            return []
+        return [p for p in self.pubsub.peer_topics.get(topic, ())
+                if p in self.peer_protocol and self.scores.score(str(p)) >= self.scores.thresholds.publish]
 
     async def _maintain_mesh_quality(self, topic: str) -> None:
         """Fault 10: no score-driven mesh swaps every heartbeat."""

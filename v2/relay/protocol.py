@@ -287,6 +287,10 @@ class Relay:
             return []
         return [str(p) for p in self._pubsub.peer_topics.get(topic, ())]
 
+    def publish_peers(self, topic: str) -> list[str]:
+        """The peers a message we publish on ``topic`` now reaches (gossipsub_compat fault 12)."""
+        return [] if self._router is None else [str(p) for p in self._router.flood_peers(topic)]
+
     async def publish(self, topic: str, msg: WakuMessage) -> bytes:
         """Publish; returns the message hash.  Size is checked here (relay refuses > 150 KiB)."""
         data = msg.encode()

@@ -88,3 +88,25 @@ async def test_signed_peer_records_are_cached_but_still_verified(nursery: trio.N
         while len(b.got) < 20:
             await trio.sleep(0.05)
     assert sorted(b.got) == sorted(sent)
+
+
+async def test_own_messages_are_flood_published(nursery: trio.Nursery) -> None:
+    """Fault 12 (v2/relay/gossipsub_compat.py): our own message goes to every topic peer, in the
+    mesh or not (a peer back after a reset is not grafted before the next heartbeat); a
+    forwarded one goes to the mesh only, as gossipsub v1.1 says."""
+    from libp2p.peer.id import ID
+
+    a, b = await Node().start(nursery), await Node().start(nursery)
+    await b.host.connect(a.host.listen_addrs[0])
+    await wait_mesh([a, b])
+    router = a.relay._router
+    assert router is not None
+    me, them = a.host.libp2p_host.get_id(), b.host.libp2p_host.get_id()
+    router.mesh[TOPIC].discard(them)  # no checkpoint until the selections below: no heartbeat regrafts
+    assert set(router._get_peers_to_send([TOPIC], me, ID(b""))) == {them}
+    assert set(router._get_peers_to_send([TOPIC], ID(b"a forwarder"), ID(b""))) == set()
+    assert a.relay.publish_peers(TOPIC) == [b.host.peer_id]  # what the bridge asks before it publishes
+    h = await a.relay.publish(TOPIC, msg(1, "flood"))
+    with trio.fail_after(20):
+        while h not in b.got:
+            await trio.sleep(0.05)
