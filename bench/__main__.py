@@ -16,7 +16,7 @@ import sys
 from bench import help_or_continue
 
 MODULES = ["v1_pow", "v1_node", "v2_store", "store_backends", "v2_relay", "failover_takeover", "bridge_e2e",
-           "dedup_memory", "sustained", "discv5_sim"]
+           "dedup_memory", "sustained", "discv5_sim", "soak"]
 
 
 def main() -> None:
