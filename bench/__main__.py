@@ -2,7 +2,8 @@
 
 ``python -m bench [NAME ...]`` runs whole modules; ``python -m bench NAME --option ...`` hands the
 options to the module's own command line (``sustained``: ``--rate R --seconds S``; ``discv5_sim``:
-``--nodes N --hours H --scenario S``; any module: ``--help``).
+``--nodes N --hours H --scenario S``; ``soak``: ``--rate R --minutes M --churn-min S --churn-max S
+--failover-every S --seed N``; any module: ``--help``).
 """
 
 from __future__ import annotations

@@ -665,6 +665,7 @@ class Soak:
         # py-libp2p warns for every message it queues for a connected peer whose subscription it has
         # not read yet, and for every failed redial of a killed peer: thousands of lines per churn
         logging.getLogger("libp2p").setLevel(logging.ERROR)
+        logging.getLogger("libp2p.transport.tcp.tcp").setLevel(logging.CRITICAL)  # "error": a refused redial
         load0 = os.getloadavg()
         async with trio.open_nursery() as nursery:
             for g in self.go:
