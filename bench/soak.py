@@ -38,6 +38,11 @@ largest); CPU per process (utime + stime over the load, in % of one core: ``cpu_
 bridges also by role); the load average.  ``takeovers``: when, who, the signal, how long until the
 standby served, and the fencing tokens (``fencing_increasing``).
 
+The harness itself: ``generator`` counts envelopes our own v1 node refused (never sent, so not
+counted) and v2 messages published while our node had no go-waku node in its topic; ``errors``
+lists faults it could not carry out (a peer or bridge that would not restart, a failover that timed
+out): the run goes on and records them, so an hour is never lost to one bad minute.
+
 One JSON line per run (``--runs``); with ``--progress`` a line a minute on stderr.
 """
 
@@ -65,7 +70,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app.ports import free_ports
 from tests.helpers.bridgeproc import BridgeProc
-from tests.helpers.jsproc import GoPeer, JsPeer
+from tests.helpers.jsproc import GoPeer, JsPeer, JsPeerError
 from v1.node import V1Node, V1NodeConfig
 from v1.rlpx.enode import Enode
 from v1.waku.envelope import Envelope
@@ -359,6 +364,8 @@ class Soak:
         self.loading = False
         self.stop = trio.Event()
         self.takeovers: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self.generator = {"v1_post_rejected": 0, "v2_published_to_no_peer": 0}
         self.v1: V1Node
         self.v2: V2Node
 
@@ -372,14 +379,21 @@ class Soak:
 
     async def start_go(self, nursery: trio.Nursery, g: GoNode) -> None:
         h = await QuietGoPeer.start_go(nursery, g.module, g.args)
-        ready = (await h.wait_event("ready", timeout=90))[0]
-        if g.side == "v1":
-            g.addr = ready["enode"]
-            g.ident = Enode.parse(g.addr).pubkey.hex()
-        else:
-            await h.request("subscribe", pubsub_topic=PUBSUB, content_topics=[CONTENT])
-            g.addr = next(a for a in ready["multiaddrs"] if "/ws" not in a)
-            g.ident = str(ready["peer_id"])
+        try:
+            ready = (await h.wait_event("ready", timeout=90))[0]
+            if g.side == "v1":
+                g.addr = ready["enode"]
+                g.ident = Enode.parse(g.addr).pubkey.hex()
+            else:
+                await h.request("subscribe", pubsub_topic=PUBSUB, content_topics=[CONTENT])
+                g.addr = next(a for a in ready["multiaddrs"] if "/ws" not in a)
+                g.ident = str(ready["peer_id"])
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                if h._proc.returncode is None:
+                    h._proc.kill()
+                    await h._proc.wait()
+            raise
         g.handle = h
         self.procs[h._proc.pid] = Incarnation(g.name, h._proc.pid, self.now(), cpu0=_cpu_s(h._proc.pid) or 0.0)
 
@@ -567,15 +581,20 @@ class Soak:
             nonce = mine_smallest_nonce(expiry, ttl, TOPIC, data, 0.002)
             assert nonce is not None
             env = Envelope(expiry, ttl, TOPIC, data, nonce)
-            self.ledger.sent["v1_to_v2"][i] = self.now()
-            self.ledger.orig["v1_to_v2"][i] = env.hash
-            await self.v1.post(env)
+            t = self.now()
+            if (await self.v1.post(env)).accepted:
+                self.ledger.sent["v1_to_v2"][i] = t
+                self.ledger.orig["v1_to_v2"][i] = env.hash
+            else:  # our own node refused it (a full pool): it never left, so it is no bridge loss
+                self.generator["v1_post_rejected"] += 1
 
         async def v2(i: int) -> None:
             m = WakuMessage(self.ledger.payload("v2_to_v1", i), CONTENT, version=1, timestamp=time.time_ns())
             self.ledger.sent["v2_to_v1"][i] = self.now()
             r = await self.v2.publish(PUBSUB, m)
             self.ledger.orig["v2_to_v1"][i] = r.hash
+            if r.relay_peers == 0:  # no go-waku node in our topic at that moment
+                self.generator["v2_published_to_no_peer"] += 1
 
         async with trio.open_nursery() as n:
             n.start_soon(self._paced, self.cfg.rate, seconds, v1)
@@ -612,18 +631,34 @@ class Soak:
             others = [o for o in peers if o is not g]
             waited = trio.current_time()
             with trio.CancelScope(shield=True):  # a started fault runs to its end (the peer back up)
-                for o in others:  # never both peers of a side at once: the other must be linked
-                    if not o.linked:
+                for o in others:  # never both peers of a side at once: the other must be linked now
+                    if not await self.linked(o):
                         o.linked = await self.wait_linked(o)
                 deferred = round(trio.current_time() - waited, 1)
                 self.event("peer_kill", peer=g.name, side=side, deferred_s=deferred)
                 await self.kill_go(g)
                 await trio.sleep(self.cfg.down)
-                await self.start_go(nursery, g)
-                self.event("peer_up", peer=g.name, side=side)
-                ok = await self.wait_linked(g)
-                self.event("peer_linked" if ok else "peer_not_linked", peer=g.name, side=side)
+                if await self.restart_go(nursery, g):
+                    self.event("peer_up", peer=g.name, side=side)
+                    ok = await self.wait_linked(g)
+                    self.event("peer_linked" if ok else "peer_not_linked", peer=g.name, side=side)
             side = "v2" if side == "v1" else "v1"
+
+    async def restart_go(self, nursery: trio.Nursery, g: GoNode, tries: int = 5) -> bool:
+        """Start ``g`` again on its key and port; an hour's run goes on if it cannot (the peer stays
+        down, and ``side_down_windows`` counts what that costs)."""
+        for k in range(tries):
+            try:
+                await self.start_go(nursery, g)
+                return True
+            except (JsPeerError, trio.TooSlowError, OSError, StopIteration) as exc:
+                self.error(f"restart of {g.name} (try {k + 1}): {exc!s:.300}")
+                await trio.sleep(2.0)
+        return False
+
+    def error(self, what: str) -> None:
+        self.errors.append({"t": self.now(), "error": what})
+        self.event("error", error=what)
 
     async def failovers(self) -> None:
         if self.cfg.failover_every <= 0:
@@ -632,8 +667,22 @@ class Soak:
         k = 0
         while not await self._pause(self.cfg.failover_every):
             with trio.CancelScope(shield=True):
-                await self.fail_over(sigs[k % 2])
+                try:
+                    await self.fail_over(sigs[k % 2])
+                except (AssertionError, trio.TooSlowError, OSError) as exc:  # recorded; the run goes on
+                    self.error(f"failover {k + 1} ({sigs[k % 2].name}): {exc!s:.300}")
+                    await self.revive_bridges()
             k += 1
+
+    async def revive_bridges(self) -> None:
+        """After a failed failover step: any bridge process that is not running is started again."""
+        for b in self.bridges:
+            if not b.alive():
+                try:
+                    await self.start_bridge(b)
+                    self.event("bridge_restarted", bridge=b.name, role="unknown")
+                except (AssertionError, OSError) as exc:
+                    self.error(f"restart of bridge {b.name}: {exc!s:.300}")
 
     async def fail_over(self, sig: signal.Signals) -> None:
         active = await self.one_active()
@@ -754,6 +803,8 @@ class Soak:
             "churn_events": sum(e["kind"] == "peer_kill" for e in self.events),
             "peers_not_relinked": sum(e["kind"] == "peer_not_linked" for e in self.events),
             "takeovers": self.takeovers,
+            "generator": self.generator,
+            "errors": self.errors,  # faults the harness could not carry out (each also in events)
             "fencing_increasing": all(isinstance(a, int) and isinstance(b, int) and b > a
                                       for a, b in itertools.pairwise(seq)),
             "rss": rss, "rss_slope_max_mib_per_10min": max(slopes, default=None),
