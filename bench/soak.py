@@ -49,6 +49,7 @@ One JSON line per run (``--runs``); with ``--progress`` a line a minute on stder
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import logging
@@ -788,6 +789,8 @@ class Soak:
                     "start_mib": vals[0] if vals else None, "max_mib": max(vals, default=None),
                     "end_mib": vals[-1] if vals else None, "slope_mib_per_10min": slope_per_10min(inc.rss)})
         cpu["bench"] = self_cpu
+        bench_hwm = next((int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines()
+                          if x.startswith("VmHWM:")), 0)
         slopes = [i["slope_mib_per_10min"] for r in rss.values() for i in r if i["slope_mib_per_10min"] is not None]
         tokens = [t["token_after"] for t in self.takeovers]
         first_token = self.takeovers[0]["token_before"] if self.takeovers else None
@@ -808,6 +811,7 @@ class Soak:
             "fencing_increasing": all(isinstance(a, int) and isinstance(b, int) and b > a
                                       for a, b in itertools.pairwise(seq)),
             "rss": rss, "rss_slope_max_mib_per_10min": max(slopes, default=None),
+            "bench_rss_max_mib": round(bench_hwm / 1024, 1),  # the generators and the ledger of every marker
             "rss_max_mib": max((i["max_mib"] for r in rss.values() for i in r if i["max_mib"] is not None),
                                default=None),
             "cpu_percent": {k: round(v / load_wall * 100, 1) for k, v in sorted(cpu.items())},
@@ -856,8 +860,7 @@ def config_from(argv: list[str]) -> tuple[SoakConfig, int]:
 def cli(argv: list[str]) -> None:
     cfg, runs = config_from(argv)
     for k in range(runs):
-        c = SoakConfig(**{**{f: getattr(cfg, f) for f in cfg.__slots__}, "seed": cfg.seed + k})
-        r = trio.run(run, c)
+        r = trio.run(run, dataclasses.replace(cfg, seed=cfg.seed + k))
         print(json.dumps({"bench": "soak", **r}), flush=True)
 
 
