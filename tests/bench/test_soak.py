@@ -3,7 +3,14 @@ make a loss "expected", and the RSS slope."""
 
 from __future__ import annotations
 
-from bench.soak import Ledger, down_windows, slope_per_10min
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from bench import soak
+from bench.soak import Ledger, SoakConfig, down_windows, slope_per_10min
 
 PEERS = {"sg1": "v1", "sg2": "v1", "gw1": "v2", "gw2": "v2"}
 
@@ -52,3 +59,37 @@ def test_the_rss_slope_is_least_squares_over_the_last_three_quarters_per_ten_min
     rising = [(float(t), 100.0 + t / 60) for t in range(0, 600, 10)]  # 1 MiB a minute
     assert slope_per_10min(rising) == 10.0
     assert slope_per_10min([(0.0, 1.0)]) is None
+
+
+def test_the_command_line_names_every_parameter_with_the_hour_as_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        soak.cli(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    assert all(f in out for f in ("--rate", "--minutes", "--churn-min", "--churn-max", "--failover-every", "--seed",
+                                  "--workdir", "--progress"))
+    cfg, runs = soak.config_from([])
+    assert (cfg.rate, cfg.minutes, cfg.churn_min, cfg.churn_max, cfg.failover_every) == (250, 60, 120, 300, 600)
+    assert runs == 1
+    cfg, _ = soak.config_from(["--rate", "20", "--minutes", "2", "--churn-min", "20", "--churn-max", "40",
+                               "--failover-every", "60", "--seed", "7", "--workdir", "/tmp/x"])
+    assert cfg == SoakConfig(rate=20, minutes=2, churn_min=20, churn_max=40, failover_every=60, seed=7,
+                             workdir=Path("/tmp/x"))
+
+
+async def test_the_go_harness_reader_drops_per_message_events_and_keeps_replies_and_the_rest() -> None:
+    lines = [b'{"data":"aa","event":"envelope","hash":"01"}', b'{"event":"ready","enode":"enode://x"}',
+             b'{"content_topic":"/c","event":"message","hash":"02"}', b'{"id":1,"ok":true,"peers":[]}',
+             b'{"batch":"03","count":5,"event":"messages","peer":"p"}', b"not json"]
+    script = "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"
+    async with trio.open_nursery() as nursery:
+        peer = await soak.QuietGoPeer.spawn(nursery, [sys.executable, "-c", script], Path.cwd(), "echo")
+        assert peer._proc.stdin is not None
+        await peer._proc.stdin.send_all(b"\n".join(lines) + b"\n")
+        await peer._proc.stdin.aclose()
+        await peer._proc.wait()
+        with trio.fail_after(10):
+            while not peer._closed:
+                await trio.sleep(0.01)
+    assert [e["event"] for e in peer.events] == ["ready"]
+    assert peer._replies == {1: {"id": 1, "ok": True, "peers": []}}
