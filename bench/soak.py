@@ -367,6 +367,7 @@ class Soak:
         self.takeovers: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self.generator = {"v1_post_rejected": 0, "v2_published_to_no_peer": 0}
+        self.cpu_load: dict[int, float] = {}  # pid -> CPU s over the load
         self.v1: V1Node
         self.v2: V2Node
 
@@ -753,6 +754,13 @@ class Soak:
                 self.loading = False
                 load_wall = self.now()
                 self_cpu = (_cpu_s(os.getpid()) or 0.0) - self_cpu0
+                for b in self.bridges:  # CPU over the load only, not the settling after it
+                    if b.proc is not None and b.alive():
+                        self._sample_cpu(b.proc.pid)
+                for g in self.go:
+                    if g.handle is not None:
+                        self._sample_cpu(g.pid)
+                self.cpu_load = {pid: inc.cpu for pid, inc in self.procs.items()}
                 await self.settle()
                 for b in self.bridges:
                     await self._scrape_bridge(b)
@@ -781,7 +789,7 @@ class Soak:
         for inc in self.procs.values():
             for k, v in inc.dropped.items():
                 dropped[k] = dropped.get(k, 0) + v
-            cpu[inc.name] = cpu.get(inc.name, 0.0) + inc.cpu
+            cpu[inc.name] = cpu.get(inc.name, 0.0) + self.cpu_load.get(inc.pid, inc.cpu)
             if inc.name in ("A", "B"):
                 vals = [v for _, v in inc.rss]
                 rss.setdefault(inc.name, []).append({
