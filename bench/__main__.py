@@ -2,7 +2,7 @@
 
 ``python -m bench [NAME ...]`` runs whole modules; ``python -m bench NAME --option ...`` hands the
 options to the module's own command line (``sustained``: ``--rate R --seconds S``; ``discv5_sim``:
-``--nodes N --hours H --scenario S``; any module: ``--help``).
+``--nodes N --hours H --scenario S``; ``sidebyside``: ``--part relay|bridge|both``; any module: ``--help``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from bench import help_or_continue
 
 MODULES = ["v1_pow", "v1_node", "v2_store", "store_backends", "v2_relay", "failover_takeover", "bridge_e2e",
-           "dedup_memory", "sustained", "discv5_sim"]
+           "dedup_memory", "sustained", "discv5_sim", "sidebyside"]
 
 
 def main() -> None:
