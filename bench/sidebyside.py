@@ -22,9 +22,11 @@ as in ``bench sustained``); status-go seals and posts every envelope when it is 
 (``post_many``), go-waku publishes when due (``publish_many``), and each counts what arrived from
 the bridge (``envelope_stats`` / ``relay_stats``; the first 20 bytes carry a sequence number and the
 send time, for the latency).  Per step and direction: ``delivered``, ``lost``, ``expired`` (arrived
-later than the TTL), latency p50/p99; ``bridge_expired_drops`` (the bridge's ``expired`` and
-``standby_expired`` drop counters, which have no direction), the bridge's CPU per delivered message
-(both directions share one process: total / all delivered), and each Go peer's CPU.
+later than the TTL), ``bridged`` (what the bridge counted as published: a shortfall of
+``delivered`` below it was lost after the bridge), latency p50/p99; ``bridge_expired_drops``
+(the bridge's ``expired`` and ``standby_expired`` drop counters, which have no direction), the
+bridge's CPU per delivered message (both directions share one process: total / all delivered),
+and each Go peer's CPU.
 ``max_rate_zero_loss`` is the highest step with nothing lost either way.
 
 ``load_avg`` (the 1/5/15-minute load averages from /proc/loadavg) is recorded at the start and end
@@ -228,6 +230,9 @@ async def _bridge_step(sg: JsPeer, gw: JsPeer, b: BridgeProc, rate: float, secon
     return {"rate_per_direction": rate, "seconds": seconds, "sent": sent, "delivered": delivered,
             "lost": {d: sent[d] - delivered[d] for d in sent},
             "expired": {d: int(got[d]["late"]) for d in got}, "bridge_expired_drops": expired_drops,
+            # what the bridge says it published (waku_bridge_transfers_total): delivered below it was
+            # lost after the bridge, on the receiving peer
+            "bridged": {d: int(st1["transfers"][d]) - int(st0["transfers"][d]) for d in got},
             "send_seconds": {"v1_to_v2": round(replies["v1"]["seconds"], 2),
                              "v2_to_v1": round(replies["v2"]["seconds"], 2)},
             "post_errors": {"count": replies["v1"]["errors"], "first": replies["v1"]["first_error"]},
