@@ -316,7 +316,7 @@ async def _ours_worker() -> None:
 
     node = _Ours()
     seen: set[bytes] = set()
-    arrivals = {"first": 0, "last": 0}
+    arrivals = {"first": 0, "last": 0, "doubled": 0}
     lat: list[float] = []
 
     def emit(obj: dict[str, Any]) -> None:
@@ -327,6 +327,7 @@ async def _ours_worker() -> None:
         now = time.time_ns()
         key = payload[:20] if payload[:4] == MAGIC else payload
         if key in seen:
+            arrivals["doubled"] += 1
             return
         seen.add(key)
         arrivals["first"] = arrivals["first"] or now
@@ -337,7 +338,8 @@ async def _ours_worker() -> None:
     def stats(p: dict[str, Any]) -> dict[str, Any]:
         s = sorted(lat)
         late_ms = float(p.get("late_ms", 0))
-        res = {"received": len(seen), "doubled": 0, "first_ns": arrivals["first"], "last_ns": arrivals["last"],
+        res = {"received": len(seen), "doubled": arrivals["doubled"], "first_ns": arrivals["first"],
+               "last_ns": arrivals["last"],
                "stamped": len(s), "late": sum(1 for x in s if late_ms and x > late_ms),
                "latency_ms": {"p50": s[len(s) // 2] if s else None,
                               "p99": s[min(len(s) - 1, len(s) * 99 // 100)] if s else None,
@@ -345,7 +347,7 @@ async def _ours_worker() -> None:
         if p.get("reset"):
             seen.clear()
             lat.clear()
-            arrivals.update(first=0, last=0)
+            arrivals.update(first=0, last=0, doubled=0)
         return res
 
     async def publish_many(p: dict[str, Any]) -> dict[str, Any]:
