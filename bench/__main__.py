@@ -3,7 +3,7 @@
 ``python -m bench [NAME ...]`` runs whole modules; ``python -m bench NAME --option ...`` hands the
 options to the module's own command line (``sustained``: ``--rate R --seconds S``; ``discv5_sim``:
 ``--nodes N --hours H --scenario S``; ``soak``: ``--rate R --minutes M --churn-min S --churn-max S
---failover-every S --seed N``; any module: ``--help``).
+--failover-every S --seed N``; ``sidebyside``: ``--part relay|bridge|both``; any module: ``--help``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from bench import help_or_continue
 
 MODULES = ["v1_pow", "v1_node", "v2_store", "store_backends", "v2_relay", "failover_takeover", "bridge_e2e",
-           "dedup_memory", "sustained", "discv5_sim", "soak"]
+           "dedup_memory", "sustained", "discv5_sim", "soak", "sidebyside"]
 
 
 def main() -> None:

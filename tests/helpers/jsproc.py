@@ -43,6 +43,7 @@ class JsPeer:
         self._changed = trio.Event()
         self._stderr: list[str] = []
         self._closed = False
+        self._send_lock = trio.Lock()  # concurrent requests (a long one and polls) must not interleave writes
 
     @classmethod
     async def start(
@@ -112,6 +113,11 @@ class JsPeer:
             self._stderr.append(chunk.decode(errors="replace"))
 
     @property
+    def pid(self) -> int:
+        """The program's process id (a benchmark reads its CPU from /proc)."""
+        return int(self._proc.pid)
+
+    @property
     def stderr(self) -> str:
         return "".join(self._stderr)[-8000:]
 
@@ -124,7 +130,8 @@ class JsPeer:
         rid = next(self._ids)
         assert self._proc.stdin is not None
         line = json.dumps({"id": rid, "cmd": cmd, **params}) + "\n"
-        await self._proc.stdin.send_all(line.encode())
+        async with self._send_lock:
+            await self._proc.stdin.send_all(line.encode())
         with trio.fail_after(timeout):
             while rid not in self._replies:
                 if self._closed:

@@ -43,6 +43,15 @@
 //	request_complete {peer, request_id, last_envelope_hash?, cursor?}
 //	                                         -> {}     Waku.SendHistoricMessageResponse(CreateMailServerRequestCompletedPayload) (code 125)
 //	send_raw {peer, code, hex}               -> {}     write one raw waku packet (msg-data = hex) to the peer
+//	post_many {topic, count, size, ttl, pow, rate?, stamp?, first_seq?}
+//	                                         -> {posted, errors, first_error, seconds, start_ns, end_ns}
+//	                                            count random envelopes, each sealed and sent when due at rate/s
+//	                                            (0: back to back); stamp: the data starts "wbsb" ‖ seq (8 bytes)
+//	                                            ‖ send time ns (8 bytes), seq from first_seq
+//	envelope_stats {mute?, reset?, late_ms?} -> {received, first_ns, last_ns, stamped, latency_ms: {p50, p99, max}, late}
+//	                                            envelopes from other nodes newly cached since the last reset (as the
+//	                                            envelope event reports them), latency of stamped ones, late = over
+//	                                            late_ms; mute true stops the envelope and envelope_seen events
 //
 // Events:
 //
@@ -68,6 +77,8 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/ecdsa"
+	crand "crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -76,8 +87,10 @@ import (
 	"math"
 	"net"
 	"os"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gethcommon "github.com/ethereum/go-ethereum/common"
@@ -429,6 +442,10 @@ func (h *harness) handle(c command) (map[string]any, error) {
 		return nil, nil
 	case "post":
 		return h.post(c)
+	case "post_many":
+		return h.postMany(c)
+	case "envelope_stats":
+		return recv.stats(c), nil
 	case "set_pow":
 		return nil, h.w.SetMinimumPoW(c.num("pow", 0), c["tolerate"] == true)
 	case "set_bloom":
@@ -573,6 +590,112 @@ func (h *harness) post(c command) (map[string]any, error) {
 
 func hx(b []byte) string { return hex.EncodeToString(b) }
 
+// stampMagic opens a stamped envelope's data: "wbsb" ‖ seq ‖ send time (ns), both 8 bytes big-endian.
+var stampMagic = []byte("wbsb")
+
+// postMany posts count envelopes in one command (a benchmark's load without a JSON round trip per
+// envelope), each made, sealed and sent when due.
+func (h *harness) postMany(c command) (map[string]any, error) {
+	count := int(c.num("count", 1))
+	size := int(c.num("size", 16))
+	rate := c.num("rate", 0)
+	stamp := c["stamp"] == true
+	seq := uint64(c.num("first_seq", 0))
+	errs, posted := 0, 0
+	firstErr := ""
+	start := time.Now()
+	for i := 0; i < count; i++ {
+		if rate > 0 {
+			due := start.Add(time.Duration(float64(i) * float64(time.Second) / rate))
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		data := make([]byte, size)
+		_, _ = crand.Read(data)
+		if stamp && size >= 20 {
+			copy(data, stampMagic)
+			binary.BigEndian.PutUint64(data[4:12], seq+uint64(i))
+			binary.BigEndian.PutUint64(data[12:20], uint64(time.Now().UnixNano()))
+		}
+		one := command{"topic": c.str("topic"), "data": hx(data), "ttl": c.num("ttl", common.DefaultTTL),
+			"pow": c.num("pow", 0)}
+		if _, err := h.post(one); err != nil {
+			errs++
+			if firstErr == "" {
+				firstErr = err.Error()
+			}
+			continue
+		}
+		posted++
+	}
+	end := time.Now()
+	return map[string]any{"posted": posted, "errors": errs, "first_error": firstErr,
+		"seconds": end.Sub(start).Seconds(), "start_ns": start.UnixNano(), "end_ns": end.UnixNano()}, nil
+}
+
+// muted stops the per-envelope events (envelope_stats mute): at hundreds of envelopes a second the
+// JSON lines would cost the machine more CPU than the node being measured.
+var muted atomic.Bool
+
+// receipts counts the envelopes from other nodes that this node newly cached (envelope_stats).
+type receipts struct {
+	mu          sync.Mutex
+	n           int
+	first, last int64
+	latMs       []float64
+}
+
+var recv = &receipts{}
+
+func (r *receipts) add(data []byte) {
+	now := time.Now().UnixNano()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n++
+	if r.first == 0 {
+		r.first = now
+	}
+	r.last = now
+	if len(data) >= 20 && bytes.Equal(data[:4], stampMagic) {
+		r.latMs = append(r.latMs, float64(now-int64(binary.BigEndian.Uint64(data[12:20])))/1e6)
+	}
+}
+
+func quantile(sorted []float64, q float64) any {
+	if len(sorted) == 0 {
+		return nil
+	}
+	i := int(q * float64(len(sorted)))
+	if i >= len(sorted) {
+		i = len(sorted) - 1
+	}
+	return sorted[i]
+}
+
+func (r *receipts) stats(c command) map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lat := append([]float64(nil), r.latMs...)
+	sort.Float64s(lat)
+	lateMs := c.num("late_ms", 0)
+	late := 0
+	for _, x := range lat {
+		if lateMs > 0 && x > lateMs {
+			late++
+		}
+	}
+	res := map[string]any{"received": r.n, "first_ns": r.first, "last_ns": r.last, "stamped": len(lat), "late": late,
+		"latency_ms": map[string]any{"p50": quantile(lat, 0.5), "p99": quantile(lat, 0.99), "max": quantile(lat, 1)}}
+	if c["reset"] == true {
+		r.n, r.first, r.last, r.latMs = 0, 0, 0, nil
+	}
+	if v, ok := c["mute"].(bool); ok {
+		muted.Store(v)
+	}
+	return res
+}
+
 // wakuMetrics reads the package's own counters from the default Prometheus registry (waku/common/
 // metrics.go), e.g. "waku_rate_limits_exceeded_total{type=peer_id}" and
 // "waku_rate_limits_processed_total".
@@ -636,8 +759,8 @@ func (h *harness) envelopeEvents(ch chan common.EnvelopeEvent) {
 	for ev := range ch {
 		switch ev.Event {
 		case common.EventEnvelopeReceived:
-			if ev.Peer == (enode.ID{}) {
-				continue // a bridged envelope (none here)
+			if ev.Peer == (enode.ID{}) || muted.Load() {
+				continue // a bridged envelope (none here), or events muted by envelope_stats
 			}
 			h.out.emit(map[string]any{"event": "envelope_seen", "hash": hx(ev.Hash.Bytes()),
 				"topic": hx(ev.Topic[:]), "peer": ev.Peer.String()})
@@ -673,6 +796,12 @@ func (h *harness) drainBridge(in chan *common.Envelope) {
 		h.mu.Lock()
 		own := h.own[hash]
 		h.mu.Unlock()
+		if !own {
+			recv.add(e.Data)
+		}
+		if muted.Load() {
+			continue
+		}
 		h.out.emit(map[string]any{"event": "envelope", "hash": hx(hash.Bytes()), "topic": hx(e.Topic[:]),
 			"data": hx(e.Data), "expiry": e.Expiry, "ttl": e.TTL, "nonce": e.Nonce, "pow": e.PoW(), "own": own})
 	}

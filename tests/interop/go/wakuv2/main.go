@@ -23,8 +23,14 @@
 //	subscribe {pubsub_topic?, content_topics?}               -> pubsub_topic (relay; the whole pubsub
 //	    topic is subscribed once, "" = derived from the first content topic by autosharding)
 //	publish {pubsub_topic?, content_topic, payload, timestamp?, meta?, version?, ephemeral?} -> hash
-//	publish_many {pubsub_topic, content_topic, count, size, rate?} -> hashes, seconds (random payloads;
-//	    rate 0 = as fast as relay takes them)
+//	publish_many {pubsub_topic, content_topic, count, size, rate?, stamp?, first_seq?, hashes?, version?}
+//	    -> hashes, seconds, start_ns, end_ns, published (random payloads; rate 0 = as fast as relay
+//	    takes them; stamp: the payload starts "wbsb" ‖ seq (8 bytes) ‖ send time ns (8 bytes), seq
+//	    from first_seq; hashes false: no hash list in the reply)
+//	relay_stats {mute?, reset?, late_ms?} -> received, doubled, first_ns, last_ns, stamped,
+//	    latency_ms {p50, p99, max}, late (what relay delivered from other nodes since the last reset:
+//	    distinct hashes, arrival times, and the latency of stamped payloads, late = over late_ms;
+//	    mute true stops the per-message events, false resumes them; reset clears after the reply)
 //	lightpush {peer, pubsub_topic?, content_topic, payload, timestamp?, meta?}  -> hash (legacy 2.0.0-beta1)
 //	filter_subscribe {peer, pubsub_topic, content_topics}    (pushes arrive as message events, via=filter)
 //	filter_ping {peer}        filter_unsubscribe {peer, pubsub_topic, content_topics}
@@ -52,6 +58,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -59,9 +66,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/crypto"
@@ -96,6 +105,80 @@ var out = make(chan obj, 1<<18)
 var own sync.Map
 
 func emit(o obj) { out <- o }
+
+// muted stops the per-message events (relay_stats mute): at thousands of messages a second the
+// JSON lines would cost more CPU than the relay being measured.
+var muted atomic.Bool
+
+// stampMagic opens a stamped payload: "wbsb" ‖ seq ‖ send time (ns), both 8 bytes big-endian.
+var stampMagic = []byte("wbsb")
+
+// receipts counts what relay delivered from other nodes (relay_stats), so a benchmark reads one
+// reply instead of a line per message.
+type receipts struct {
+	mu          sync.Mutex
+	seen        map[pb.MessageHash]struct{}
+	doubled     int
+	first, last int64
+	latMs       []float64
+}
+
+var recv = &receipts{seen: map[pb.MessageHash]struct{}{}}
+
+func (r *receipts) add(h pb.MessageHash, payload []byte) {
+	now := time.Now().UnixNano()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.seen[h]; ok {
+		r.doubled++
+		return
+	}
+	r.seen[h] = struct{}{}
+	if r.first == 0 {
+		r.first = now
+	}
+	r.last = now
+	if len(payload) >= 20 && string(payload[:4]) == string(stampMagic) {
+		sent := int64(binary.BigEndian.Uint64(payload[12:20]))
+		r.latMs = append(r.latMs, float64(now-sent)/1e6)
+	}
+}
+
+func quantile(sorted []float64, q float64) any {
+	if len(sorted) == 0 {
+		return nil
+	}
+	i := int(q * float64(len(sorted)))
+	if i >= len(sorted) {
+		i = len(sorted) - 1
+	}
+	return sorted[i]
+}
+
+func (r *receipts) stats(p params) obj {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lat := append([]float64(nil), r.latMs...)
+	sort.Float64s(lat)
+	lateMs := float64(p.num("late_ms", 0))
+	late := 0
+	for _, x := range lat {
+		if lateMs > 0 && x > lateMs {
+			late++
+		}
+	}
+	res := obj{"received": len(r.seen), "doubled": r.doubled, "first_ns": r.first, "last_ns": r.last,
+		"stamped": len(lat), "late": late,
+		"latency_ms": obj{"p50": quantile(lat, 0.5), "p99": quantile(lat, 0.99), "max": quantile(lat, 1)}}
+	if p.boolean("reset", false) {
+		r.seen = map[pb.MessageHash]struct{}{}
+		r.doubled, r.first, r.last, r.latMs = 0, 0, 0, nil
+	}
+	if v, ok := p["mute"].(bool); ok {
+		muted.Store(v)
+	}
+	return res
+}
 
 func writer(done chan struct{}) {
 	w := bufio.NewWriterSize(os.Stdout, 1<<16)
@@ -166,7 +249,13 @@ func (h *harness) subscribeRelay(pubsubTopic string) error {
 	for _, s := range subs {
 		go func(s *relay.Subscription) {
 			for env := range s.Ch {
-				emit(msgEvent("relay", env))
+				h := env.Hash()
+				if !isOwn(h) {
+					recv.add(h, env.Message().Payload)
+				}
+				if !muted.Load() {
+					emit(msgEvent("relay", env))
+				}
 			}
 		}(s)
 	}
@@ -471,6 +560,8 @@ func (h *harness) handle(cmd string, p params) (obj, error) {
 		return obj{"hash": hex.EncodeToString(hash[:])}, nil
 	case "publish_many":
 		return h.publishMany(p)
+	case "relay_stats":
+		return recv.stats(p), nil
 	case "lightpush":
 		id, err := h.peerOf(p)
 		if err != nil {
@@ -562,6 +653,10 @@ func (h *harness) publishMany(p params) (obj, error) {
 	size := int(p.num("size", 16))
 	rate := p.num("rate", 0)
 	topic := p.str("pubsub_topic")
+	stamp := p.boolean("stamp", false)
+	seq := uint64(p.num("first_seq", 0))
+	keep := p.boolean("hashes", true)
+	version := uint32(p.num("version", 0))
 	hashes := make([]string, 0, count)
 	start := time.Now()
 	for i := 0; i < count; i++ {
@@ -574,15 +669,23 @@ func (h *harness) publishMany(p params) (obj, error) {
 		payload := make([]byte, size)
 		_, _ = rand.Read(payload)
 		ts := time.Now().UnixNano()
-		version := uint32(0)
+		if stamp && size >= 20 {
+			copy(payload, stampMagic)
+			binary.BigEndian.PutUint64(payload[4:12], seq+uint64(i))
+			binary.BigEndian.PutUint64(payload[12:20], uint64(ts))
+		}
 		m := &pb.WakuMessage{Payload: payload, ContentTopic: p.str("content_topic"), Timestamp: &ts, Version: &version}
 		hash, err := h.publish(m, topic)
 		if err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
-		hashes = append(hashes, hex.EncodeToString(hash[:]))
+		if keep {
+			hashes = append(hashes, hex.EncodeToString(hash[:]))
+		}
 	}
-	return obj{"hashes": hashes, "seconds": time.Since(start).Seconds()}, nil
+	end := time.Now()
+	return obj{"hashes": hashes, "seconds": end.Sub(start).Seconds(), "start_ns": start.UnixNano(),
+		"end_ns": end.UnixNano(), "published": count}, nil
 }
 
 func parseKey(s string) (*ecdsa.PrivateKey, error) {
