@@ -77,6 +77,10 @@ class DelayProxy:
         self.stats = ProxyStats()
         self._live: set[trio.CancelScope] = set()
 
+    @property
+    def open_connections(self) -> int:
+        return len(self._live)
+
     def reset_all(self) -> None:
         """End every connection open now with an RST (as its lifetime running out does)."""
         for life in self._live:
