@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 WAKU = Capability("waku", 1, WAKU_CAPABILITY_LENGTH)
 
 
+class _StableSessionEnded(Exception):
+    """A static peer's stable session ended: its redial backoff starts over (not a tenacity retry)."""
+
+
 @dataclass(frozen=True, slots=True)
 class V1NodeConfig:
     listen_address: str = "0.0.0.0"
@@ -79,6 +83,8 @@ class V1NodeConfig:
     forward_interval: float = 0.3  # both implementations flush every 300 ms
     inbound_capacity: int = 1024
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # A static peer's session that lasted this long starts its redial backoff over (_keep_dialed).
+    stable_session_s: float = 10.0
     # Only these topics are wanted (None: all): advertised in our Status (topic interest + bloom,
     # v1.waku.peer.advertised_interest), so peers that honour it stop sending the rest.
     topic_interest: tuple[bytes, ...] | None = None
@@ -207,7 +213,19 @@ class V1Node:
                          timeouts=self.config.timeouts, admit=admit, task_status=task_status)
 
     async def _keep_dialed(self, enode: Enode) -> None:
-        """Redial a static peer with exponential backoff for as long as the node runs (nwaku #1013)."""
+        """Redial a static peer with exponential backoff for as long as the node runs (nwaku #1013).
+
+        The backoff starts over after a session that lasted ``stable_session_s``: one tenacity loop
+        for the node's whole life counted every session's end as one more failure, so from a peer's
+        third restart on we waited 30-60 s to reconnect it.  A peer that accepts and drops us at once
+        still backs off."""
+        while True:
+            try:
+                await self._dial_until_stable(enode)
+            except _StableSessionEnded:
+                continue
+
+    async def _dial_until_stable(self, enode: Enode) -> None:
         async for attempt in AsyncRetrying(
             wait=wait_exponential_jitter(initial=1, max=60, jitter=1), sleep=trio.sleep,
             retry=retry_if_exception_type((PeerDisconnected, V1Error, OSError)), reraise=True,
@@ -217,10 +235,12 @@ class V1Node:
                 while self._outbound >= self.config.target_peers or enode.pubkey.hex() in self._peers:  # noqa: ASYNC110
                     await trio.sleep(1.0)
                 started = self.clock()
+                connected: float | None = None
                 try:
                     async with rlpx_connect(enode, self.config.node_key, self._hello, metrics=self.rlpx_metrics,
                                             timeouts=self.config.timeouts) as conn:
                         self.metrics.dials.labels("ok").inc()
+                        connected = self.clock()
                         self._outbound += 1
                         try:
                             await self._run_peer(conn)
@@ -229,9 +249,19 @@ class V1Node:
                 except (PeerDisconnected, V1Error, OSError) as exc:
                     self.metrics.dials.labels("failed" if self.clock() - started < 1 else "dropped").inc()
                     log.info("v1 static peer %s: %s; redialling", enode.host + ":" + str(enode.port), exc)
+                    await self._if_stable(connected, exc)
                     raise
-                # A clean end (we disconnected): go round again after a pause.
-                raise PeerDisconnected(DisconnectReason.REQUESTED, by_remote=False)
+                # A clean end (either side disconnected in order): go round again after a pause.
+                end = PeerDisconnected(DisconnectReason.REQUESTED, by_remote=False)
+                await self._if_stable(connected, end)
+                raise end
+
+    async def _if_stable(self, connected: float | None, cause: BaseException) -> None:
+        """Raise :class:`_StableSessionEnded` (after the backoff's first wait) if the session that
+        just ended was up since ``connected`` for ``stable_session_s`` or more."""
+        if connected is not None and self.clock() - connected >= self.config.stable_session_s:
+            await trio.sleep(1.0)
+            raise _StableSessionEnded from cause
 
     async def _run_peer(self, conn: RLPxConnection) -> None:
         try:

@@ -9,6 +9,7 @@ import rlp
 import trio
 from prometheus_client import CollectorRegistry
 
+from tests.helpers.net import free_ports
 from tests.helpers.rlpx import handshake_by_hand
 from v1.node import WAKU, V1Node, V1NodeConfig
 from v1.rlpx.base import DisconnectReason
@@ -95,6 +96,27 @@ async def test_static_peer_is_redialled_after_it_comes_back(nursery: trio.Nurser
     await nursery.start(b2.run)
     await wait_peers(a, 1)  # redialled with backoff
     assert metric(a, "waku_v1_dials_total", result="ok") >= 2
+
+
+async def test_redial_backoff_starts_over_after_a_stable_session(nursery: trio.Nursery) -> None:
+    # One backoff for the node's life made every session's end one more failure: by the fourth
+    # restart of a peer the redial waited 8-9 s, beyond this test's 6 s deadline per restart.
+    key = NodeKey.generate()
+    port = free_ports(1)[0]
+    a = await start(nursery, static_nodes=(V1Node(cfg(node_key=key, port=port), CollectorRegistry()).enode,),
+                    stable_session_s=0.5)
+    for _ in range(5):
+        b = V1Node(cfg(node_key=key, port=port), CollectorRegistry())
+        async with trio.open_nursery() as b_nursery:
+            await b_nursery.start(b.run)
+            with trio.fail_after(6):
+                await wait_peers(a, 1)
+            await trio.sleep(0.6)  # a stable session
+            b_nursery.cancel_scope.cancel()
+        with trio.fail_after(10):
+            while a.peers():
+                await trio.sleep(0.05)
+    assert metric(a, "waku_v1_dials_total", result="ok") >= 5
 
 
 async def test_bad_input_is_counted_and_the_node_keeps_serving(nursery: trio.Nursery) -> None:
