@@ -60,7 +60,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +68,7 @@ import trio
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.sustained import paced
 from bridge.app.ports import free_ports
 from tests.helpers.bridgeproc import BridgeProc
 from tests.helpers.jsproc import GoPeer, JsPeer, JsPeerError
@@ -294,27 +294,7 @@ _NOISE = (b'"event":"envelope"', b'"event":"envelope_seen"', b'"event":"message"
 class QuietGoPeer(GoPeer):
     """A Go harness whose per-message events are read and dropped (replies and the rest are kept)."""
 
-    async def _read_stdout(self) -> None:
-        assert self._proc.stdout is not None
-        buf = b""
-        async for chunk in self._proc.stdout:
-            lines = (buf + chunk).split(b"\n")
-            buf = lines.pop()
-            for line in lines:
-                if not line.strip() or any(n in line for n in _NOISE):
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    continue
-                if "id" in obj and "event" not in obj:
-                    self._replies[int(obj["id"])] = obj
-                else:
-                    self._events.append(obj)
-            self._changed.set()
-            self._changed = trio.Event()
-        self._closed = True
-        self._changed.set()
+    drop_lines = _NOISE
 
 
 @dataclass(slots=True)
@@ -562,18 +542,6 @@ class Soak:
 
     # --- load ---
 
-    async def _paced(self, rate: float, seconds: float, send: Callable[[int], Awaitable[None]]) -> None:
-        """``send(0 .. rate*seconds-1)`` at ``rate``/s; after a late wake-up what is due goes at once, so
-        the offered rate holds while the loop lags."""
-        count = int(rate * seconds)
-        t0, i = trio.current_time(), 0
-        while i < count:
-            await trio.sleep_until(t0 + i / rate)
-            due = min(count, int((trio.current_time() - t0) * rate) + 1)
-            while i < due:
-                await send(i)
-                i += 1
-
     async def load(self, seconds: float) -> None:
         ttl = self.cfg.ttl
 
@@ -599,8 +567,8 @@ class Soak:
                 self.generator["v2_published_to_no_peer"] += 1
 
         async with trio.open_nursery() as n:
-            n.start_soon(self._paced, self.cfg.rate, seconds, v1)
-            n.start_soon(self._paced, self.cfg.rate, seconds, v2)
+            n.start_soon(paced, int(self.cfg.rate * seconds), self.cfg.rate, v1)
+            n.start_soon(paced, int(self.cfg.rate * seconds), self.cfg.rate, v2)
 
     async def settle(self) -> None:
         """Until every marker arrived, or nothing new for TTL + 5 s (then nothing more can come)."""

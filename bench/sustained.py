@@ -57,7 +57,7 @@ from bench.bridge_e2e import (
 from v1.waku.envelope import Envelope
 from v1.waku.pow import mine_smallest_nonce
 
-__all__ = ["main", "run"]
+__all__ = ["main", "paced", "run"]
 
 DIRECTIONS = ("v1_to_v2", "v2_to_v1")
 OTHER_TOPIC = bytes.fromhex("00010200")  # --other-rate: v1 traffic on a topic outside --allow-only
@@ -103,7 +103,7 @@ def _bridge_v1_in(text: str) -> dict[str, float]:
     return out
 
 
-async def _paced(count: int, rate: float, send: Callable[[int], Awaitable[None]]) -> None:
+async def paced(count: int, rate: float, send: Callable[[int], Awaitable[None]]) -> None:
     """Call ``send(0 .. count-1)`` at ``rate`` per second; after a late wake-up, send what is due at once
     (so the offered rate holds even when the loop lags)."""
     t0, i = trio.current_time(), 0
@@ -136,11 +136,11 @@ async def _load(net: Net, rate: float, seconds: float, first: int, dirs: tuple[s
 
     async with trio.open_nursery() as nursery:
         if "v1_to_v2" in dirs:
-            nursery.start_soon(_paced, n, rate, v1)
+            nursery.start_soon(paced, n, rate, v1)
         if "v2_to_v1" in dirs:
-            nursery.start_soon(_paced, n, rate, v2)
+            nursery.start_soon(paced, n, rate, v2)
         if other_rate > 0:
-            nursery.start_soon(_paced, int(other_rate * seconds), other_rate, other)
+            nursery.start_soon(paced, int(other_rate * seconds), other_rate, other)
 
 
 def _expired_drops(st: dict[str, Any]) -> int:
