@@ -41,6 +41,7 @@ import httpx
 import trio
 from prometheus_client import CollectorRegistry
 
+from bench.procstat import status_kib
 from bridge.app.ports import free_ports
 from bridge.dedup import DedupStore
 from bridge.metrics import BridgeMetrics
@@ -59,13 +60,6 @@ TOPIC = bytes.fromhex("1a2b3c4d")
 CONTENT = "/waku/1/0x1a2b3c4d/rfc26"
 PUBSUB = "/waku/2/rs/0/0"
 SIZE = 300
-
-
-def _rss_kib(pid: int | str = "self") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -148,7 +142,7 @@ async def _with_bridge(net: Net, pow_target: float, body: Any, extra: tuple[str,
             except Exception:
                 print(b.log.read_text()[-3000:], file=sys.stderr)
                 raise
-            out["bridge_rss_mib"] = round(_rss_kib(b.proc.pid) / 1024, 1)
+            out["bridge_rss_mib"] = round(status_kib(b.proc.pid) / 1024, 1)
             st = await trio.to_thread.run_sync(b.status)
             out["dropped"] = st["dropped"]
             return out
@@ -305,7 +299,7 @@ async def _soak(net: Net, total: int, rate: float) -> dict[str, Any]:
         def sample() -> None:
             samples.append({"t_s": round(trio.current_time() - t_start), "sent": sent["v1"] + sent["v2"],
                             "delivered": len(net.v1_arrivals) + len(net.v2_arrivals),
-                            "rss_mib": round(_rss_kib(b.proc.pid) / 1024, 1)})
+                            "rss_mib": round(status_kib(b.proc.pid) / 1024, 1)})
 
         async def sampler() -> None:
             while True:
@@ -375,7 +369,7 @@ class _Sink:
 
 
 async def _core(n: int, db: Path) -> dict[str, Any]:
-    rss0 = _rss_kib()
+    rss0 = status_kib()
     clock_t = [time.time()]
 
     def clock() -> float:
@@ -404,7 +398,7 @@ async def _core(n: int, db: Path) -> dict[str, Any]:
     return {"phase": "core", "messages": 2 * half, "v1_to_v2": v2.count, "v2_to_v1": v1.count,
             "seconds": round(elapsed, 1), "msg_per_s": round(2 * half / elapsed), "dedup_keys": len(dedup),
             "dedup_file_mib": file_mib, "rss_before_mib": round(rss0 / 1024, 1),
-            "rss_after_mib": round(_rss_kib() / 1024, 1),
+            "rss_after_mib": round(status_kib() / 1024, 1),
             "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 

@@ -30,17 +30,12 @@ from typing import Any
 
 import trio
 
+from bench.procstat import status_kib
+
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ("ordered_dict", "compact", "store_reopen")
-
-
-def _kib(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def _key(i: int) -> bytes:
@@ -60,18 +55,18 @@ def _child(case: str, n: int) -> dict[str, Any]:
             conn.executemany("INSERT INTO dedup VALUES (?, ?)", ((_key(i), 1e12 + i) for i in range(n)))
             conn.commit()
             conn.close()
-            rss0 = _kib("VmRSS")
+            rss0 = status_kib("self", "VmRSS")
             store = DedupStore(path, window=600, capacity=max(n, 1000))
             t0 = time.perf_counter()
             loaded = trio.run(store.open)
             out["open_s"] = round(time.perf_counter() - t0, 2)
             out["loaded"] = loaded
-            rss1 = _kib("VmRSS")
+            rss1 = status_kib("self", "VmRSS")
             trio.run(store.aclose)
     else:
         cache: DedupCache | OrderedDictDedupCache = (OrderedDictDedupCache if case == "ordered_dict"
                                                      else DedupCache)(600, max(n, 1000))
-        rss0 = _kib("VmRSS")
+        rss0 = status_kib("self", "VmRSS")
         t0 = time.perf_counter()
         for i in range(n):
             cache.add(_key(i), 0.0)
@@ -79,12 +74,12 @@ def _child(case: str, n: int) -> dict[str, Any]:
         hits = sum(cache.seen(_key(i), 1.0) for i in range(0, n, 10))
         t2 = time.perf_counter()
         assert hits == len(range(0, n, 10))
-        rss1 = _kib("VmRSS")
+        rss1 = status_kib("self", "VmRSS")
         out["add_us"] = round((t1 - t0) / n * 1e6, 2)  # sha256 of the counter included
         out["seen_us"] = round((t2 - t1) / len(range(0, n, 10)) * 1e6, 2)
     out.update(rss_before_mib=round(rss0 / 1024, 1), rss_after_mib=round(rss1 / 1024, 1),
                growth_mib=round((rss1 - rss0) / 1024, 1), bytes_per_key=round((rss1 - rss0) * 1024 / n),
-               peak_mib=round(_kib("VmHWM") / 1024, 1))
+               peak_mib=round(status_kib("self", "VmHWM") / 1024, 1))
     return out
 
 

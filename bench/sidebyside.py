@@ -52,6 +52,7 @@ from bench.bridge_e2e import CONTENT as BRIDGE_CONTENT
 from bench.bridge_e2e import PUBSUB as BRIDGE_PUBSUB
 from bench.bridge_e2e import TOPIC as BRIDGE_V1_TOPIC
 from bench.bridge_e2e import BridgeProc
+from bench.procstat import cpu_s
 from bench.v2_relay import CONTENT as RELAY_CONTENT
 from bench.v2_relay import TOPIC as RELAY_TOPIC
 from tests.helpers.jsproc import GoPeer, JsPeer
@@ -68,17 +69,12 @@ QUIET = 3.0  # relay: the receiver's count has not moved for this long after the
 GO_V2_ARGS = ("-host", "127.0.0.1", "-cluster-id", "0", "-shards", "0", "-log-level", "error")
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (all threads)
-
-
 def _load_avg() -> list[float]:
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    return list(os.getloadavg())
 
 
-def _per_msg(cpu_s: float, n: int) -> float | None:
-    return round(cpu_s / n * 1e6, 1) if n else None
+def _per_msg(seconds: float, n: int) -> float | None:
+    return round(seconds / n * 1e6, 1) if n else None
 
 
 def _tcp_addr(ready: dict[str, Any]) -> str:
@@ -101,12 +97,12 @@ async def _settle(stats: Callable[[], Awaitable[list[dict[str, Any]]]], pids: li
     nothing moved for ``quiet`` s.  Returns the counts and the processes' CPU at the poll that saw the
     last arrival (so the idle tail is not charged to the messages)."""
     last: list[dict[str, Any]] = await stats()
-    cpu = [_cpu_s(p) for p in pids]
+    cpu = [cpu_s(p) for p in pids]
     since = trio.current_time()
     while True:
         await trio.sleep(POLL)
         now = await stats()
-        snap = [_cpu_s(p) for p in pids]
+        snap = [cpu_s(p) for p in pids]
         if [s["received"] for s in now] != [s["received"] for s in last]:
             last, cpu, since = now, snap, trio.current_time()
         if all(s["received"] >= w for s, w in zip(last, want, strict=True)):
@@ -134,7 +130,7 @@ async def _relay_run(impl: str, n: int, rate: float) -> dict[str, Any]:
             await trio.sleep(2.0)
             await recv.request("relay_stats", reset=True)
             pids = [pub.pid, recv.pid]
-            cpu0 = [_cpu_s(p) for p in pids]
+            cpu0 = [cpu_s(p) for p in pids]
             reply: dict[str, Any] = {}
             done = trio.Event()
 
@@ -192,7 +188,7 @@ async def _bridge_step(sg: JsPeer, gw: JsPeer, b: BridgeProc, rate: float, secon
         await peer.request(cmd, reset=True)
     st0 = await trio.to_thread.run_sync(b.status)
     pids = [b.proc.pid, sg.pid, gw.pid]
-    cpu0 = [_cpu_s(p) for p in pids]
+    cpu0 = [cpu_s(p) for p in pids]
     replies: dict[str, dict[str, Any]] = {}
     done = trio.Event()
 

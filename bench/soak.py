@@ -68,6 +68,7 @@ import trio
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.procstat import cpu_s, status_kib
 from bench.sustained import paced
 from bridge.app.ports import free_ports
 from tests.helpers.bridgeproc import BridgeProc
@@ -245,21 +246,18 @@ def slope_per_10min(samples: list[tuple[float, float]]) -> float | None:
 
 
 def _cpu_s(pid: int) -> float | None:
+    """None once the process is gone (a fault may have just killed it)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return cpu_s(pid)
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_kib(pid: int) -> int | None:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        return status_kib(pid) or None
     except OSError:
         return None
-    return None
 
 
 def _dropped(text: str) -> dict[str, float]:
@@ -765,8 +763,7 @@ class Soak:
                     "start_mib": vals[0] if vals else None, "max_mib": max(vals, default=None),
                     "end_mib": vals[-1] if vals else None, "slope_mib_per_10min": slope_per_10min(inc.rss)})
         cpu["bench"] = self_cpu
-        bench_hwm = next((int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines()
-                          if x.startswith("VmHWM:")), 0)
+        bench_hwm = status_kib("self", "VmHWM")
         slopes = [i["slope_mib_per_10min"] for r in rss.values() for i in r if i["slope_mib_per_10min"] is not None]
         tokens = [t["token_after"] for t in self.takeovers]
         first_token = self.takeovers[0]["token_before"] if self.takeovers else None

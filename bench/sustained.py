@@ -35,7 +35,6 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -54,6 +53,7 @@ from bench.bridge_e2e import (
     _settle,
     _with_bridge,
 )
+from bench.procstat import cpu_s, status_kib
 from v1.waku.envelope import Envelope
 from v1.waku.pow import mine_smallest_nonce
 
@@ -62,18 +62,6 @@ __all__ = ["main", "paced", "run"]
 DIRECTIONS = ("v1_to_v2", "v2_to_v1")
 OTHER_TOPIC = bytes.fromhex("00010200")  # --other-rate: v1 traffic on a topic outside --allow-only
 TICK = 0.01  # the generators send what is due every 10 ms
-
-
-def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-def _proc_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def _lat(arrivals: dict[int, float], sent: dict[int, float]) -> list[float]:
@@ -166,13 +154,13 @@ async def _sustained(net: Net, rate: float, seconds: float, warmup: float, dirs:
         first = int(rate * warmup) + 1
         sent: dict[str, dict[int, float]] = {d: {} for d in DIRECTIONS}
         in0 = _bridge_v1_in(await trio.to_thread.run_sync(b.metrics))
-        cpu0, t0 = _proc_cpu_s(b.proc.pid), time.perf_counter()
-        gen0 = _proc_cpu_s(os.getpid())
+        cpu0, t0 = cpu_s(b.proc.pid), time.perf_counter()
+        gen0 = cpu_s(os.getpid())
         rss_samples: list[int] = []
 
         async def sampler() -> None:
             while True:
-                rss_samples.append(_proc_kib(b.proc.pid, "VmRSS"))
+                rss_samples.append(status_kib(b.proc.pid, "VmRSS"))
                 await trio.sleep(1)
 
         before = {d: len(arrivals[d]) for d in DIRECTIONS}
@@ -184,8 +172,8 @@ async def _sustained(net: Net, rate: float, seconds: float, warmup: float, dirs:
                 # every message is past its TTL after ``ttl`` quiet seconds: nothing more can come
                 await _settle(arrivals[d], before[d] + len(sent[d]), quiet=ttl)
             nursery.cancel_scope.cancel()
-        cpu = _proc_cpu_s(b.proc.pid) - cpu0
-        gen_cpu = _proc_cpu_s(os.getpid()) - gen0
+        cpu = cpu_s(b.proc.pid) - cpu0
+        gen_cpu = cpu_s(os.getpid()) - gen0
         wall = time.perf_counter() - t0
         st = await trio.to_thread.run_sync(b.status)
         in1 = _bridge_v1_in(await trio.to_thread.run_sync(b.metrics))
@@ -208,8 +196,8 @@ async def _sustained(net: Net, rate: float, seconds: float, warmup: float, dirs:
                 "bridge_cpu_s": round(cpu, 2), "send_seconds": round(send_s, 2), "measured_wall_s": round(wall, 1),
                 # the generator's own CPU over the same wall time: near 1 core, it (not the bridge) is the limit
                 "generator_cpu_s": round(gen_cpu, 2),
-                "rss_max_mib": round(_proc_kib(b.proc.pid, "VmHWM") / 1024, 1),
-                "rss_end_mib": round(_proc_kib(b.proc.pid, "VmRSS") / 1024, 1),
+                "rss_max_mib": round(status_kib(b.proc.pid, "VmHWM") / 1024, 1),
+                "rss_end_mib": round(status_kib(b.proc.pid, "VmRSS") / 1024, 1),
                 "rss_steady_max_mib": round(max(rss_samples, default=0) / 1024, 1),
                 "latency_ms": {d: _quantiles(lat[d]) for d in DIRECTIONS},
                 "other_rate": other_rate,
