@@ -4,11 +4,12 @@ v2/peers/metrics.py)."""
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-__all__ = ["ServiceLimitMetrics", "V2Metrics"]
+__all__ = ["ServiceLimitMetrics", "V2Metrics", "per_registry"]
 
 
 class V2Metrics:
@@ -42,7 +43,17 @@ class V2Metrics:
         self._peer_labels = set(by_direction_protocol)
 
 
-_LIMIT_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, ServiceLimitMetrics] = weakref.WeakKeyDictionary()
+_M = TypeVar("_M")
+_PER_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, dict[object, object]] = weakref.WeakKeyDictionary()
+
+
+def per_registry(make: Callable[[CollectorRegistry], _M], registry: CollectorRegistry) -> _M:
+    """The one metrics set ``make`` builds on ``registry``: several components count into one set,
+    and prometheus_client refuses a name registered twice on a registry."""
+    sets = _PER_REGISTRY.setdefault(registry, {})
+    if make not in sets:
+        sets[make] = make(registry)
+    return cast(_M, sets[make])
 
 
 class ServiceLimitMetrics:
@@ -60,7 +71,4 @@ class ServiceLimitMetrics:
 
     @classmethod
     def of(cls, registry: CollectorRegistry) -> ServiceLimitMetrics:
-        m = _LIMIT_METRICS.get(registry)
-        if m is None:
-            m = _LIMIT_METRICS[registry] = cls(registry)
-        return m
+        return per_registry(cls, registry)

@@ -7,14 +7,11 @@ registry, so :meth:`PeerMetrics.of` hands out a single instance per ``CollectorR
 
 from __future__ import annotations
 
-import weakref
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from v2.metrics import per_registry
+
 __all__ = ["PeerMetrics"]
-
-_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, PeerMetrics] = weakref.WeakKeyDictionary()
-
 
 class PeerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -53,7 +50,4 @@ class PeerMetrics:
 
     @classmethod
     def of(cls, registry: CollectorRegistry) -> PeerMetrics:
-        m = _BY_REGISTRY.get(registry)
-        if m is None:
-            m = _BY_REGISTRY[registry] = cls(registry)
-        return m
+        return per_registry(cls, registry)
